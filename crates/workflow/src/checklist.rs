@@ -1,0 +1,237 @@
+//! The pre-deployment checklist: every item and where its tick comes from.
+//!
+//! An item is ticked only from a source: an agent action that verified it,
+//! an attestation (in the request or in configuration), or an agent finding
+//! that it does not apply. An item with no source stays unticked and says so.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::MigrationKind;
+
+/// The items of the seed's pre-deployment checklist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemKey {
+    AllTestsPassing,
+    CodeReviewApproved,
+    SecurityReviewApproved,
+    NoCriticalVulnerabilities,
+    EnvironmentVariablesUpdated,
+    FeatureFlagsConfigured,
+    SecretsRotated,
+    MigrationsTested,
+    RollbackMigrationReady,
+    BackupVerified,
+    NoBreakingDependencyChanges,
+    ApiContractsVerified,
+    ChangelogUpdated,
+    ReleaseNotesPrepared,
+    RunbookUpdated,
+}
+
+impl ItemKey {
+    pub const ALL: [ItemKey; 15] = [
+        ItemKey::AllTestsPassing,
+        ItemKey::CodeReviewApproved,
+        ItemKey::SecurityReviewApproved,
+        ItemKey::NoCriticalVulnerabilities,
+        ItemKey::EnvironmentVariablesUpdated,
+        ItemKey::FeatureFlagsConfigured,
+        ItemKey::SecretsRotated,
+        ItemKey::MigrationsTested,
+        ItemKey::RollbackMigrationReady,
+        ItemKey::BackupVerified,
+        ItemKey::NoBreakingDependencyChanges,
+        ItemKey::ApiContractsVerified,
+        ItemKey::ChangelogUpdated,
+        ItemKey::ReleaseNotesPrepared,
+        ItemKey::RunbookUpdated,
+    ];
+
+    /// The seed's section and wording of the item.
+    pub fn section_and_title(self) -> (&'static str, &'static str) {
+        match self {
+            ItemKey::AllTestsPassing => ("Code", "All tests passing"),
+            ItemKey::CodeReviewApproved => ("Code", "Code review approved"),
+            ItemKey::SecurityReviewApproved => ("Code", "Security review approved"),
+            ItemKey::NoCriticalVulnerabilities => ("Code", "No critical vulnerabilities"),
+            ItemKey::EnvironmentVariablesUpdated => ("Configuration", "Environment variables updated"),
+            ItemKey::FeatureFlagsConfigured => ("Configuration", "Feature flags configured"),
+            ItemKey::SecretsRotated => ("Configuration", "Secrets rotated (if needed)"),
+            ItemKey::MigrationsTested => ("Database", "Migrations tested"),
+            ItemKey::RollbackMigrationReady => ("Database", "Rollback migration ready"),
+            ItemKey::BackupVerified => ("Database", "Backup verified"),
+            ItemKey::NoBreakingDependencyChanges => ("Dependencies", "No breaking changes in dependencies"),
+            ItemKey::ApiContractsVerified => ("Dependencies", "API contracts verified"),
+            ItemKey::ChangelogUpdated => ("Documentation", "Changelog updated"),
+            ItemKey::ReleaseNotesPrepared => ("Documentation", "Release notes prepared"),
+            ItemKey::RunbookUpdated => ("Documentation", "Runbook updated"),
+        }
+    }
+}
+
+/// Where an item's state comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Source {
+    /// An agent action checked it and it holds.
+    Verified { by: String },
+    /// An agent action checked it and it does not hold.
+    Failed { by: String, detail: String },
+    /// A person attested it, in the request or in configuration.
+    Attested { by: String },
+    /// An agent found it does not apply to this release.
+    NotApplicable { why: String },
+    /// Nothing verified or attested it.
+    Missing,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub key: ItemKey,
+    pub ticked: bool,
+    pub required: bool,
+    pub source: Source,
+}
+
+/// What DevOps found while preparing a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrepareReport {
+    pub tests_passed: bool,
+    pub build_succeeded: bool,
+    pub artifact: String,
+    pub migrations: MigrationKind,
+    pub migrations_tested: bool,
+    pub environment_updated: bool,
+    pub backup_verified: bool,
+    /// Production instances of the service, from its deployment configuration.
+    pub instances: u32,
+}
+
+impl PrepareReport {
+    pub fn ok(&self) -> bool {
+        self.tests_passed && self.build_succeeded && (self.migrations == MigrationKind::None || self.migrations_tested)
+    }
+}
+
+/// What Security found while reviewing a release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanReport {
+    pub critical_vulnerabilities: u32,
+    pub findings: Vec<String>,
+}
+
+/// Builds the checklist from the agents' reports and the attestations.
+pub fn build(
+    prepare: Option<&PrepareReport>,
+    scan: Option<&ScanReport>,
+    attested_in_request: &[ItemKey],
+    attested_in_config: &[ItemKey],
+    required: &[ItemKey],
+) -> Vec<Item> {
+    ItemKey::ALL
+        .iter()
+        .map(|&key| {
+            let verified = |ok: bool, by: &str, detail: &str| {
+                if ok {
+                    Source::Verified { by: by.to_string() }
+                } else {
+                    Source::Failed { by: by.to_string(), detail: detail.to_string() }
+                }
+            };
+            let from_agents = match (key, prepare, scan) {
+                (ItemKey::AllTestsPassing, Some(p), _) => Some(verified(p.tests_passed, "DevOps: test run", "tests failed")),
+                (ItemKey::EnvironmentVariablesUpdated, Some(p), _) => {
+                    Some(verified(p.environment_updated, "DevOps: configuration update", "not updated"))
+                }
+                (ItemKey::MigrationsTested, Some(p), _) => Some(match p.migrations {
+                    MigrationKind::None => Source::NotApplicable { why: "no migrations".into() },
+                    _ => verified(p.migrations_tested, "DevOps: migration dry run", "migration dry run failed"),
+                }),
+                (ItemKey::RollbackMigrationReady, Some(p), _) => Some(match p.migrations {
+                    MigrationKind::None => Source::NotApplicable { why: "no migrations".into() },
+                    MigrationKind::Reversible => Source::Verified { by: "DevOps: down migration present".into() },
+                    MigrationKind::Irreversible => Source::Failed {
+                        by: "DevOps: migration analysis".into(),
+                        detail: "migration is irreversible".into(),
+                    },
+                }),
+                (ItemKey::BackupVerified, Some(p), _) => Some(verified(p.backup_verified, "DevOps: backup restore test", "backup could not be verified")),
+                (ItemKey::NoCriticalVulnerabilities, _, Some(s)) => Some(verified(
+                    s.critical_vulnerabilities == 0,
+                    "Security: vulnerability scan",
+                    &format!("{} critical vulnerabilities", s.critical_vulnerabilities),
+                )),
+                (ItemKey::SecurityReviewApproved, _, Some(s)) => Some(verified(
+                    s.critical_vulnerabilities == 0,
+                    "Security: review of scan results",
+                    "review found blocking findings",
+                )),
+                _ => None,
+            };
+            let source = match from_agents {
+                Some(s) => s,
+                None if attested_in_request.contains(&key) => Source::Attested { by: "request".into() },
+                None if attested_in_config.contains(&key) => Source::Attested { by: "configuration".into() },
+                None => Source::Missing,
+            };
+            let ticked = matches!(source, Source::Verified { .. } | Source::Attested { .. } | Source::NotApplicable { .. });
+            Item { key, ticked, required: required.contains(&key), source }
+        })
+        .collect()
+}
+
+/// The required items that are not ticked.
+pub fn blocking(items: &[Item]) -> Vec<ItemKey> {
+    items.iter().filter(|i| i.required && !i.ticked).map(|i| i.key).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> PrepareReport {
+        PrepareReport {
+            tests_passed: true,
+            build_succeeded: true,
+            artifact: "checkout-2.4.1.tar".into(),
+            migrations: MigrationKind::Reversible,
+            migrations_tested: true,
+            environment_updated: true,
+            backup_verified: true,
+            instances: 4,
+        }
+    }
+
+    #[test]
+    fn nothing_is_ticked_without_a_source() {
+        let items = build(None, None, &[], &[], &[ItemKey::AllTestsPassing]);
+        assert!(items.iter().all(|i| !i.ticked && i.source == Source::Missing));
+        assert_eq!(blocking(&items), vec![ItemKey::AllTestsPassing]);
+    }
+
+    #[test]
+    fn agent_results_and_attestations_tick_items() {
+        let scan = ScanReport { critical_vulnerabilities: 0, findings: vec![] };
+        let items = build(Some(&report()), Some(&scan), &[ItemKey::CodeReviewApproved], &[ItemKey::RunbookUpdated], &[ItemKey::AllTestsPassing]);
+        let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
+        assert!(matches!(get(ItemKey::AllTestsPassing).source, Source::Verified { .. }));
+        assert_eq!(get(ItemKey::CodeReviewApproved).source, Source::Attested { by: "request".into() });
+        assert_eq!(get(ItemKey::RunbookUpdated).source, Source::Attested { by: "configuration".into() });
+        assert!(!get(ItemKey::ChangelogUpdated).ticked);
+        assert!(get(ItemKey::RollbackMigrationReady).ticked);
+        assert!(blocking(&items).is_empty());
+    }
+
+    #[test]
+    fn a_failed_verification_cannot_be_attested_away() {
+        let mut r = report();
+        r.tests_passed = false;
+        r.migrations = MigrationKind::Irreversible;
+        let items = build(Some(&r), None, &[ItemKey::AllTestsPassing], &[], &[ItemKey::AllTestsPassing]);
+        let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
+        assert!(!get(ItemKey::AllTestsPassing).ticked);
+        assert!(!get(ItemKey::RollbackMigrationReady).ticked);
+        assert_eq!(blocking(&items), vec![ItemKey::AllTestsPassing]);
+    }
+}

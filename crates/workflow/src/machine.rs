@@ -1,0 +1,1211 @@
+//! The deployment state machine: one deployment's whole workflow as a pure
+//! function of `now` and an [`Event`], returning the [`Fact`]s to record and
+//! the [`Effect`]s to carry out.
+//!
+//! The Coordinator actor owns one machine per deployment; agents' results
+//! come back as events. Only this machine changes a deployment's stage, and
+//! every stage change goes through [`transitions::check`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::approval::{self, Advice};
+use crate::checklist::{self, PrepareReport, ScanReport};
+use crate::record::{
+    Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
+    StagingReport, StepEntry, SuiteResult, ValidationReport,
+};
+use crate::report;
+use crate::settings::{CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule};
+use crate::strategy::{self, Colour, DeployStep};
+use crate::thresholds::{self, AlertAction, Metric, MetricSample};
+use crate::transitions::{self, IllegalTransition};
+use crate::types::{
+    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
+    ServiceName, Stage, Status, Strategy, Version,
+};
+use crate::windows::Calendar;
+
+/// What production looks like when a deployment is submitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Production {
+    pub current_version: Option<Version>,
+    pub previous_version: Option<Version>,
+    pub active_colour: Colour,
+}
+
+/// An incident reported while a release is watched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incident {
+    pub kind: IncidentKind,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentKind {
+    SecurityVulnerability,
+    CriticalFunctionalityBroken,
+}
+
+/// One observation of the new version in production.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// `Err` when the metrics source failed or returned nothing.
+    pub metrics: Result<MetricSample, String>,
+    /// Health/smoke check of critical functionality; `Err` when it could not run.
+    pub healthy: Result<bool, String>,
+    pub incidents: Vec<Incident>,
+}
+
+/// What DevOps did to roll back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackOutcome {
+    pub steps: Vec<(String, bool, String)>,
+    pub restored: bool,
+    pub migrations_reverted: bool,
+    pub caches_cleared: bool,
+    pub verified: bool,
+}
+
+/// What DevOps must do to roll back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackPlan {
+    pub restore_version: Option<Version>,
+    pub from_version: Option<Version>,
+    pub strategy: Strategy,
+    pub traffic_percent: u8,
+    pub revert_migrations: bool,
+    pub clear_caches: bool,
+}
+
+/// Work the machine asks for. Each effect's result comes back as an event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Effect {
+    /// DevOps: verify tests, build, prepare migrations, update configuration, verify backup.
+    Prepare,
+    /// Security: scan the release.
+    Scan,
+    /// DevOps: deploy to staging, migrate, verify, smoke-test.
+    DeployStaging,
+    /// QA: run the selected suites in staging.
+    Validate { suites: SuiteSelection },
+    /// Send a notification (through the Manager agent).
+    Notify(NotificationEntry),
+    /// The agent of `role` reviews the approval criteria.
+    Review { role: Role, criteria: Vec<crate::record::CriterionCheck> },
+    /// A person holding `role` is asked to decide before `deadline`.
+    AwaitDecision { role: Role, deadline: DateTime<Utc> },
+    /// DevOps: read the metrics of the current production version.
+    MeasureBaseline,
+    /// DevOps: carry out one production step.
+    Step { index: usize, step: DeployStep },
+    /// DevOps and Security: observe the new version.
+    Observe { minute: u32, traffic_percent: u8 },
+    /// DevOps: roll back.
+    Rollback(RollbackPlan),
+    /// Wake the machine with `Event::Timer(token)` at `at`.
+    Timer { at: DateTime<Utc>, token: u64 },
+    /// The deployment reached a terminal status and nothing is pending.
+    Finished,
+}
+
+/// Inputs to the machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Event {
+    Start,
+    Prepared(Result<PrepareReport, String>),
+    Scanned(Result<ScanReport, String>),
+    Staged(Result<StagingReport, String>),
+    Validated(Result<Vec<SuiteResult>, String>),
+    Notified { id: String, result: Result<(), String> },
+    Reviewed { role: Role, advice: Advice },
+    HumanDecision { role: Role, approve: bool, by: String, reason: String },
+    BaselineMeasured(Result<MetricSample, String>),
+    StepDone { index: usize, result: Result<(), String> },
+    Observed(Observation),
+    RolledBack(RollbackOutcome),
+    Timer(u64),
+    ManualRollback { by: String, reason: String },
+    Cancel { by: String, reason: String },
+    /// The coordinator found this was the Nth consecutive failure of the service.
+    RepeatedFailures { count: u32 },
+}
+
+/// Result of handling one event.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Output {
+    pub facts: Vec<Fact>,
+    pub effects: Vec<Effect>,
+    /// Set when a command (decision, cancel, manual rollback) was refused.
+    pub refusal: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum RoleState {
+    Reviewing,
+    AwaitingHuman { deadline: DateTime<Utc> },
+    Granted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum TimerPurpose {
+    ApprovalDeadline(Role),
+    Window,
+    Observe,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum Phase {
+    New,
+    Preparing { prepare: Option<PrepareReport>, scan: Option<ScanReport> },
+    Staging,
+    Validating,
+    Approving { notified: bool, roles: BTreeMap<Role, RoleState> },
+    WaitingForWindow,
+    Baseline,
+    Deploying { steps: Vec<DeployStep>, index: usize, step_running: bool },
+    /// Canary analysis after step `index`, started at `since`.
+    Analysing { steps: Vec<DeployStep>, index: usize, since: DateTime<Utc> },
+    Monitoring { since: DateTime<Utc> },
+    RollingBack,
+    Done,
+}
+
+/// Running state of metric watching, shared by canary analysis and MONITOR.
+#[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
+struct Watch {
+    inconclusive: u32,
+    breaches: BTreeMap<Metric, u32>,
+    levels: BTreeMap<Metric, AlertAction>,
+    escalated: BTreeSet<EscalationReason>,
+    last: Option<MetricSample>,
+    last_healthy: Option<bool>,
+    checkpoints_done: usize,
+    observing: bool,
+}
+
+/// One deployment's workflow.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    settings: std::sync::Arc<Settings>,
+    policy: TypePolicy,
+    record: Record,
+    stage: Option<Stage>,
+    phase: Phase,
+    production: Production,
+    prepare: Option<PrepareReport>,
+    deploy_started: Option<DateTime<Utc>>,
+    traffic: u8,
+    migrations_applied: Option<MigrationKind>,
+    baseline: Option<MetricSample>,
+    watch: Watch,
+    timers: BTreeMap<u64, TimerPurpose>,
+    next_token: u64,
+    pending_notifications: BTreeMap<String, NotificationEntry>,
+    notification_seq: u32,
+    finished_sent: bool,
+    held: Option<String>,
+    attest: Vec<checklist::ItemKey>,
+}
+
+/// Why a request cannot be submitted at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SubmitError {
+    #[error("scheduled_for is required for a scheduled deployment")]
+    MissingSchedule,
+    #[error("scheduled_for is only allowed for a scheduled deployment")]
+    UnexpectedSchedule,
+    #[error("version is required for a {0} deployment")]
+    MissingVersion(DeploymentType),
+    #[error("a rollback needs a version to restore and no previous version of {0} is known")]
+    NothingToRestore(ServiceName),
+}
+
+impl Machine {
+    /// Validates a request against `production` and opens its record.
+    /// A scheduled request outside every allowed window opens as `rejected`.
+    pub fn submit(
+        id: DeploymentId,
+        now: DateTime<Utc>,
+        request: Request,
+        production: Production,
+        settings: std::sync::Arc<Settings>,
+        held: Option<String>,
+    ) -> Result<(Machine, Output), SubmitError> {
+        let policy = settings.types.get(request.kind).clone();
+        match (request.kind, request.scheduled_for) {
+            (DeploymentType::Scheduled, None) => return Err(SubmitError::MissingSchedule),
+            (DeploymentType::Scheduled, Some(_)) => {}
+            (_, Some(_)) => return Err(SubmitError::UnexpectedSchedule),
+            _ => {}
+        }
+        let target = match request.kind {
+            DeploymentType::Rollback => match request.version.clone().or_else(|| production.previous_version.clone()) {
+                Some(v) => Some(v),
+                None => return Err(SubmitError::NothingToRestore(request.service.clone())),
+            },
+            kind => match request.version.clone() {
+                Some(v) => Some(v),
+                None => return Err(SubmitError::MissingVersion(kind)),
+            },
+        };
+        let strategy = request.strategy.unwrap_or(settings.defaults.strategy);
+        let attest = request.attest.clone();
+        let submitted = Fact::Submitted {
+            id,
+            at: now,
+            request,
+            strategy,
+            previous_version: production.current_version.clone(),
+            production_version: production.current_version.clone(),
+            target_version: target,
+        };
+        let record = Record::open(&submitted).expect("a Submitted fact opens a record");
+        let mut m = Machine {
+            settings,
+            policy,
+            record,
+            stage: None,
+            phase: Phase::New,
+            production,
+            prepare: None,
+            deploy_started: None,
+            traffic: 0,
+            migrations_applied: None,
+            baseline: None,
+            watch: Watch::default(),
+            timers: BTreeMap::new(),
+            next_token: 1,
+            pending_notifications: BTreeMap::new(),
+            notification_seq: 0,
+            finished_sent: false,
+            held,
+            attest,
+        };
+        let mut out = Output { facts: vec![submitted], ..Output::default() };
+        m.emit(&mut out, Fact::Status { at: now, status: Status::Queued, note: String::new() });
+        Ok((m, out))
+    }
+
+    pub fn id(&self) -> DeploymentId {
+        self.record.id
+    }
+    pub fn record(&self) -> &Record {
+        &self.record
+    }
+    pub fn stage(&self) -> Option<Stage> {
+        self.stage
+    }
+    pub fn status(&self) -> Status {
+        self.record.status
+    }
+    pub fn is_finished(&self) -> bool {
+        self.finished_sent
+    }
+    /// Whether the deployment has started changing production.
+    pub fn in_production(&self) -> bool {
+        matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor)) && !self.record.status.is_terminal()
+    }
+
+    /// The record with its Markdown rendered.
+    pub fn rendered_record(&self) -> Record {
+        let mut r = self.record.clone();
+        r.markdown = report::deployment_record(&r, &self.settings);
+        r
+    }
+
+    fn emit(&mut self, out: &mut Output, fact: Fact) {
+        self.record.apply(&fact);
+        out.facts.push(fact);
+    }
+
+    fn timer(&mut self, out: &mut Output, at: DateTime<Utc>, purpose: TimerPurpose) {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.timers.insert(token, purpose);
+        out.effects.push(Effect::Timer { at, token });
+    }
+
+    fn enter(&mut self, out: &mut Output, now: DateTime<Utc>, stage: Stage) -> Result<(), IllegalTransition> {
+        transitions::check(&self.policy.stages, self.stage, stage)?;
+        self.stage = Some(stage);
+        self.emit(out, Fact::StageStarted { at: now, stage });
+        Ok(())
+    }
+
+    fn finish_stage(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: Outcome, note: impl Into<String>) {
+        if let Some(stage) = self.stage {
+            let open = self.record.stages.iter().any(|e| e.stage == stage && e.outcome.is_none());
+            if open {
+                self.emit(out, Fact::StageFinished { at: now, stage, outcome, note: note.into() });
+            }
+        }
+    }
+
+    /// The stage after the current one in this type's list.
+    fn next_stage(&self) -> Option<Stage> {
+        let stages = &self.policy.stages;
+        match self.stage {
+            None => stages.first().copied(),
+            Some(s) => stages.iter().position(|x| *x == s).and_then(|p| stages.get(p + 1)).copied(),
+        }
+    }
+
+    fn set_status(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
+        if self.record.status != status {
+            self.emit(out, Fact::Status { at: now, status, note: note.into() });
+        }
+    }
+
+    fn end(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
+        self.timers.clear();
+        self.phase = Phase::Done;
+        self.set_status(out, now, status, note);
+        self.maybe_finished(out);
+    }
+
+    fn maybe_finished(&mut self, out: &mut Output) {
+        if self.record.status.is_terminal() && self.pending_notifications.is_empty() && !self.finished_sent {
+            self.finished_sent = true;
+            out.effects.push(Effect::Finished);
+        }
+    }
+
+    fn notify(&mut self, out: &mut Output, now: DateTime<Utc>, kind: NotificationKind, subject: String, body: String) {
+        self.notification_seq += 1;
+        let id = format!("{}-n{}", self.record.id, self.notification_seq);
+        let entry = NotificationEntry { id: id.clone(), kind, at: now, subject, body, delivered: false, error: None };
+        self.pending_notifications.insert(id, entry.clone());
+        out.effects.push(Effect::Notify(entry));
+    }
+
+    fn escalate(&mut self, out: &mut Output, now: DateTime<Utc>, reason: EscalationReason, detail: String) {
+        self.emit(out, Fact::Escalation(Escalation { at: now, reason, detail: detail.clone() }));
+        let (subject, body) = report::escalation_message(&self.record, reason, &detail, now, &self.settings);
+        self.notify(out, now, NotificationKind::Escalation, subject, body);
+    }
+
+    /// Handles one event at `now`.
+    pub fn handle(&mut self, now: DateTime<Utc>, event: Event) -> Result<Output, IllegalTransition> {
+        let mut out = Output::default();
+        self.step(&mut out, now, event)?;
+        Ok(out)
+    }
+
+    fn step(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+        // Events that do not depend on the phase.
+        match event {
+            Event::Notified { id, result } => {
+                if let Some(mut entry) = self.pending_notifications.remove(&id) {
+                    entry.delivered = result.is_ok();
+                    entry.error = result.err();
+                    let kind = entry.kind;
+                    self.emit(out, Fact::Notification(entry));
+                    if kind == NotificationKind::PreDeployment {
+                        if let Phase::Approving { notified, .. } = &mut self.phase {
+                            *notified = true;
+                            return self.request_reviews(out, now);
+                        }
+                    }
+                }
+                self.maybe_finished(out);
+                return Ok(());
+            }
+            Event::RepeatedFailures { count } => {
+                if self.record.status.is_terminal() {
+                    self.finished_sent = false;
+                    self.escalate(
+                        out,
+                        now,
+                        EscalationReason::RepeatedFailures,
+                        format!(
+                            "{count} consecutive deployments of {} failed; further standard deployments are held until acknowledged",
+                            self.record.service
+                        ),
+                    );
+                    self.maybe_finished(out);
+                }
+                return Ok(());
+            }
+            Event::Cancel { by, reason } => {
+                if self.record.status.is_terminal() || matches!(self.stage, Some(Stage::Deploy | Stage::Monitor | Stage::Rollback)) {
+                    out.refusal = Some(format!(
+                        "deployment {} cannot be cancelled once production is being changed or it has ended; request a rollback instead",
+                        self.record.id
+                    ));
+                    return Ok(());
+                }
+                self.finish_stage(out, now, Outcome::Skipped, format!("cancelled by {by}"));
+                self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
+                return Ok(());
+            }
+            Event::ManualRollback { by, reason } => {
+                if !self.in_production() {
+                    out.refusal = Some(format!("deployment {} is not in production; nothing to roll back", self.record.id));
+                    return Ok(());
+                }
+                return self.trigger_rollback(out, now, RollbackTrigger::Manual, format!("requested by {by}: {reason}"));
+            }
+            Event::Timer(token) => {
+                let Some(purpose) = self.timers.remove(&token) else { return Ok(()) };
+                return self.on_timer(out, now, purpose);
+            }
+            _ => {}
+        }
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        match (phase, event) {
+            (Phase::New, Event::Start) => {
+                if let Some(detail) = self.held.take() {
+                    if matches!(self.record.kind, DeploymentType::Standard | DeploymentType::Scheduled) {
+                        self.escalate(out, now, EscalationReason::RepeatedFailures, detail);
+                        self.end(out, now, Status::Escalated, "Held: the service has repeated failures awaiting acknowledgement");
+                        return Ok(());
+                    }
+                }
+                if self.policy.windows == WindowRule::Scheduled {
+                    let at = self.record.scheduled_for.expect("checked at submission");
+                    if let Err(why) = Calendar::new(&self.settings.windows).check(at) {
+                        self.emit(out, Fact::Issue { at: now, issue: format!("scheduled_for {at} refused: {why}") });
+                        self.end(out, now, Status::Rejected, "Submission refused: scheduled time is outside the allowed windows");
+                        return Ok(());
+                    }
+                }
+                self.set_status(out, now, Status::InProgress, "");
+                self.advance(out, now)
+            }
+            (Phase::Preparing { prepare: _, scan }, Event::Prepared(result)) => match result {
+                Ok(report) => {
+                    self.emit(out, Fact::Prepared { at: now, report: report.clone() });
+                    self.prepare = Some(report.clone());
+                    self.after_prepare_part(out, now, Some(report), scan)
+                }
+                Err(e) => self.stage_failed(out, now, format!("DevOps could not prepare the release: {e}")),
+            },
+            (Phase::Preparing { prepare, scan: _ }, Event::Scanned(result)) => match result {
+                Ok(report) => {
+                    self.emit(out, Fact::Scanned { at: now, report: report.clone() });
+                    self.after_prepare_part(out, now, prepare, Some(report))
+                }
+                Err(e) => self.stage_failed(out, now, format!("Security scan could not run: {e}")),
+            },
+            (Phase::Staging, Event::Staged(result)) => match result {
+                Ok(report) => {
+                    let ok = report.ok();
+                    self.emit(out, Fact::Staged { at: now, report: report.clone() });
+                    if ok {
+                        self.finish_stage(out, now, Outcome::Passed, "staging deployed and verified");
+                        self.advance(out, now)
+                    } else {
+                        self.stage_failed(out, now, staging_failure(&report))
+                    }
+                }
+                Err(e) => self.stage_failed(out, now, format!("staging deployment failed: {e}")),
+            },
+            (Phase::Validating, Event::Validated(result)) => match result {
+                Ok(suites) => {
+                    let report = ValidationReport::from_suites(suites, &self.record.changes);
+                    let ready = report.recommendation == crate::record::Recommendation::Ready;
+                    let issues = report.issues.join("; ");
+                    self.emit(out, Fact::Validated { at: now, report });
+                    if ready {
+                        self.finish_stage(out, now, Outcome::Passed, "ready for production");
+                        self.advance(out, now)
+                    } else {
+                        self.stage_failed(out, now, format!("needs fixes before production: {issues}"))
+                    }
+                }
+                Err(e) => self.stage_failed(out, now, format!("QA could not run the suites: {e}")),
+            },
+            (Phase::Approving { notified, mut roles }, Event::Reviewed { role, advice }) => {
+                if roles.get(&role) != Some(&RoleState::Reviewing) {
+                    self.phase = Phase::Approving { notified, roles };
+                    return Ok(());
+                }
+                let criteria = approval::criteria(&self.record, &self.policy.approvers);
+                match advice {
+                    Advice::Grant { by, reason } => {
+                        self.emit(out, Fact::Approval(Approval { role, decision: Decision::Granted, by, at: now, reason, criteria }));
+                        roles.insert(role, RoleState::Granted);
+                    }
+                    Advice::Deny { by, reason } => {
+                        self.emit(out, Fact::Approval(Approval { role, decision: Decision::Denied, by, at: now, reason: reason.clone(), criteria }));
+                        return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
+                    }
+                    Advice::AskHuman => {
+                        let minutes = self.settings.agents.get(role).approval_timeout_minutes;
+                        let deadline = now + Duration::minutes(minutes as i64);
+                        roles.insert(role, RoleState::AwaitingHuman { deadline });
+                        self.emit(out, Fact::Note { at: now, event: format!("Approval ({role}) requested from a person; deadline {}", deadline.to_rfc3339()) });
+                        out.effects.push(Effect::AwaitDecision { role, deadline });
+                        self.timer(out, deadline, TimerPurpose::ApprovalDeadline(role));
+                        self.set_status(out, now, Status::AwaitingApproval, "");
+                    }
+                }
+                self.phase = Phase::Approving { notified, roles };
+                self.after_review(out, now)
+            }
+            (Phase::Approving { notified, mut roles }, Event::HumanDecision { role, approve, by, reason }) => {
+                let criteria = approval::criteria(&self.record, &self.policy.approvers);
+                if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
+                    out.refusal = Some(format!("no {role} decision is pending for deployment {}", self.record.id));
+                    self.phase = Phase::Approving { notified, roles };
+                    return Ok(());
+                }
+                if let Err(why) = approval::may_decide(&self.record, role, &by) {
+                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Refused, by, at: now, reason: why.clone(), criteria }));
+                    out.refusal = Some(why);
+                    self.phase = Phase::Approving { notified, roles };
+                    return Ok(());
+                }
+                self.timers.retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
+                if approve {
+                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Granted, by, at: now, reason, criteria }));
+                    roles.insert(role, RoleState::Granted);
+                    self.phase = Phase::Approving { notified, roles };
+                    self.after_review(out, now)
+                } else {
+                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Denied, by: by.clone(), at: now, reason: reason.clone(), criteria }));
+                    self.rejected(out, now, format!("{by} ({role}) rejected: {reason}"))
+                }
+            }
+            (Phase::Baseline, Event::BaselineMeasured(result)) => match result {
+                Ok(sample) => {
+                    self.emit(out, Fact::Baseline { at: now, sample: Some(sample), error: None });
+                    self.baseline = Some(sample);
+                    self.watch.inconclusive = 0;
+                    let steps = strategy::plan(
+                        self.record.strategy,
+                        &self.settings.strategies,
+                        self.prepare.as_ref().map(|p| p.instances).unwrap_or(1),
+                        self.prepare.as_ref().map(|p| p.migrations).unwrap_or(MigrationKind::None),
+                        self.production.active_colour,
+                    );
+                    self.run_step(out, now, steps, 0)
+                }
+                Err(e) => {
+                    self.emit(out, Fact::Baseline { at: now, sample: None, error: Some(e.clone()) });
+                    self.phase = Phase::Baseline;
+                    self.inconclusive(out, now, e, true)
+                }
+            },
+            (Phase::Deploying { steps, index, .. }, Event::StepDone { index: done, result }) if done == index => {
+                let step = steps[index].clone();
+                match result {
+                    Ok(()) => {
+                        self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok: true, detail: String::new() }));
+                        if let DeployStep::RunMigrations { kind } = step {
+                            self.migrations_applied = Some(kind);
+                        }
+                        if let Some(p) = step.traffic_after() {
+                            self.traffic = p;
+                        }
+                        if matches!(step, DeployStep::CanaryWeight { percent } if percent < 100) {
+                            self.phase = Phase::Analysing { steps, index, since: now };
+                            self.emit(out, Fact::Note { at: now, event: format!("Canary analysis at {}% for {} min", self.traffic, self.settings.strategies.canary.analysis_minutes) });
+                            let at = now + self.interval();
+                            self.timer(out, at, TimerPurpose::Observe);
+                            return Ok(());
+                        }
+                        self.run_step(out, now, steps, index + 1)
+                    }
+                    Err(e) => {
+                        self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok: false, detail: e.clone() }));
+                        let trigger = match step {
+                            DeployStep::HealthCheckColour { .. } | DeployStep::CanaryWeight { .. } | DeployStep::UpdateInstances { .. } => {
+                                RollbackTrigger::CriticalFunctionalityBroken
+                            }
+                            _ => RollbackTrigger::DeploymentFailed,
+                        };
+                        self.phase = Phase::Deploying { steps, index, step_running: false };
+                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.describe()))
+                    }
+                }
+            }
+            (Phase::Monitoring { since }, Event::StepDone { result, .. }) => {
+                // The decommission step of blue-green, after monitoring passed.
+                let colour = self.production.active_colour;
+                let step = DeployStep::Decommission { colour };
+                let (ok, detail) = match &result {
+                    Ok(()) => (true, String::new()),
+                    Err(e) => (false, e.clone()),
+                };
+                self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok, detail: detail.clone() }));
+                if !ok {
+                    self.emit(out, Fact::Issue { at: now, issue: format!("old environment not decommissioned: {detail}") });
+                }
+                self.phase = Phase::Monitoring { since };
+                self.complete(out, now)
+            }
+            (phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }), Event::Observed(obs)) => {
+                self.phase = phase;
+                self.watch.observing = false;
+                self.observed(out, now, obs)
+            }
+            (Phase::RollingBack, Event::RolledBack(outcome)) => self.rolled_back(out, now, outcome),
+            (phase, _event) => {
+                // A late or duplicate result (e.g. an agent answering after the
+                // deployment ended) changes nothing.
+                self.phase = phase;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Machine {
+    fn interval(&self) -> Duration {
+        Duration::minutes(self.settings.monitoring.sample_interval_minutes as i64)
+    }
+
+    fn minute(&self, now: DateTime<Utc>) -> u32 {
+        self.deploy_started.map(|s| (now - s).num_minutes().max(0) as u32).unwrap_or(0)
+    }
+
+    /// Moves to the next stage of this type, or completes.
+    fn advance(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        let Some(next) = self.next_stage() else {
+            return self.complete(out, now);
+        };
+        match next {
+            Stage::Prepare => {
+                self.enter(out, now, Stage::Prepare)?;
+                self.phase = Phase::Preparing { prepare: None, scan: None };
+                out.effects.push(Effect::Prepare);
+                out.effects.push(Effect::Scan);
+            }
+            Stage::Staging => {
+                self.enter(out, now, Stage::Staging)?;
+                self.phase = Phase::Staging;
+                out.effects.push(Effect::DeployStaging);
+            }
+            Stage::Validate => {
+                self.enter(out, now, Stage::Validate)?;
+                self.phase = Phase::Validating;
+                out.effects.push(Effect::Validate { suites: self.policy.qa_suites });
+            }
+            Stage::Approve => {
+                self.enter(out, now, Stage::Approve)?;
+                let roles = self.policy.approvers.iter().map(|r| (*r, RoleState::Reviewing)).collect();
+                if self.record.kind == DeploymentType::Rollback {
+                    // An immediate rollback does not wait for stakeholder notice.
+                    self.phase = Phase::Approving { notified: true, roles };
+                    return self.request_reviews(out, now);
+                }
+                self.phase = Phase::Approving { notified: false, roles };
+                let planned = self.planned_deploy_time(now);
+                let (subject, body) = report::pre_deployment_message(&self.record, planned, &self.settings);
+                self.notify(out, now, NotificationKind::PreDeployment, subject, body);
+            }
+            Stage::Deploy => return self.wait_for_window(out, now),
+            Stage::Monitor => {
+                self.enter(out, now, Stage::Monitor)?;
+                self.phase = Phase::Monitoring { since: now };
+                self.watch.checkpoints_done = 0;
+                let at = now + self.interval();
+                self.timer(out, at, TimerPurpose::Observe);
+            }
+            Stage::Rollback => {
+                // A rollback-type deployment: restore the target version.
+                self.enter(out, now, Stage::Rollback)?;
+                let reason = format!("rollback of {} requested by {}", self.record.service, self.record.submitted_by);
+                self.emit(out, Fact::RollbackStarted { at: now, trigger: RollbackTrigger::Manual, reason });
+                self.phase = Phase::RollingBack;
+                out.effects.push(Effect::Rollback(RollbackPlan {
+                    restore_version: self.record.version.clone(),
+                    from_version: self.production.current_version.clone(),
+                    strategy: self.record.strategy,
+                    traffic_percent: 100,
+                    revert_migrations: false,
+                    clear_caches: self.settings.rollback.clear_caches,
+                }));
+            }
+        }
+        Ok(())
+    }
+
+    fn planned_deploy_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self.policy.windows {
+            WindowRule::Bypass => now,
+            WindowRule::Scheduled => self.record.scheduled_for.unwrap_or(now).max(now),
+            WindowRule::Wait => Calendar::new(&self.settings.windows).next_allowed(now).unwrap_or(now),
+        }
+    }
+
+    fn after_prepare_part(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        prepare: Option<PrepareReport>,
+        scan: Option<ScanReport>,
+    ) -> Result<(), IllegalTransition> {
+        match (prepare, scan) {
+            (Some(p), Some(s)) => {
+                let items = checklist::build(
+                    Some(&p),
+                    Some(&s),
+                    &self.attest,
+                    &self.settings.checklist.attested,
+                    &self.settings.checklist.required,
+                );
+                self.emit(out, Fact::Checklist { items });
+                if !p.ok() {
+                    let mut why = vec![];
+                    if !p.tests_passed {
+                        why.push("tests failed");
+                    }
+                    if !p.build_succeeded {
+                        why.push("build failed");
+                    }
+                    if p.migrations != MigrationKind::None && !p.migrations_tested {
+                        why.push("migration dry run failed");
+                    }
+                    return self.stage_failed(out, now, why.join(", "));
+                }
+                self.finish_stage(out, now, Outcome::Passed, "artifacts ready, checklist created");
+                self.advance(out, now)
+            }
+            (prepare, scan) => {
+                self.phase = Phase::Preparing { prepare, scan };
+                Ok(())
+            }
+        }
+    }
+
+    fn stage_failed(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
+        self.emit(out, Fact::Issue { at: now, issue: why.clone() });
+        self.finish_stage(out, now, Outcome::Failed, why);
+        self.end(out, now, Status::Failed, "Deployment failed");
+        Ok(())
+    }
+
+    fn rejected(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
+        self.emit(out, Fact::Issue { at: now, issue: why.clone() });
+        self.finish_stage(out, now, Outcome::Failed, why);
+        self.end(out, now, Status::Rejected, "Deployment rejected");
+        Ok(())
+    }
+
+    fn request_reviews(&mut self, out: &mut Output, _now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+        let criteria = approval::criteria(&self.record, &self.policy.approvers);
+        for role in roles.keys() {
+            out.effects.push(Effect::Review { role: *role, criteria: criteria.clone() });
+        }
+        Ok(())
+    }
+
+    fn after_review(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+        if roles.values().all(|s| *s == RoleState::Granted) {
+            self.finish_stage(out, now, Outcome::Passed, "approval granted");
+            self.set_status(out, now, Status::InProgress, "");
+            return self.advance(out, now);
+        }
+        Ok(())
+    }
+
+    fn wait_for_window(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        let settings = self.settings.clone();
+        let calendar = Calendar::new(&settings.windows);
+        let start_at = match self.policy.windows {
+            WindowRule::Bypass => Some(now),
+            WindowRule::Scheduled => {
+                let at = self.record.scheduled_for.unwrap_or(now);
+                if at >= now {
+                    Some(at)
+                } else if calendar.check(now).is_ok() {
+                    Some(now)
+                } else {
+                    self.emit(out, Fact::Note { at: now, event: format!("Scheduled time {} passed before approval; waiting for the next window", at.to_rfc3339()) });
+                    calendar.next_allowed(now)
+                }
+            }
+            WindowRule::Wait => calendar.next_allowed(now),
+        };
+        let Some(at) = start_at else {
+            return self.stage_failed(out, now, "no allowed deployment window in the next 400 days".into());
+        };
+        if at <= now {
+            return self.start_deploy(out, now);
+        }
+        let why = match calendar.check(now) {
+            Err(b) if self.policy.windows == WindowRule::Wait => b.to_string(),
+            _ => "scheduled".to_string(),
+        };
+        self.emit(out, Fact::Note { at: now, event: format!("Waiting for deployment window until {} ({why})", at.to_rfc3339()) });
+        self.set_status(out, now, Status::WaitingForWindow, "");
+        self.phase = Phase::WaitingForWindow;
+        self.timer(out, at, TimerPurpose::Window);
+        Ok(())
+    }
+
+    fn start_deploy(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        if self.policy.windows == WindowRule::Wait {
+            // A freeze or holiday added while waiting still applies.
+            if let Err(b) = Calendar::new(&self.settings.windows).check(now) {
+                self.emit(out, Fact::Note { at: now, event: format!("Window closed again: {b}") });
+                return self.wait_for_window(out, now);
+            }
+        }
+        self.enter(out, now, Stage::Deploy)?;
+        self.set_status(out, now, Status::InProgress, "");
+        self.deploy_started = Some(now);
+        self.emit(out, Fact::DeployStarted { at: now, strategy: self.record.strategy });
+        self.phase = Phase::Baseline;
+        out.effects.push(Effect::MeasureBaseline);
+        Ok(())
+    }
+
+    fn run_step(&mut self, out: &mut Output, now: DateTime<Utc>, steps: Vec<DeployStep>, index: usize) -> Result<(), IllegalTransition> {
+        if index >= steps.len() {
+            self.emit(out, Fact::DeployFinished { at: now });
+            let v = self.record.version.clone();
+            self.emit(out, Fact::ProductionVersion { at: now, version: v.clone(), note: format!("Production deployed: v{}", v.as_ref().map(|v| v.as_str()).unwrap_or("?")) });
+            self.finish_stage(out, now, Outcome::Passed, "all steps completed");
+            return self.advance(out, now);
+        }
+        out.effects.push(Effect::Step { index, step: steps[index].clone() });
+        self.phase = Phase::Deploying { steps, index, step_running: true };
+        Ok(())
+    }
+
+    fn on_timer(&mut self, out: &mut Output, now: DateTime<Utc>, purpose: TimerPurpose) -> Result<(), IllegalTransition> {
+        match purpose {
+            TimerPurpose::Window => {
+                if self.phase == Phase::WaitingForWindow {
+                    return self.start_deploy(out, now);
+                }
+                Ok(())
+            }
+            TimerPurpose::ApprovalDeadline(role) => {
+                let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+                if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
+                    return Ok(());
+                }
+                let criteria = approval::criteria(&self.record, &self.policy.approvers);
+                let minutes = self.settings.agents.get(role).approval_timeout_minutes;
+                self.emit(out, Fact::Approval(Approval {
+                    role,
+                    decision: Decision::TimedOut,
+                    by: format!("{} agent", approval::role_title(role)),
+                    at: now,
+                    reason: format!("no decision within {minutes} minutes"),
+                    criteria,
+                }));
+                self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
+            }
+            TimerPurpose::Observe => {
+                if self.watch.observing {
+                    return Ok(());
+                }
+                match &self.phase {
+                    Phase::Analysing { .. } | Phase::Monitoring { .. } => {
+                        self.watch.observing = true;
+                        out.effects.push(Effect::Observe { minute: self.minute(now), traffic_percent: self.traffic });
+                    }
+                    Phase::Baseline => out.effects.push(Effect::MeasureBaseline),
+                    _ => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// A read that gave no usable data: hold, and escalate after too many in a row.
+    fn inconclusive(&mut self, out: &mut Output, now: DateTime<Utc>, error: String, retry: bool) -> Result<(), IllegalTransition> {
+        self.watch.inconclusive += 1;
+        let limit = self.settings.monitoring.inconclusive_escalate_after;
+        if self.watch.inconclusive >= limit {
+            let stage = self.stage.map(|s| s.title()).unwrap_or("");
+            self.escalate(
+                out,
+                now,
+                EscalationReason::MetricsInconclusive,
+                format!("{limit} consecutive metric reads failed during {stage} (last: {error}); holding traffic at {}%", self.traffic),
+            );
+            self.finish_stage(out, now, Outcome::Failed, "metrics inconclusive");
+            self.end(out, now, Status::Escalated, "Held: metrics inconclusive, waiting for a person");
+            return Ok(());
+        }
+        if retry {
+            let at = now + self.interval();
+            self.timer(out, at, TimerPurpose::Observe);
+        }
+        Ok(())
+    }
+
+    fn observed(&mut self, out: &mut Output, now: DateTime<Utc>, obs: Observation) -> Result<(), IllegalTransition> {
+        let stage = self.stage.unwrap_or(Stage::Monitor);
+        let minute = self.minute(now);
+        self.emit(out, Fact::Sample(SampleEntry {
+            at: now,
+            stage,
+            minute,
+            traffic_percent: self.traffic,
+            sample: obs.metrics.as_ref().ok().copied(),
+            error: obs.metrics.as_ref().err().cloned(),
+        }));
+        // Incidents and broken functionality roll back at once.
+        for incident in &obs.incidents {
+            match incident.kind {
+                IncidentKind::SecurityVulnerability => {
+                    self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
+                    return self.trigger_rollback(out, now, RollbackTrigger::SecurityVulnerability, incident.detail.clone());
+                }
+                IncidentKind::CriticalFunctionalityBroken => {
+                    return self.trigger_rollback(out, now, RollbackTrigger::CriticalFunctionalityBroken, incident.detail.clone());
+                }
+            }
+        }
+        if let Ok(healthy) = obs.healthy {
+            self.watch.last_healthy = Some(healthy);
+            if !healthy {
+                return self.trigger_rollback(out, now, RollbackTrigger::CriticalFunctionalityBroken, "production health check failing".into());
+            }
+        }
+        let sample = match obs.metrics {
+            Ok(s) => s,
+            Err(e) => {
+                self.inconclusive(out, now, e, false)?;
+                if self.phase == Phase::Done {
+                    return Ok(());
+                }
+                return self.after_observation(out, now, false);
+            }
+        };
+        self.watch.inconclusive = 0;
+        self.watch.last = Some(sample);
+        let baseline = self.baseline.unwrap_or(sample);
+        let findings = thresholds::evaluate(&sample, &baseline, &self.settings.thresholds);
+        let mut rollback: Option<(RollbackTrigger, String)> = None;
+        for metric in [Metric::ErrorRate, Metric::LatencyP99, Metric::Cpu, Metric::Memory] {
+            let finding = findings.iter().find(|f| f.metric == metric);
+            match finding {
+                None => {
+                    self.watch.levels.remove(&metric);
+                    self.watch.breaches.remove(&metric);
+                }
+                Some(f) => {
+                    let previous = self.watch.levels.insert(metric, f.action);
+                    if previous != Some(f.action) {
+                        self.emit(out, Fact::Alert(Alert { at: now, stage, metric, value: f.value, threshold: f.threshold, action: f.action }));
+                        let escalation = match metric {
+                            Metric::ErrorRate => Some((EscalationReason::UnexpectedProductionErrors, format!("error rate {} over {}", pct(f.value), pct(f.threshold)))),
+                            Metric::LatencyP99 => Some((EscalationReason::PerformanceDegradation, format!("p99 latency {} ms over {} ms ({}x baseline {} ms)", crate::record::fmt_num(f.value), crate::record::fmt_num(f.threshold), crate::record::fmt_num(f.value / baseline.latency_p99_ms), crate::record::fmt_num(baseline.latency_p99_ms)))),
+                            _ => None,
+                        };
+                        if let Some((reason, detail)) = escalation {
+                            if self.watch.escalated.insert(reason) {
+                                self.escalate(out, now, reason, detail);
+                            }
+                        }
+                    }
+                    if f.action == AlertAction::Rollback {
+                        let n = self.watch.breaches.entry(metric).or_insert(0);
+                        *n += 1;
+                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
+                            rollback = Some(match metric {
+                                Metric::ErrorRate => (RollbackTrigger::ErrorRate, format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold))),
+                                _ => (RollbackTrigger::SeverePerformanceDegradation, format!("p99 latency {} ms exceeds {} ms", crate::record::fmt_num(f.value), crate::record::fmt_num(f.threshold))),
+                            });
+                        }
+                    } else {
+                        self.watch.breaches.remove(&metric);
+                    }
+                }
+            }
+        }
+        if let Some((trigger, reason)) = rollback {
+            return self.trigger_rollback(out, now, trigger, reason);
+        }
+        self.after_observation(out, now, true)
+    }
+
+    /// Checkpoints, then the end of canary analysis or monitoring, or the next sample.
+    fn after_observation(&mut self, out: &mut Output, now: DateTime<Utc>, conclusive: bool) -> Result<(), IllegalTransition> {
+        match self.phase.clone() {
+            Phase::Analysing { steps, index, since } => {
+                let minutes = self.settings.strategies.canary.analysis_minutes as i64;
+                if conclusive && now - since >= Duration::minutes(minutes) {
+                    self.emit(out, Fact::Note { at: now, event: format!("Canary analysis at {}% passed", self.traffic) });
+                    return self.run_step(out, now, steps, index + 1);
+                }
+            }
+            Phase::Monitoring { since } => {
+                let elapsed = (now - since).num_minutes().max(0) as u32;
+                let due: Vec<_> = self
+                    .settings
+                    .monitoring
+                    .checkpoints
+                    .iter()
+                    .filter(|c| c.minute <= self.policy.monitoring_minutes)
+                    .cloned()
+                    .collect();
+                while self.watch.checkpoints_done < due.len() && due[self.watch.checkpoints_done].minute <= elapsed {
+                    let c = due[self.watch.checkpoints_done].clone();
+                    self.watch.checkpoints_done += 1;
+                    let (passed, detail) = self.checkpoint(c.check, conclusive);
+                    self.emit(out, Fact::Checkpoint(CheckpointEntry { minute: c.minute, check: c.check, at: now, passed, detail }));
+                }
+                if conclusive && elapsed >= self.policy.monitoring_minutes {
+                    self.finish_stage(out, now, Outcome::Passed, format!("{} min monitoring complete", self.policy.monitoring_minutes));
+                    if self.record.strategy == Strategy::BlueGreen {
+                        let colour = self.production.active_colour;
+                        out.effects.push(Effect::Step { index: usize::MAX, step: DeployStep::Decommission { colour } });
+                        return Ok(());
+                    }
+                    return self.complete(out, now);
+                }
+                if !conclusive && elapsed >= self.policy.monitoring_minutes {
+                    self.emit(out, Fact::Note { at: now, event: "Monitoring extended: the last metric read was inconclusive".into() });
+                }
+            }
+            _ => return Ok(()),
+        }
+        let at = now + self.interval();
+        self.timer(out, at, TimerPurpose::Observe);
+        Ok(())
+    }
+
+    fn checkpoint(&self, check: CheckpointCheck, conclusive: bool) -> (bool, String) {
+        let t = &self.settings.thresholds;
+        let Some(s) = self.watch.last.filter(|_| conclusive) else {
+            return (false, "metrics unavailable".into());
+        };
+        let base = self.baseline.unwrap_or(s);
+        match check {
+            CheckpointCheck::InitialHealth => match self.watch.last_healthy {
+                Some(true) => (true, "health checks passing".into()),
+                Some(false) => (false, "health checks failing".into()),
+                None => (false, "health not checked".into()),
+            },
+            CheckpointCheck::ErrorRate => (
+                s.error_rate <= t.error_rate_investigate,
+                format!("error rate {} (threshold {})", pct(s.error_rate), pct(t.error_rate_investigate)),
+            ),
+            CheckpointCheck::Performance => (
+                s.latency_p99_ms <= base.latency_p99_ms * t.latency_p99_investigate_factor && s.cpu <= t.cpu_scale && s.memory <= t.memory_scale,
+                format!(
+                    "p99 {} ms (baseline {} ms), CPU {}, memory {}",
+                    crate::record::fmt_num(s.latency_p99_ms),
+                    crate::record::fmt_num(base.latency_p99_ms),
+                    pct(s.cpu),
+                    pct(s.memory)
+                ),
+            ),
+            CheckpointCheck::AllSystemsNormal => {
+                let ok = thresholds::evaluate(&s, &base, t).is_empty() && self.watch.last_healthy != Some(false);
+                (ok, if ok { "all metrics within thresholds".into() } else { "metrics over thresholds".into() })
+            }
+        }
+    }
+
+    fn complete(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        if self.record.kind != DeploymentType::Rollback {
+            let (subject, body) = report::post_deployment_message(&self.record, now, &self.settings);
+            self.notify(out, now, NotificationKind::PostDeployment, subject, body);
+        }
+        self.end(out, now, Status::Succeeded, "Deployment succeeded");
+        Ok(())
+    }
+
+    fn trigger_rollback(&mut self, out: &mut Output, now: DateTime<Utc>, trigger: RollbackTrigger, reason: String) -> Result<(), IllegalTransition> {
+        if matches!(self.phase, Phase::RollingBack | Phase::Done) {
+            return Ok(());
+        }
+        self.timers.clear();
+        self.watch.observing = false;
+        let irreversible = self.migrations_applied == Some(MigrationKind::Irreversible);
+        if irreversible && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze {
+            self.emit(out, Fact::Issue { at: now, issue: format!("rollback triggered ({trigger}): {reason}") });
+            self.escalate(
+                out,
+                now,
+                EscalationReason::IrreversibleMigration,
+                format!(
+                    "rollback triggered ({trigger}: {reason}) but the release ran an irreversible migration; traffic held at {}% for a person to decide",
+                    self.traffic
+                ),
+            );
+            self.finish_stage(out, now, Outcome::Failed, "rollback needed but held: irreversible migration");
+            self.end(out, now, Status::Escalated, "Held: irreversible migration, waiting for a person");
+            return Ok(());
+        }
+        self.emit(out, Fact::Issue { at: now, issue: format!("rollback triggered ({trigger}): {reason}") });
+        self.finish_stage(out, now, Outcome::Failed, format!("rollback triggered: {trigger}"));
+        self.enter(out, now, Stage::Rollback)?;
+        self.emit(out, Fact::RollbackStarted { at: now, trigger, reason });
+        self.phase = Phase::RollingBack;
+        out.effects.push(Effect::Rollback(RollbackPlan {
+            restore_version: self.production.current_version.clone(),
+            from_version: self.record.version.clone(),
+            strategy: self.record.strategy,
+            traffic_percent: self.traffic,
+            revert_migrations: self.migrations_applied == Some(MigrationKind::Reversible),
+            clear_caches: self.settings.rollback.clear_caches,
+        }));
+        Ok(())
+    }
+
+    fn rolled_back(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: RollbackOutcome) -> Result<(), IllegalTransition> {
+        for (step, ok, detail) in &outcome.steps {
+            self.emit(out, Fact::RollbackStep(StepEntry { at: now, step: step.clone(), ok: *ok, detail: detail.clone() }));
+        }
+        let rollback_type = self.record.kind == DeploymentType::Rollback;
+        let restored = if rollback_type { self.record.version.clone() } else { self.production.current_version.clone() };
+        let success = outcome.restored && outcome.verified;
+        let trigger = self.record.rollback.as_ref().map(|r| r.trigger).unwrap_or(RollbackTrigger::Manual);
+        let reason = self.record.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        let incident = report::incident_note(&self.record, trigger, &reason, success, now);
+        self.emit(out, Fact::RollbackFinished {
+            at: now,
+            restored_version: if outcome.restored { restored.clone() } else { None },
+            migrations_reverted: outcome.migrations_reverted,
+            caches_cleared: outcome.caches_cleared,
+            verified: outcome.verified,
+            incident,
+        });
+        if success {
+            let note = format!("Production restored to v{}", restored.as_ref().map(|v| v.as_str()).unwrap_or("?"));
+            self.emit(out, Fact::ProductionVersion { at: now, version: restored, note });
+            self.finish_stage(out, now, Outcome::Passed, "rollback verified");
+            let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
+            self.notify(out, now, NotificationKind::Rollback, subject, body);
+            let status = if rollback_type { Status::Succeeded } else { Status::RolledBack };
+            self.end(out, now, status, if rollback_type { "Rollback completed" } else { "Deployment rolled back" });
+        } else {
+            let failed: Vec<String> = outcome.steps.iter().filter(|s| !s.1).map(|s| format!("{}: {}", s.0, s.2)).collect();
+            let detail = format!("rollback failed ({}); production state needs a person", failed.join("; "));
+            self.emit(out, Fact::Issue { at: now, issue: detail.clone() });
+            self.finish_stage(out, now, Outcome::Failed, "rollback failed");
+            self.escalate(out, now, EscalationReason::UnableToRollback, detail);
+            self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+        }
+        Ok(())
+    }
+}
+
+fn pct(v: f64) -> String {
+    format!("{}%", crate::record::fmt_num(v * 100.0))
+}
+
+fn staging_failure(r: &StagingReport) -> String {
+    let mut why = vec![];
+    let checks = [
+        (r.deployed, "deployment to staging failed"),
+        (r.application_started, "application did not start"),
+        (r.health_endpoints, "health endpoints not responding"),
+        (r.migrations_complete, "database migrations did not complete"),
+        (r.external_services, "external services not connected"),
+        (r.smoke_tests, "smoke tests failed"),
+    ];
+    for (ok, msg) in checks {
+        if !ok {
+            why.push(msg);
+        }
+    }
+    why.join(", ")
+}

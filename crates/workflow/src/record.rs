@@ -1,0 +1,522 @@
+//! The Deployment Record and the facts it is built from.
+//!
+//! Every change to a record is a [`Fact`]; [`Record::apply`] is the only
+//! way a record changes. The state machine emits facts, so anything that
+//! stores the facts (the journal) can rebuild the record exactly.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::checklist::{Item, ItemKey, PrepareReport, ScanReport};
+use crate::settings::CheckpointCheck;
+use crate::thresholds::{AlertAction, Metric, MetricSample};
+use crate::types::{
+    DeploymentId, DeploymentType, EscalationReason, NotificationKind, Outcome, Role, RollbackTrigger,
+    ServiceName, Stage, Status, Strategy, Version,
+};
+
+/// A validated deployment request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub service: ServiceName,
+    /// For a rollback: the version to restore (`None`: the previous one).
+    pub version: Option<Version>,
+    #[serde(rename = "type")]
+    pub kind: DeploymentType,
+    pub strategy: Option<Strategy>,
+    pub submitted_by: String,
+    pub changes: Vec<String>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Checklist items the submitter attests.
+    pub attest: Vec<ItemKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageEntry {
+    pub stage: Stage,
+    pub outcome: Option<Outcome>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// What DevOps observed after deploying to staging.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagingReport {
+    pub deployed: bool,
+    pub application_started: bool,
+    pub health_endpoints: bool,
+    pub migrations_complete: bool,
+    pub external_services: bool,
+    pub smoke_tests: bool,
+}
+
+impl StagingReport {
+    pub fn ok(&self) -> bool {
+        self.deployed
+            && self.application_started
+            && self.health_endpoints
+            && self.migrations_complete
+            && self.external_services
+            && self.smoke_tests
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuiteResult {
+    pub name: String,
+    pub passed: u32,
+    pub failed: u32,
+    pub skipped: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Recommendation {
+    Ready,
+    NeedsFixes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeatureCheck {
+    pub feature: String,
+    pub validated: bool,
+}
+
+/// QA's staging validation report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ValidationReport {
+    pub suites: Vec<SuiteResult>,
+    pub features: Vec<FeatureCheck>,
+    pub issues: Vec<String>,
+    pub recommendation: Recommendation,
+}
+
+impl ValidationReport {
+    /// Builds the report from suite results: ready only when suites ran and none failed.
+    pub fn from_suites(suites: Vec<SuiteResult>, changes: &[String]) -> Self {
+        let issues: Vec<String> = suites
+            .iter()
+            .filter(|s| s.failed > 0)
+            .map(|s| format!("{}: {} failed", s.name, s.failed))
+            .collect();
+        let mut issues = issues;
+        if suites.is_empty() {
+            issues.push("no test suite ran".to_string());
+        }
+        let ok = issues.is_empty();
+        ValidationReport {
+            features: changes.iter().map(|c| FeatureCheck { feature: c.clone(), validated: ok }).collect(),
+            suites,
+            issues,
+            recommendation: if ok { Recommendation::Ready } else { Recommendation::NeedsFixes },
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Granted,
+    Denied,
+    Refused,
+    TimedOut,
+}
+
+/// One approval criterion and whether it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CriterionCheck {
+    pub criterion: String,
+    pub met: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub role: Role,
+    pub decision: Decision,
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+    pub criteria: Vec<CriterionCheck>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alert {
+    pub at: DateTime<Utc>,
+    pub stage: Stage,
+    pub metric: Metric,
+    pub value: f64,
+    pub threshold: f64,
+    pub action: AlertAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Escalation {
+    pub at: DateTime<Utc>,
+    pub reason: EscalationReason,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationEntry {
+    /// Stable id: a receiver can drop duplicates.
+    pub id: String,
+    pub kind: NotificationKind,
+    pub at: DateTime<Utc>,
+    pub subject: String,
+    pub body: String,
+    pub delivered: bool,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    pub event: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepEntry {
+    pub at: DateTime<Utc>,
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// The production deployment log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployLog {
+    pub strategy: Strategy,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub steps: Vec<StepEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleEntry {
+    pub at: DateTime<Utc>,
+    pub stage: Stage,
+    /// Minutes since DEPLOY started.
+    pub minute: u32,
+    /// Share of traffic on the new version when sampled.
+    pub traffic_percent: u8,
+    pub sample: Option<MetricSample>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckpointEntry {
+    pub minute: u32,
+    pub check: CheckpointCheck,
+    pub at: DateTime<Utc>,
+    pub passed: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Monitoring {
+    pub baseline: Option<MetricSample>,
+    pub samples: Vec<SampleEntry>,
+    pub checkpoints: Vec<CheckpointEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackLog {
+    pub trigger: RollbackTrigger,
+    pub reason: String,
+    pub initiated_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub restored_version: Option<Version>,
+    pub migrations_reverted: bool,
+    pub caches_cleared: bool,
+    pub verified: bool,
+    pub steps: Vec<StepEntry>,
+    pub incident: String,
+}
+
+/// The complete record of one deployment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub id: DeploymentId,
+    pub service: ServiceName,
+    pub version: Option<Version>,
+    pub previous_version: Option<Version>,
+    #[serde(rename = "type")]
+    pub kind: DeploymentType,
+    pub strategy: Strategy,
+    pub submitted_by: String,
+    pub submitted_at: DateTime<Utc>,
+    pub scheduled_for: Option<DateTime<Utc>>,
+    pub changes: Vec<String>,
+    pub status: Status,
+    pub production_version: Option<Version>,
+    pub stages: Vec<StageEntry>,
+    pub checklist: Vec<Item>,
+    pub prepare: Option<PrepareReport>,
+    pub security: Option<ScanReport>,
+    pub staging: Option<StagingReport>,
+    pub validation: Option<ValidationReport>,
+    pub approvals: Vec<Approval>,
+    pub deploy_log: Option<DeployLog>,
+    pub monitoring: Monitoring,
+    pub alerts: Vec<Alert>,
+    pub rollback: Option<RollbackLog>,
+    pub escalations: Vec<Escalation>,
+    pub notifications: Vec<NotificationEntry>,
+    pub issues: Vec<String>,
+    pub timeline: Vec<TimelineEntry>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub markdown: String,
+}
+
+/// One change to a record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "fact", rename_all = "snake_case")]
+pub enum Fact {
+    Submitted {
+        id: DeploymentId,
+        at: DateTime<Utc>,
+        request: Request,
+        strategy: Strategy,
+        previous_version: Option<Version>,
+        production_version: Option<Version>,
+        target_version: Option<Version>,
+    },
+    Status { at: DateTime<Utc>, status: Status, note: String },
+    StageStarted { at: DateTime<Utc>, stage: Stage },
+    StageFinished { at: DateTime<Utc>, stage: Stage, outcome: Outcome, note: String },
+    Prepared { at: DateTime<Utc>, report: PrepareReport },
+    Scanned { at: DateTime<Utc>, report: ScanReport },
+    Checklist { items: Vec<Item> },
+    Staged { at: DateTime<Utc>, report: StagingReport },
+    Validated { at: DateTime<Utc>, report: ValidationReport },
+    Approval(Approval),
+    Notification(NotificationEntry),
+    DeployStarted { at: DateTime<Utc>, strategy: Strategy },
+    DeployStep(StepEntry),
+    DeployFinished { at: DateTime<Utc> },
+    Baseline { at: DateTime<Utc>, sample: Option<MetricSample>, error: Option<String> },
+    Sample(SampleEntry),
+    Checkpoint(CheckpointEntry),
+    Alert(Alert),
+    Escalation(Escalation),
+    RollbackStarted { at: DateTime<Utc>, trigger: RollbackTrigger, reason: String },
+    RollbackStep(StepEntry),
+    RollbackFinished {
+        at: DateTime<Utc>,
+        restored_version: Option<Version>,
+        migrations_reverted: bool,
+        caches_cleared: bool,
+        verified: bool,
+        incident: String,
+    },
+    ProductionVersion { at: DateTime<Utc>, version: Option<Version>, note: String },
+    Issue { at: DateTime<Utc>, issue: String },
+    Note { at: DateTime<Utc>, event: String },
+}
+
+impl Record {
+    /// The record a `Submitted` fact opens.
+    pub fn open(fact: &Fact) -> Option<Record> {
+        let Fact::Submitted { id, at, request, strategy, previous_version, production_version, target_version } = fact else {
+            return None;
+        };
+        let mut r = Record {
+            id: *id,
+            service: request.service.clone(),
+            version: target_version.clone(),
+            previous_version: previous_version.clone(),
+            kind: request.kind,
+            strategy: *strategy,
+            submitted_by: request.submitted_by.clone(),
+            submitted_at: *at,
+            scheduled_for: request.scheduled_for,
+            changes: request.changes.clone(),
+            status: Status::Queued,
+            production_version: production_version.clone(),
+            stages: vec![],
+            checklist: vec![],
+            prepare: None,
+            security: None,
+            staging: None,
+            validation: None,
+            approvals: vec![],
+            deploy_log: None,
+            monitoring: Monitoring { baseline: None, samples: vec![], checkpoints: vec![] },
+            alerts: vec![],
+            rollback: None,
+            escalations: vec![],
+            notifications: vec![],
+            issues: vec![],
+            timeline: vec![],
+            finished_at: None,
+            markdown: String::new(),
+        };
+        let what = match &r.version {
+            Some(v) => format!("{} v{}", r.service, v),
+            None => format!("{} (previous version)", r.service),
+        };
+        r.note(*at, format!("{} deployment of {what} submitted by {}", r.kind.title(), r.submitted_by));
+        Some(r)
+    }
+
+    fn note(&mut self, at: DateTime<Utc>, event: String) {
+        self.timeline.push(TimelineEntry { at, event });
+    }
+
+    /// Applies one fact. Facts other than `Submitted` are applied in order.
+    pub fn apply(&mut self, fact: &Fact) {
+        match fact.clone() {
+            Fact::Submitted { .. } => {}
+            Fact::Status { at, status, note } => {
+                self.status = status;
+                if status.is_terminal() {
+                    self.finished_at = Some(at);
+                }
+                if !note.is_empty() {
+                    self.note(at, note);
+                }
+            }
+            Fact::StageStarted { at, stage } => {
+                self.stages.push(StageEntry { stage, outcome: None, started_at: at, finished_at: None });
+                self.note(at, format!("{} started", stage.title()));
+            }
+            Fact::StageFinished { at, stage, outcome, note } => {
+                if let Some(e) = self.stages.iter_mut().rev().find(|e| e.stage == stage && e.outcome.is_none()) {
+                    e.outcome = Some(outcome);
+                    e.finished_at = Some(at);
+                }
+                let mut event = format!("{} {}", stage.title(), outcome.as_str());
+                if !note.is_empty() {
+                    event = format!("{event}: {note}");
+                }
+                self.note(at, event);
+            }
+            Fact::Prepared { report, .. } => self.prepare = Some(report),
+            Fact::Scanned { at, report } => {
+                self.note(at, format!("Security scan: {} critical vulnerabilities", report.critical_vulnerabilities));
+                self.security = Some(report);
+            }
+            Fact::Checklist { items } => self.checklist = items,
+            Fact::Staged { report, .. } => self.staging = Some(report),
+            Fact::Validated { at, report } => {
+                self.note(at, "QA validation complete".to_string());
+                self.validation = Some(report);
+            }
+            Fact::Approval(a) => {
+                let decision = match a.decision {
+                    Decision::Granted => "granted",
+                    Decision::Denied => "denied",
+                    Decision::Refused => "refused",
+                    Decision::TimedOut => "timed out",
+                };
+                self.note(a.at, format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason));
+                self.approvals.push(a);
+            }
+            Fact::Notification(n) => {
+                let state = if n.delivered { "sent" } else { "failed" };
+                self.note(n.at, format!("Notification {state}: {}", n.subject));
+                self.notifications.push(n);
+            }
+            Fact::DeployStarted { at, strategy } => {
+                self.deploy_log = Some(DeployLog { strategy, started_at: at, finished_at: None, steps: vec![] });
+            }
+            Fact::DeployStep(step) => {
+                self.note(step.at, format!("{}{}", step.step, if step.ok { "" } else { " FAILED" }));
+                if let Some(log) = &mut self.deploy_log {
+                    log.steps.push(step);
+                }
+            }
+            Fact::DeployFinished { at } => {
+                if let Some(log) = &mut self.deploy_log {
+                    log.finished_at = Some(at);
+                }
+            }
+            Fact::Baseline { at, sample, error } => {
+                self.monitoring.baseline = sample;
+                if let Some(e) = error {
+                    self.note(at, format!("Baseline unavailable: {e}"));
+                }
+            }
+            Fact::Sample(s) => self.monitoring.samples.push(s),
+            Fact::Checkpoint(c) => {
+                self.note(
+                    c.at,
+                    format!("Checkpoint {} min ({}): {}", c.minute, c.check.title(), if c.passed { "ok" } else { "NOT OK" }),
+                );
+                self.monitoring.checkpoints.push(c);
+            }
+            Fact::Alert(a) => {
+                self.note(
+                    a.at,
+                    format!("Alert: {:?} {} over {} -> {:?}", a.metric, fmt_num(a.value), fmt_num(a.threshold), a.action)
+                        .to_lowercase(),
+                );
+                self.alerts.push(a);
+            }
+            Fact::Escalation(e) => {
+                self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
+                self.escalations.push(e);
+            }
+            Fact::RollbackStarted { at, trigger, reason } => {
+                self.note(at, format!("Rollback initiated ({trigger}): {reason}"));
+                self.rollback = Some(RollbackLog {
+                    trigger,
+                    reason,
+                    initiated_at: at,
+                    completed_at: None,
+                    restored_version: None,
+                    migrations_reverted: false,
+                    caches_cleared: false,
+                    verified: false,
+                    steps: vec![],
+                    incident: String::new(),
+                });
+            }
+            Fact::RollbackStep(step) => {
+                self.note(step.at, format!("Rollback: {}{}", step.step, if step.ok { "" } else { " FAILED" }));
+                if let Some(r) = &mut self.rollback {
+                    r.steps.push(step);
+                }
+            }
+            Fact::RollbackFinished { at, restored_version, migrations_reverted, caches_cleared, verified, incident } => {
+                if let Some(r) = &mut self.rollback {
+                    r.completed_at = Some(at);
+                    r.restored_version = restored_version;
+                    r.migrations_reverted = migrations_reverted;
+                    r.caches_cleared = caches_cleared;
+                    r.verified = verified;
+                    r.incident = incident;
+                }
+            }
+            Fact::ProductionVersion { at, version, note } => {
+                self.production_version = version;
+                if !note.is_empty() {
+                    self.note(at, note);
+                }
+            }
+            Fact::Issue { at, issue } => {
+                self.note(at, format!("Issue: {issue}"));
+                self.issues.push(issue);
+            }
+            Fact::Note { at, event } => self.note(at, event),
+        }
+    }
+
+    /// Rebuilds a record from its facts, in order.
+    pub fn replay<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Option<Record> {
+        let mut iter = facts.into_iter();
+        let mut record = Record::open(iter.next()?)?;
+        for f in iter {
+            record.apply(f);
+        }
+        Some(record)
+    }
+}
+
+/// Formats a number without trailing zeros, for reports.
+pub fn fmt_num(v: f64) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
+}

@@ -1,0 +1,497 @@
+//! The configuration schema (`agents.toml`) and its layered loading.
+//!
+//! The bundled `agents.toml` at the repository root is the only place where
+//! defaults live: it is compiled in as the first layer, so every key exists
+//! and every rule of the seed is a value a user can override. Layers are
+//! merged by the `config` crate from strings and a map of environment
+//! variables handed in by the caller; this module reads no files and no
+//! process environment itself.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc, Weekday};
+use serde::{Deserialize, Serialize};
+
+use crate::types::{DeploymentType, Role, Stage, Strategy};
+
+/// The bundled defaults, compiled in.
+pub const BUILTIN_AGENTS_TOML: &str = include_str!("../../../agents.toml");
+
+/// Prefix of environment overrides: `STAGECOACH__SECTION__KEY`.
+pub const ENV_PREFIX: &str = "STAGECOACH";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub defaults: Defaults,
+    pub types: Types,
+    pub agents: Agents,
+    pub qa: QaSettings,
+    pub windows: WindowSettings,
+    pub strategies: Strategies,
+    pub monitoring: MonitoringSettings,
+    pub thresholds: Thresholds,
+    pub rollback: RollbackSettings,
+    pub escalation: EscalationSettings,
+    pub checklist: ChecklistSettings,
+    pub notifications: NotificationSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    pub strategy: Strategy,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Types {
+    pub standard: TypePolicy,
+    pub hotfix: TypePolicy,
+    pub rollback: TypePolicy,
+    pub scheduled: TypePolicy,
+}
+
+impl Types {
+    pub fn get(&self, t: DeploymentType) -> &TypePolicy {
+        match t {
+            DeploymentType::Standard => &self.standard,
+            DeploymentType::Hotfix => &self.hotfix,
+            DeploymentType::Rollback => &self.rollback,
+            DeploymentType::Scheduled => &self.scheduled,
+        }
+    }
+}
+
+/// How windows apply to a deployment type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WindowRule {
+    Wait,
+    Bypass,
+    Scheduled,
+}
+
+/// Which QA suites a deployment type runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SuiteSelection {
+    All,
+    Critical,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TypePolicy {
+    pub stages: Vec<Stage>,
+    pub approvers: Vec<Role>,
+    pub windows: WindowRule,
+    pub qa_suites: SuiteSelection,
+    pub monitoring_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agents {
+    pub manager: AgentSettings,
+    pub security: AgentSettings,
+    pub devops: AgentSettings,
+    pub qa: AgentSettings,
+}
+
+impl Agents {
+    pub fn get(&self, role: Role) -> &AgentSettings {
+        match role {
+            Role::Manager => &self.manager,
+            Role::Security => &self.security,
+            Role::Devops => &self.devops,
+            Role::Qa => &self.qa,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalMode {
+    Auto,
+    Human,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSettings {
+    pub mode: ApprovalMode,
+    pub approval_timeout_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QaSettings {
+    pub critical_suites: Vec<String>,
+}
+
+/// A day of the week as written in configuration (`mon` … `sun`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Day {
+    Mon,
+    Tue,
+    Wed,
+    Thu,
+    Fri,
+    Sat,
+    Sun,
+}
+
+impl Day {
+    pub fn weekday(self) -> Weekday {
+        match self {
+            Day::Mon => Weekday::Mon,
+            Day::Tue => Weekday::Tue,
+            Day::Wed => Weekday::Wed,
+            Day::Thu => Weekday::Thu,
+            Day::Fri => Weekday::Fri,
+            Day::Sat => Weekday::Sat,
+            Day::Sun => Weekday::Sun,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSettings {
+    /// IANA time zone name, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+    pub never_days: Vec<Day>,
+    pub holidays: Vec<NaiveDate>,
+    pub end_of_month_days: u32,
+    pub allowed: Vec<AllowedWindow>,
+    #[serde(default)]
+    pub freezes: Vec<Freeze>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AllowedWindow {
+    pub days: Vec<Day>,
+    #[serde(with = "hhmm")]
+    pub start: NaiveTime,
+    #[serde(with = "hhmm")]
+    pub end: NaiveTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Freeze {
+    pub name: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+mod hhmm {
+    use chrono::NaiveTime;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&t.format("%H:%M").to_string())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
+        let s = String::deserialize(d)?;
+        NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
+            serde::de::Error::custom(format!("time {s:?} is not HH:MM (24-hour clock)"))
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Strategies {
+    pub canary: CanarySettings,
+    pub blue_green: BlueGreenSettings,
+    pub rolling: RollingSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CanarySettings {
+    pub steps: Vec<u8>,
+    pub analysis_minutes: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreenSettings {
+    pub pre_switch_health_checks: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollingSettings {
+    pub batch_size: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointCheck {
+    InitialHealth,
+    ErrorRate,
+    Performance,
+    AllSystemsNormal,
+}
+
+impl CheckpointCheck {
+    pub fn title(self) -> &'static str {
+        match self {
+            CheckpointCheck::InitialHealth => "Initial health check",
+            CheckpointCheck::ErrorRate => "Error rate check",
+            CheckpointCheck::Performance => "Performance check",
+            CheckpointCheck::AllSystemsNormal => "All systems normal",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub minute: u32,
+    pub check: CheckpointCheck,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MonitoringSettings {
+    pub sample_interval_minutes: u32,
+    pub breaches_to_rollback: u32,
+    pub inconclusive_escalate_after: u32,
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    pub error_rate_investigate: f64,
+    pub error_rate_rollback: f64,
+    pub latency_p99_investigate_factor: f64,
+    pub latency_p99_rollback_factor: f64,
+    pub cpu_scale: f64,
+    pub memory_scale: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IrreversiblePolicy {
+    Freeze,
+    Rollback,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackSettings {
+    pub on_irreversible_migration: IrreversiblePolicy,
+    pub clear_caches: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalationSettings {
+    pub repeated_failures: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecklistSettings {
+    pub attested: Vec<crate::checklist::ItemKey>,
+    pub required: Vec<crate::checklist::ItemKey>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    pub contact: String,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{source_name}: {message}")]
+    Load { source_name: String, message: String },
+    #[error("configuration: {0}")]
+    Invalid(String),
+}
+
+/// One layer of configuration text, named for error messages.
+#[derive(Debug, Clone)]
+pub struct Layer<'a> {
+    pub name: &'a str,
+    pub toml: &'a str,
+}
+
+impl Settings {
+    /// The bundled defaults alone.
+    pub fn builtin() -> Settings {
+        Settings::load(&[], &BTreeMap::new()).expect("the bundled agents.toml is valid")
+    }
+
+    /// Merges the bundled defaults, then `layers` in order, then the
+    /// `STAGECOACH__…` entries of `env`, and validates the result.
+    pub fn load(layers: &[Layer<'_>], env: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
+        use config::{Config, Environment, File, FileFormat};
+        let mut builder = Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
+        for layer in layers {
+            // Parse each layer on its own first so a syntax error names its source.
+            Config::builder()
+                .add_source(File::from_str(layer.toml, FileFormat::Toml))
+                .build()
+                .map_err(|e| SettingsError::Load {
+                    source_name: layer.name.to_string(),
+                    message: e.to_string(),
+                })?;
+            builder = builder.add_source(File::from_str(layer.toml, FileFormat::Toml));
+        }
+        let env_map: config::Map<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let has_env = !env_map.is_empty();
+        builder = builder.add_source(
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .try_parsing(true)
+                .source(Some(env_map)),
+        );
+        let name = if has_env { "configuration (with STAGECOACH__ environment overrides)" } else { "configuration" };
+        let merged = builder.build().map_err(|e| SettingsError::Load {
+            source_name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        let settings: Settings = merged.try_deserialize().map_err(|e| SettingsError::Load {
+            source_name: name.to_string(),
+            message: e.to_string(),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks the rules that the schema alone cannot express.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let bad = |m: String| Err(SettingsError::Invalid(m));
+        if self.windows.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            return bad(format!(
+                "windows.time_zone: unknown time zone {:?}; use an IANA name such as \"UTC\" or \"Europe/Berlin\"",
+                self.windows.time_zone
+            ));
+        }
+        for (i, w) in self.windows.allowed.iter().enumerate() {
+            if w.start >= w.end {
+                return bad(format!("windows.allowed[{i}]: start {} is not before end {}", w.start, w.end));
+            }
+        }
+        for (i, f) in self.windows.freezes.iter().enumerate() {
+            if f.start >= f.end {
+                return bad(format!("windows.freezes[{i}] ({}): start is not before end", f.name));
+            }
+        }
+        let steps = &self.strategies.canary.steps;
+        if steps.is_empty() || steps.last() != Some(&100) || steps.windows(2).any(|w| w[0] >= w[1]) || steps[0] == 0 {
+            return bad(format!(
+                "strategies.canary.steps: {steps:?} must be increasing percentages between 1 and 100 ending at 100"
+            ));
+        }
+        if self.monitoring.sample_interval_minutes == 0 {
+            return bad("monitoring.sample_interval_minutes: must be at least 1".into());
+        }
+        if self.monitoring.breaches_to_rollback == 0 || self.monitoring.inconclusive_escalate_after == 0 {
+            return bad("monitoring.breaches_to_rollback and monitoring.inconclusive_escalate_after must be at least 1".into());
+        }
+        if self.strategies.rolling.batch_size == 0 {
+            return bad("strategies.rolling.batch_size: must be at least 1".into());
+        }
+        let t = &self.thresholds;
+        if !(t.error_rate_investigate <= t.error_rate_rollback) || !(t.latency_p99_investigate_factor <= t.latency_p99_rollback_factor) {
+            return bad("thresholds: an investigate threshold must not exceed its rollback threshold".into());
+        }
+        if self.escalation.repeated_failures == 0 {
+            return bad("escalation.repeated_failures: must be at least 1".into());
+        }
+        for t in DeploymentType::ALL {
+            let p = self.types.get(*t);
+            let name = t.as_str();
+            if p.approvers.is_empty() {
+                return bad(format!("types.{name}.approvers: at least one role must approve"));
+            }
+            if !p.stages.contains(&Stage::Approve) {
+                return bad(format!("types.{name}.stages: must include \"approve\""));
+            }
+            let order = |s: &Stage| Stage::ALL.iter().position(|x| x == s).unwrap_or(0);
+            if p.stages.windows(2).any(|w| order(&w[0]) >= order(&w[1])) {
+                return bad(format!("types.{name}.stages: {:?} must follow the workflow order prepare, staging, validate, approve, deploy, monitor, rollback", p.stages));
+            }
+            let deploys = p.stages.contains(&Stage::Deploy);
+            let rolls_back = p.stages.contains(&Stage::Rollback);
+            if deploys == rolls_back {
+                return bad(format!("types.{name}.stages: must contain exactly one of \"deploy\" or \"rollback\""));
+            }
+            if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes == 0 {
+                return bad(format!("types.{name}.monitoring_minutes: must be at least 1 when the type runs \"monitor\""));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn time_zone(&self) -> chrono_tz::Tz {
+        self.windows.time_zone.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_carries_the_seed_rules() {
+        let s = Settings::builtin();
+        assert_eq!(s.types.standard.approvers, vec![Role::Manager]);
+        assert_eq!(s.types.hotfix.approvers, vec![Role::Manager, Role::Security]);
+        assert_eq!(s.types.rollback.approvers, vec![Role::Devops]);
+        assert_eq!(s.types.hotfix.monitoring_minutes, 30);
+        assert_eq!(s.types.standard.monitoring_minutes, 60);
+        assert_eq!(s.strategies.canary.steps, vec![5, 25, 50, 100]);
+        assert_eq!(s.thresholds.error_rate_investigate, 0.01);
+        assert_eq!(s.thresholds.error_rate_rollback, 0.05);
+        assert_eq!(s.thresholds.cpu_scale, 0.80);
+        assert_eq!(s.monitoring.inconclusive_escalate_after, 4);
+        assert_eq!(s.escalation.repeated_failures, 3);
+        assert_eq!(s.rollback.on_irreversible_migration, IrreversiblePolicy::Freeze);
+        let minutes: Vec<u32> = s.monitoring.checkpoints.iter().map(|c| c.minute).collect();
+        assert_eq!(minutes, vec![5, 15, 30, 60]);
+        assert_eq!(s.qa.critical_suites, vec!["unit", "smoke"]);
+    }
+
+    #[test]
+    fn layers_and_environment_override_in_order() {
+        let layer = Layer { name: "custom.toml", toml: "[thresholds]\nerror_rate_rollback = 0.04\n[strategies.canary]\nsteps = [10, 100]\n" };
+        let mut env = BTreeMap::new();
+        env.insert("STAGECOACH__THRESHOLDS__ERROR_RATE_ROLLBACK".to_string(), "0.03".to_string());
+        env.insert("HOME".to_string(), "/root".to_string());
+        let s = Settings::load(&[layer.clone()], &env).unwrap();
+        assert_eq!(s.thresholds.error_rate_rollback, 0.03);
+        assert_eq!(s.strategies.canary.steps, vec![10, 100]);
+        let s = Settings::load(&[layer], &BTreeMap::new()).unwrap();
+        assert_eq!(s.thresholds.error_rate_rollback, 0.04);
+    }
+
+    #[test]
+    fn errors_name_the_source_and_field() {
+        let err = Settings::load(&[Layer { name: "my.toml", toml: "[thresholds\n" }], &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().starts_with("my.toml:"), "{err}");
+        let err = Settings::load(&[Layer { name: "my.toml", toml: "[windows]\ntime_zone = \"Mars/Base\"\n" }], &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("windows.time_zone"), "{err}");
+        let err = Settings::load(&[Layer { name: "my.toml", toml: "[strategies.canary]\nsteps = [50, 25, 100]\n" }], &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("strategies.canary.steps"), "{err}");
+        let err = Settings::load(&[Layer { name: "my.toml", toml: "[thresholds]\nerror_rate_rollbak = 0.1\n" }], &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("error_rate_rollbak"), "{err}");
+    }
+}
