@@ -11,15 +11,25 @@ use crate::types::{DeploymentType, NotificationKind, Role};
 /// What an approving agent concluded from the criteria.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Advice {
-    Grant { by: String, reason: String },
-    Deny { by: String, reason: String },
+    Grant {
+        by: String,
+        reason: String,
+    },
+    Deny {
+        by: String,
+        reason: String,
+    },
     /// The criteria hold; a person must decide.
     AskHuman,
 }
 
 /// The approval criteria of the seed, evaluated on the record so far.
 pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
-    let c = |criterion: &str, met: bool, detail: String| CriterionCheck { criterion: criterion.to_string(), met, detail };
+    let c = |criterion: &str, met: bool, detail: String| CriterionCheck {
+        criterion: criterion.to_string(),
+        met,
+        detail,
+    };
     if record.kind == DeploymentType::Rollback {
         return vec![
             c(
@@ -37,22 +47,45 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
             ),
         ];
     }
-    let prepare_tests = record.prepare.as_ref().map(|p| p.tests_passed).unwrap_or(false);
-    let failed_suites: u32 = record.validation.iter().flat_map(|v| v.suites.iter()).map(|s| s.failed).sum();
-    let validated = record.validation.as_ref().map(|v| v.recommendation == Recommendation::Ready).unwrap_or(false);
+    let prepare_tests = record
+        .prepare
+        .as_ref()
+        .map(|p| p.tests_passed)
+        .unwrap_or(false);
+    let failed_suites: u32 = record
+        .validation
+        .iter()
+        .flat_map(|v| v.suites.iter())
+        .map(|s| s.failed)
+        .sum();
+    let validated = record
+        .validation
+        .as_ref()
+        .map(|v| v.recommendation == Recommendation::Ready)
+        .unwrap_or(false);
     let critical = record.security.as_ref().map(|s| s.critical_vulnerabilities);
     let blocking = checklist::blocking(&record.checklist);
-    let notified = record.notifications.iter().any(|n| n.kind == NotificationKind::PreDeployment && n.delivered);
+    let notified = record
+        .notifications
+        .iter()
+        .any(|n| n.kind == NotificationKind::PreDeployment && n.delivered);
     let mut out = vec![
         c(
             "All tests passing",
             prepare_tests && record.validation.is_some() && failed_suites == 0,
-            format!("build tests {}, {failed_suites} failed in staging suites", if prepare_tests { "passed" } else { "failed" }),
+            format!(
+                "build tests {}, {failed_suites} failed in staging suites",
+                if prepare_tests { "passed" } else { "failed" }
+            ),
         ),
         c(
             "QA validation complete",
             validated,
-            if validated { "recommendation: ready for production".into() } else { "QA has not recommended the release".into() },
+            if validated {
+                "recommendation: ready for production".into()
+            } else {
+                "QA has not recommended the release".into()
+            },
         ),
         c(
             "No blocking issues",
@@ -60,7 +93,12 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
             {
                 let mut parts: Vec<String> = blocking
                     .iter()
-                    .map(|k| format!("required checklist item unticked: {}", k.section_and_title().1))
+                    .map(|k| {
+                        format!(
+                            "required checklist item unticked: {}",
+                            k.section_and_title().1
+                        )
+                    })
                     .collect();
                 match critical {
                     Some(0) => {}
@@ -77,7 +115,11 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
         c(
             "Stakeholder notification sent",
             notified,
-            if notified { "pre-deployment notification delivered".into() } else { "pre-deployment notification not delivered".into() },
+            if notified {
+                "pre-deployment notification delivered".into()
+            } else {
+                "pre-deployment notification not delivered".into()
+            },
         ),
         c(
             "Rollback plan verified",
@@ -103,13 +145,23 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
 
 /// How an agent in `mode` advises on `checks`.
 pub fn advise(role: Role, mode: ApprovalMode, checks: &[CriterionCheck]) -> Advice {
-    let unmet: Vec<&str> = checks.iter().filter(|c| !c.met).map(|c| c.criterion.as_str()).collect();
+    let unmet: Vec<&str> = checks
+        .iter()
+        .filter(|c| !c.met)
+        .map(|c| c.criterion.as_str())
+        .collect();
     let agent = format!("{} agent", role_title(role));
     if !unmet.is_empty() {
-        return Advice::Deny { by: agent, reason: format!("criteria not met: {}", unmet.join(", ")) };
+        return Advice::Deny {
+            by: agent,
+            reason: format!("criteria not met: {}", unmet.join(", ")),
+        };
     }
     match mode {
-        ApprovalMode::Auto => Advice::Grant { by: agent, reason: "all criteria met".into() },
+        ApprovalMode::Auto => Advice::Grant {
+            by: agent,
+            reason: "all criteria met".into(),
+        },
         ApprovalMode::Human => Advice::AskHuman,
     }
 }
@@ -131,14 +183,19 @@ pub fn may_decide(record: &Record, role: Role, by: &str) -> Result<(), String> {
         return Err("the decision names no person".into());
     }
     if by == record.submitted_by {
-        return Err(format!("{by} submitted this deployment and cannot approve it (separation of duties)"));
+        return Err(format!(
+            "{by} submitted this deployment and cannot approve it (separation of duties)"
+        ));
     }
     if let Some(other) = record
         .approvals
         .iter()
         .find(|a| a.decision == Decision::Granted && a.by == by && a.role != role)
     {
-        return Err(format!("{by} already approved as {}; each role needs a different person", other.role));
+        return Err(format!(
+            "{by} already approved as {}; each role needs a different person",
+            other.role
+        ));
     }
     Ok(())
 }

@@ -55,13 +55,17 @@ impl ItemKey {
             ItemKey::CodeReviewApproved => ("Code", "Code review approved"),
             ItemKey::SecurityReviewApproved => ("Code", "Security review approved"),
             ItemKey::NoCriticalVulnerabilities => ("Code", "No critical vulnerabilities"),
-            ItemKey::EnvironmentVariablesUpdated => ("Configuration", "Environment variables updated"),
+            ItemKey::EnvironmentVariablesUpdated => {
+                ("Configuration", "Environment variables updated")
+            }
             ItemKey::FeatureFlagsConfigured => ("Configuration", "Feature flags configured"),
             ItemKey::SecretsRotated => ("Configuration", "Secrets rotated (if needed)"),
             ItemKey::MigrationsTested => ("Database", "Migrations tested"),
             ItemKey::RollbackMigrationReady => ("Database", "Rollback migration ready"),
             ItemKey::BackupVerified => ("Database", "Backup verified"),
-            ItemKey::NoBreakingDependencyChanges => ("Dependencies", "No breaking changes in dependencies"),
+            ItemKey::NoBreakingDependencyChanges => {
+                ("Dependencies", "No breaking changes in dependencies")
+            }
             ItemKey::ApiContractsVerified => ("Dependencies", "API contracts verified"),
             ItemKey::ChangelogUpdated => ("Documentation", "Changelog updated"),
             ItemKey::ReleaseNotesPrepared => ("Documentation", "Release notes prepared"),
@@ -110,7 +114,9 @@ pub struct PrepareReport {
 
 impl PrepareReport {
     pub fn ok(&self) -> bool {
-        self.tests_passed && self.build_succeeded && (self.migrations == MigrationKind::None || self.migrations_tested)
+        self.tests_passed
+            && self.build_succeeded
+            && (self.migrations == MigrationKind::None || self.migrations_tested)
     }
 }
 
@@ -136,27 +142,48 @@ pub fn build(
                 if ok {
                     Source::Verified { by: by.to_string() }
                 } else {
-                    Source::Failed { by: by.to_string(), detail: detail.to_string() }
+                    Source::Failed {
+                        by: by.to_string(),
+                        detail: detail.to_string(),
+                    }
                 }
             };
             let from_agents = match (key, prepare, scan) {
-                (ItemKey::AllTestsPassing, Some(p), _) => Some(verified(p.tests_passed, "DevOps: test run", "tests failed")),
-                (ItemKey::EnvironmentVariablesUpdated, Some(p), _) => {
-                    Some(verified(p.environment_updated, "DevOps: configuration update", "not updated"))
+                (ItemKey::AllTestsPassing, Some(p), _) => {
+                    Some(verified(p.tests_passed, "DevOps: test run", "tests failed"))
                 }
+                (ItemKey::EnvironmentVariablesUpdated, Some(p), _) => Some(verified(
+                    p.environment_updated,
+                    "DevOps: configuration update",
+                    "not updated",
+                )),
                 (ItemKey::MigrationsTested, Some(p), _) => Some(match p.migrations {
-                    MigrationKind::None => Source::NotApplicable { why: "no migrations".into() },
-                    _ => verified(p.migrations_tested, "DevOps: migration dry run", "migration dry run failed"),
+                    MigrationKind::None => Source::NotApplicable {
+                        why: "no migrations".into(),
+                    },
+                    _ => verified(
+                        p.migrations_tested,
+                        "DevOps: migration dry run",
+                        "migration dry run failed",
+                    ),
                 }),
                 (ItemKey::RollbackMigrationReady, Some(p), _) => Some(match p.migrations {
-                    MigrationKind::None => Source::NotApplicable { why: "no migrations".into() },
-                    MigrationKind::Reversible => Source::Verified { by: "DevOps: down migration present".into() },
+                    MigrationKind::None => Source::NotApplicable {
+                        why: "no migrations".into(),
+                    },
+                    MigrationKind::Reversible => Source::Verified {
+                        by: "DevOps: down migration present".into(),
+                    },
                     MigrationKind::Irreversible => Source::Failed {
                         by: "DevOps: migration analysis".into(),
                         detail: "migration is irreversible".into(),
                     },
                 }),
-                (ItemKey::BackupVerified, Some(p), _) => Some(verified(p.backup_verified, "DevOps: backup restore test", "backup could not be verified")),
+                (ItemKey::BackupVerified, Some(p), _) => Some(verified(
+                    p.backup_verified,
+                    "DevOps: backup restore test",
+                    "backup could not be verified",
+                )),
                 (ItemKey::NoCriticalVulnerabilities, _, Some(s)) => Some(verified(
                     s.critical_vulnerabilities == 0,
                     "Security: vulnerability scan",
@@ -171,19 +198,35 @@ pub fn build(
             };
             let source = match from_agents {
                 Some(s) => s,
-                None if attested_in_request.contains(&key) => Source::Attested { by: "request".into() },
-                None if attested_in_config.contains(&key) => Source::Attested { by: "configuration".into() },
+                None if attested_in_request.contains(&key) => Source::Attested {
+                    by: "request".into(),
+                },
+                None if attested_in_config.contains(&key) => Source::Attested {
+                    by: "configuration".into(),
+                },
                 None => Source::Missing,
             };
-            let ticked = matches!(source, Source::Verified { .. } | Source::Attested { .. } | Source::NotApplicable { .. });
-            Item { key, ticked, required: required.contains(&key), source }
+            let ticked = matches!(
+                source,
+                Source::Verified { .. } | Source::Attested { .. } | Source::NotApplicable { .. }
+            );
+            Item {
+                key,
+                ticked,
+                required: required.contains(&key),
+                source,
+            }
         })
         .collect()
 }
 
 /// The required items that are not ticked.
 pub fn blocking(items: &[Item]) -> Vec<ItemKey> {
-    items.iter().filter(|i| i.required && !i.ticked).map(|i| i.key).collect()
+    items
+        .iter()
+        .filter(|i| i.required && !i.ticked)
+        .map(|i| i.key)
+        .collect()
 }
 
 #[cfg(test)]
@@ -206,18 +249,42 @@ mod tests {
     #[test]
     fn nothing_is_ticked_without_a_source() {
         let items = build(None, None, &[], &[], &[ItemKey::AllTestsPassing]);
-        assert!(items.iter().all(|i| !i.ticked && i.source == Source::Missing));
+        assert!(items
+            .iter()
+            .all(|i| !i.ticked && i.source == Source::Missing));
         assert_eq!(blocking(&items), vec![ItemKey::AllTestsPassing]);
     }
 
     #[test]
     fn agent_results_and_attestations_tick_items() {
-        let scan = ScanReport { critical_vulnerabilities: 0, findings: vec![] };
-        let items = build(Some(&report()), Some(&scan), &[ItemKey::CodeReviewApproved], &[ItemKey::RunbookUpdated], &[ItemKey::AllTestsPassing]);
+        let scan = ScanReport {
+            critical_vulnerabilities: 0,
+            findings: vec![],
+        };
+        let items = build(
+            Some(&report()),
+            Some(&scan),
+            &[ItemKey::CodeReviewApproved],
+            &[ItemKey::RunbookUpdated],
+            &[ItemKey::AllTestsPassing],
+        );
         let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
-        assert!(matches!(get(ItemKey::AllTestsPassing).source, Source::Verified { .. }));
-        assert_eq!(get(ItemKey::CodeReviewApproved).source, Source::Attested { by: "request".into() });
-        assert_eq!(get(ItemKey::RunbookUpdated).source, Source::Attested { by: "configuration".into() });
+        assert!(matches!(
+            get(ItemKey::AllTestsPassing).source,
+            Source::Verified { .. }
+        ));
+        assert_eq!(
+            get(ItemKey::CodeReviewApproved).source,
+            Source::Attested {
+                by: "request".into()
+            }
+        );
+        assert_eq!(
+            get(ItemKey::RunbookUpdated).source,
+            Source::Attested {
+                by: "configuration".into()
+            }
+        );
         assert!(!get(ItemKey::ChangelogUpdated).ticked);
         assert!(get(ItemKey::RollbackMigrationReady).ticked);
         assert!(blocking(&items).is_empty());
@@ -228,7 +295,13 @@ mod tests {
         let mut r = report();
         r.tests_passed = false;
         r.migrations = MigrationKind::Irreversible;
-        let items = build(Some(&r), None, &[ItemKey::AllTestsPassing], &[], &[ItemKey::AllTestsPassing]);
+        let items = build(
+            Some(&r),
+            None,
+            &[ItemKey::AllTestsPassing],
+            &[],
+            &[ItemKey::AllTestsPassing],
+        );
         let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
         assert!(!get(ItemKey::AllTestsPassing).ticked);
         assert!(!get(ItemKey::RollbackMigrationReady).ticked);

@@ -14,17 +14,19 @@ use serde::{Deserialize, Serialize};
 use crate::approval::{self, Advice};
 use crate::checklist::{self, PrepareReport, ScanReport};
 use crate::record::{
-    Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
-    StagingReport, StepEntry, SuiteResult, ValidationReport,
+    Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record,
+    Request, SampleEntry, StagingReport, StepEntry, SuiteResult, ValidationReport,
 };
 use crate::report;
-use crate::settings::{CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule};
+use crate::settings::{
+    CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule,
+};
 use crate::strategy::{self, Colour, DeployStep};
 use crate::thresholds::{self, AlertAction, Metric, MetricSample};
 use crate::transitions::{self, IllegalTransition};
 use crate::types::{
-    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
-    ServiceName, Stage, Status, Strategy, Version,
+    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role,
+    RollbackTrigger, ServiceName, Stage, Status, Strategy, Version,
 };
 use crate::windows::Calendar;
 
@@ -95,7 +97,10 @@ pub enum Effect {
     /// Send a notification (through the Manager agent).
     Notify(NotificationEntry),
     /// The agent of `role` reviews the approval criteria.
-    Review { role: Role, criteria: Vec<crate::record::CriterionCheck> },
+    Review {
+        role: Role,
+        criteria: Vec<crate::record::CriterionCheck>,
+    },
     /// A person holding `role` is asked to decide before `deadline`.
     AwaitDecision { role: Role, deadline: DateTime<Utc> },
     /// DevOps: read the metrics of the current production version.
@@ -120,18 +125,40 @@ pub enum Event {
     Scanned(Result<ScanReport, String>),
     Staged(Result<StagingReport, String>),
     Validated(Result<Vec<SuiteResult>, String>),
-    Notified { id: String, result: Result<(), String> },
-    Reviewed { role: Role, advice: Advice },
-    HumanDecision { role: Role, approve: bool, by: String, reason: String },
+    Notified {
+        id: String,
+        result: Result<(), String>,
+    },
+    Reviewed {
+        role: Role,
+        advice: Advice,
+    },
+    HumanDecision {
+        role: Role,
+        approve: bool,
+        by: String,
+        reason: String,
+    },
     BaselineMeasured(Result<MetricSample, String>),
-    StepDone { index: usize, result: Result<(), String> },
+    StepDone {
+        index: usize,
+        result: Result<(), String>,
+    },
     Observed(Observation),
     RolledBack(RollbackOutcome),
     Timer(u64),
-    ManualRollback { by: String, reason: String },
-    Cancel { by: String, reason: String },
+    ManualRollback {
+        by: String,
+        reason: String,
+    },
+    Cancel {
+        by: String,
+        reason: String,
+    },
     /// The coordinator found this was the Nth consecutive failure of the service.
-    RepeatedFailures { count: u32 },
+    RepeatedFailures {
+        count: u32,
+    },
 }
 
 /// Result of handling one event.
@@ -160,16 +187,32 @@ enum TimerPurpose {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum Phase {
     New,
-    Preparing { prepare: Option<PrepareReport>, scan: Option<ScanReport> },
+    Preparing {
+        prepare: Option<PrepareReport>,
+        scan: Option<ScanReport>,
+    },
     Staging,
     Validating,
-    Approving { notified: bool, roles: BTreeMap<Role, RoleState> },
+    Approving {
+        notified: bool,
+        roles: BTreeMap<Role, RoleState>,
+    },
     WaitingForWindow,
     Baseline,
-    Deploying { steps: Vec<DeployStep>, index: usize, step_running: bool },
+    Deploying {
+        steps: Vec<DeployStep>,
+        index: usize,
+        step_running: bool,
+    },
     /// Canary analysis after step `index`, started at `since`.
-    Analysing { steps: Vec<DeployStep>, index: usize, since: DateTime<Utc> },
-    Monitoring { since: DateTime<Utc> },
+    Analysing {
+        steps: Vec<DeployStep>,
+        index: usize,
+        since: DateTime<Utc>,
+    },
+    Monitoring {
+        since: DateTime<Utc>,
+    },
     RollingBack,
     Done,
 }
@@ -243,7 +286,11 @@ impl Machine {
             _ => {}
         }
         let target = match request.kind {
-            DeploymentType::Rollback => match request.version.clone().or_else(|| production.previous_version.clone()) {
+            DeploymentType::Rollback => match request
+                .version
+                .clone()
+                .or_else(|| production.previous_version.clone())
+            {
                 Some(v) => Some(v),
                 None => return Err(SubmitError::NothingToRestore(request.service.clone())),
             },
@@ -285,8 +332,18 @@ impl Machine {
             held,
             attest,
         };
-        let mut out = Output { facts: vec![submitted], ..Output::default() };
-        m.emit(&mut out, Fact::Status { at: now, status: Status::Queued, note: String::new() });
+        let mut out = Output {
+            facts: vec![submitted],
+            ..Output::default()
+        };
+        m.emit(
+            &mut out,
+            Fact::Status {
+                at: now,
+                status: Status::Queued,
+                note: String::new(),
+            },
+        );
         Ok((m, out))
     }
 
@@ -307,7 +364,8 @@ impl Machine {
     }
     /// Whether the deployment has started changing production.
     pub fn in_production(&self) -> bool {
-        matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor)) && !self.record.status.is_terminal()
+        matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor))
+            && !self.record.status.is_terminal()
     }
 
     /// The record with its Markdown rendered.
@@ -329,18 +387,41 @@ impl Machine {
         out.effects.push(Effect::Timer { at, token });
     }
 
-    fn enter(&mut self, out: &mut Output, now: DateTime<Utc>, stage: Stage) -> Result<(), IllegalTransition> {
+    fn enter(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        stage: Stage,
+    ) -> Result<(), IllegalTransition> {
         transitions::check(&self.policy.stages, self.stage, stage)?;
         self.stage = Some(stage);
         self.emit(out, Fact::StageStarted { at: now, stage });
         Ok(())
     }
 
-    fn finish_stage(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: Outcome, note: impl Into<String>) {
+    fn finish_stage(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        outcome: Outcome,
+        note: impl Into<String>,
+    ) {
         if let Some(stage) = self.stage {
-            let open = self.record.stages.iter().any(|e| e.stage == stage && e.outcome.is_none());
+            let open = self
+                .record
+                .stages
+                .iter()
+                .any(|e| e.stage == stage && e.outcome.is_none());
             if open {
-                self.emit(out, Fact::StageFinished { at: now, stage, outcome, note: note.into() });
+                self.emit(
+                    out,
+                    Fact::StageFinished {
+                        at: now,
+                        stage,
+                        outcome,
+                        note: note.into(),
+                    },
+                );
             }
         }
     }
@@ -350,17 +431,40 @@ impl Machine {
         let stages = &self.policy.stages;
         match self.stage {
             None => stages.first().copied(),
-            Some(s) => stages.iter().position(|x| *x == s).and_then(|p| stages.get(p + 1)).copied(),
+            Some(s) => stages
+                .iter()
+                .position(|x| *x == s)
+                .and_then(|p| stages.get(p + 1))
+                .copied(),
         }
     }
 
-    fn set_status(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
+    fn set_status(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        status: Status,
+        note: impl Into<String>,
+    ) {
         if self.record.status != status {
-            self.emit(out, Fact::Status { at: now, status, note: note.into() });
+            self.emit(
+                out,
+                Fact::Status {
+                    at: now,
+                    status,
+                    note: note.into(),
+                },
+            );
         }
     }
 
-    fn end(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
+    fn end(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        status: Status,
+        note: impl Into<String>,
+    ) {
         self.timers.clear();
         self.phase = Phase::Done;
         self.set_status(out, now, status, note);
@@ -368,34 +472,75 @@ impl Machine {
     }
 
     fn maybe_finished(&mut self, out: &mut Output) {
-        if self.record.status.is_terminal() && self.pending_notifications.is_empty() && !self.finished_sent {
+        if self.record.status.is_terminal()
+            && self.pending_notifications.is_empty()
+            && !self.finished_sent
+        {
             self.finished_sent = true;
             out.effects.push(Effect::Finished);
         }
     }
 
-    fn notify(&mut self, out: &mut Output, now: DateTime<Utc>, kind: NotificationKind, subject: String, body: String) {
+    fn notify(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        kind: NotificationKind,
+        subject: String,
+        body: String,
+    ) {
         self.notification_seq += 1;
         let id = format!("{}-n{}", self.record.id, self.notification_seq);
-        let entry = NotificationEntry { id: id.clone(), kind, at: now, subject, body, delivered: false, error: None };
+        let entry = NotificationEntry {
+            id: id.clone(),
+            kind,
+            at: now,
+            subject,
+            body,
+            delivered: false,
+            error: None,
+        };
         self.pending_notifications.insert(id, entry.clone());
         out.effects.push(Effect::Notify(entry));
     }
 
-    fn escalate(&mut self, out: &mut Output, now: DateTime<Utc>, reason: EscalationReason, detail: String) {
-        self.emit(out, Fact::Escalation(Escalation { at: now, reason, detail: detail.clone() }));
-        let (subject, body) = report::escalation_message(&self.record, reason, &detail, now, &self.settings);
+    fn escalate(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        reason: EscalationReason,
+        detail: String,
+    ) {
+        self.emit(
+            out,
+            Fact::Escalation(Escalation {
+                at: now,
+                reason,
+                detail: detail.clone(),
+            }),
+        );
+        let (subject, body) =
+            report::escalation_message(&self.record, reason, &detail, now, &self.settings);
         self.notify(out, now, NotificationKind::Escalation, subject, body);
     }
 
     /// Handles one event at `now`.
-    pub fn handle(&mut self, now: DateTime<Utc>, event: Event) -> Result<Output, IllegalTransition> {
+    pub fn handle(
+        &mut self,
+        now: DateTime<Utc>,
+        event: Event,
+    ) -> Result<Output, IllegalTransition> {
         let mut out = Output::default();
         self.step(&mut out, now, event)?;
         Ok(out)
     }
 
-    fn step(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+    fn step(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        event: Event,
+    ) -> Result<(), IllegalTransition> {
         // Events that do not depend on the phase.
         match event {
             Event::Notified { id, result } => {
@@ -431,7 +576,12 @@ impl Machine {
                 return Ok(());
             }
             Event::Cancel { by, reason } => {
-                if self.record.status.is_terminal() || matches!(self.stage, Some(Stage::Deploy | Stage::Monitor | Stage::Rollback)) {
+                if self.record.status.is_terminal()
+                    || matches!(
+                        self.stage,
+                        Some(Stage::Deploy | Stage::Monitor | Stage::Rollback)
+                    )
+                {
                     out.refusal = Some(format!(
                         "deployment {} cannot be cancelled once production is being changed or it has ended; request a rollback instead",
                         self.record.id
@@ -439,18 +589,33 @@ impl Machine {
                     return Ok(());
                 }
                 self.finish_stage(out, now, Outcome::Skipped, format!("cancelled by {by}"));
-                self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
+                self.end(
+                    out,
+                    now,
+                    Status::Cancelled,
+                    format!("Cancelled by {by}: {reason}"),
+                );
                 return Ok(());
             }
             Event::ManualRollback { by, reason } => {
                 if !self.in_production() {
-                    out.refusal = Some(format!("deployment {} is not in production; nothing to roll back", self.record.id));
+                    out.refusal = Some(format!(
+                        "deployment {} is not in production; nothing to roll back",
+                        self.record.id
+                    ));
                     return Ok(());
                 }
-                return self.trigger_rollback(out, now, RollbackTrigger::Manual, format!("requested by {by}: {reason}"));
+                return self.trigger_rollback(
+                    out,
+                    now,
+                    RollbackTrigger::Manual,
+                    format!("requested by {by}: {reason}"),
+                );
             }
             Event::Timer(token) => {
-                let Some(purpose) = self.timers.remove(&token) else { return Ok(()) };
+                let Some(purpose) = self.timers.remove(&token) else {
+                    return Ok(());
+                };
                 return self.on_timer(out, now, purpose);
             }
             _ => {}
@@ -459,17 +624,36 @@ impl Machine {
         match (phase, event) {
             (Phase::New, Event::Start) => {
                 if let Some(detail) = self.held.take() {
-                    if matches!(self.record.kind, DeploymentType::Standard | DeploymentType::Scheduled) {
+                    if matches!(
+                        self.record.kind,
+                        DeploymentType::Standard | DeploymentType::Scheduled
+                    ) {
                         self.escalate(out, now, EscalationReason::RepeatedFailures, detail);
-                        self.end(out, now, Status::Escalated, "Held: the service has repeated failures awaiting acknowledgement");
+                        self.end(
+                            out,
+                            now,
+                            Status::Escalated,
+                            "Held: the service has repeated failures awaiting acknowledgement",
+                        );
                         return Ok(());
                     }
                 }
                 if self.policy.windows == WindowRule::Scheduled {
                     let at = self.record.scheduled_for.expect("checked at submission");
                     if let Err(why) = Calendar::new(&self.settings.windows).check(at) {
-                        self.emit(out, Fact::Issue { at: now, issue: format!("scheduled_for {at} refused: {why}") });
-                        self.end(out, now, Status::Rejected, "Submission refused: scheduled time is outside the allowed windows");
+                        self.emit(
+                            out,
+                            Fact::Issue {
+                                at: now,
+                                issue: format!("scheduled_for {at} refused: {why}"),
+                            },
+                        );
+                        self.end(
+                            out,
+                            now,
+                            Status::Rejected,
+                            "Submission refused: scheduled time is outside the allowed windows",
+                        );
                         return Ok(());
                     }
                 }
@@ -478,15 +662,31 @@ impl Machine {
             }
             (Phase::Preparing { prepare: _, scan }, Event::Prepared(result)) => match result {
                 Ok(report) => {
-                    self.emit(out, Fact::Prepared { at: now, report: report.clone() });
+                    self.emit(
+                        out,
+                        Fact::Prepared {
+                            at: now,
+                            report: report.clone(),
+                        },
+                    );
                     self.prepare = Some(report.clone());
                     self.after_prepare_part(out, now, Some(report), scan)
                 }
-                Err(e) => self.stage_failed(out, now, format!("DevOps could not prepare the release: {e}")),
+                Err(e) => self.stage_failed(
+                    out,
+                    now,
+                    format!("DevOps could not prepare the release: {e}"),
+                ),
             },
             (Phase::Preparing { prepare, scan: _ }, Event::Scanned(result)) => match result {
                 Ok(report) => {
-                    self.emit(out, Fact::Scanned { at: now, report: report.clone() });
+                    self.emit(
+                        out,
+                        Fact::Scanned {
+                            at: now,
+                            report: report.clone(),
+                        },
+                    );
                     self.after_prepare_part(out, now, prepare, Some(report))
                 }
                 Err(e) => self.stage_failed(out, now, format!("Security scan could not run: {e}")),
@@ -494,9 +694,20 @@ impl Machine {
             (Phase::Staging, Event::Staged(result)) => match result {
                 Ok(report) => {
                     let ok = report.ok();
-                    self.emit(out, Fact::Staged { at: now, report: report.clone() });
+                    self.emit(
+                        out,
+                        Fact::Staged {
+                            at: now,
+                            report: report.clone(),
+                        },
+                    );
                     if ok {
-                        self.finish_stage(out, now, Outcome::Passed, "staging deployed and verified");
+                        self.finish_stage(
+                            out,
+                            now,
+                            Outcome::Passed,
+                            "staging deployed and verified",
+                        );
                         self.advance(out, now)
                     } else {
                         self.stage_failed(out, now, staging_failure(&report))
@@ -514,12 +725,22 @@ impl Machine {
                         self.finish_stage(out, now, Outcome::Passed, "ready for production");
                         self.advance(out, now)
                     } else {
-                        self.stage_failed(out, now, format!("needs fixes before production: {issues}"))
+                        self.stage_failed(
+                            out,
+                            now,
+                            format!("needs fixes before production: {issues}"),
+                        )
                     }
                 }
                 Err(e) => self.stage_failed(out, now, format!("QA could not run the suites: {e}")),
             },
-            (Phase::Approving { notified, mut roles }, Event::Reviewed { role, advice }) => {
+            (
+                Phase::Approving {
+                    notified,
+                    mut roles,
+                },
+                Event::Reviewed { role, advice },
+            ) => {
                 if roles.get(&role) != Some(&RoleState::Reviewing) {
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
@@ -527,18 +748,51 @@ impl Machine {
                 let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 match advice {
                     Advice::Grant { by, reason } => {
-                        self.emit(out, Fact::Approval(Approval { role, decision: Decision::Granted, by, at: now, reason, criteria }));
+                        self.emit(
+                            out,
+                            Fact::Approval(Approval {
+                                role,
+                                decision: Decision::Granted,
+                                by,
+                                at: now,
+                                reason,
+                                criteria,
+                            }),
+                        );
                         roles.insert(role, RoleState::Granted);
                     }
                     Advice::Deny { by, reason } => {
-                        self.emit(out, Fact::Approval(Approval { role, decision: Decision::Denied, by, at: now, reason: reason.clone(), criteria }));
-                        return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
+                        self.emit(
+                            out,
+                            Fact::Approval(Approval {
+                                role,
+                                decision: Decision::Denied,
+                                by,
+                                at: now,
+                                reason: reason.clone(),
+                                criteria,
+                            }),
+                        );
+                        return self.rejected(
+                            out,
+                            now,
+                            format!("{} denied: {reason}", approval::role_title(role)),
+                        );
                     }
                     Advice::AskHuman => {
                         let minutes = self.settings.agents.get(role).approval_timeout_minutes;
                         let deadline = now + Duration::minutes(minutes as i64);
                         roles.insert(role, RoleState::AwaitingHuman { deadline });
-                        self.emit(out, Fact::Note { at: now, event: format!("Approval ({role}) requested from a person; deadline {}", deadline.to_rfc3339()) });
+                        self.emit(
+                            out,
+                            Fact::Note {
+                                at: now,
+                                event: format!(
+                                    "Approval ({role}) requested from a person; deadline {}",
+                                    deadline.to_rfc3339()
+                                ),
+                            },
+                        );
                         out.effects.push(Effect::AwaitDecision { role, deadline });
                         self.timer(out, deadline, TimerPurpose::ApprovalDeadline(role));
                         self.set_status(out, now, Status::AwaitingApproval, "");
@@ -547,55 +801,131 @@ impl Machine {
                 self.phase = Phase::Approving { notified, roles };
                 self.after_review(out, now)
             }
-            (Phase::Approving { notified, mut roles }, Event::HumanDecision { role, approve, by, reason }) => {
+            (
+                Phase::Approving {
+                    notified,
+                    mut roles,
+                },
+                Event::HumanDecision {
+                    role,
+                    approve,
+                    by,
+                    reason,
+                },
+            ) => {
                 let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
-                    out.refusal = Some(format!("no {role} decision is pending for deployment {}", self.record.id));
+                    out.refusal = Some(format!(
+                        "no {role} decision is pending for deployment {}",
+                        self.record.id
+                    ));
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
                 }
                 if let Err(why) = approval::may_decide(&self.record, role, &by) {
-                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Refused, by, at: now, reason: why.clone(), criteria }));
+                    self.emit(
+                        out,
+                        Fact::Approval(Approval {
+                            role,
+                            decision: Decision::Refused,
+                            by,
+                            at: now,
+                            reason: why.clone(),
+                            criteria,
+                        }),
+                    );
                     out.refusal = Some(why);
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
                 }
-                self.timers.retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
+                self.timers
+                    .retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
                 if approve {
-                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Granted, by, at: now, reason, criteria }));
+                    self.emit(
+                        out,
+                        Fact::Approval(Approval {
+                            role,
+                            decision: Decision::Granted,
+                            by,
+                            at: now,
+                            reason,
+                            criteria,
+                        }),
+                    );
                     roles.insert(role, RoleState::Granted);
                     self.phase = Phase::Approving { notified, roles };
                     self.after_review(out, now)
                 } else {
-                    self.emit(out, Fact::Approval(Approval { role, decision: Decision::Denied, by: by.clone(), at: now, reason: reason.clone(), criteria }));
+                    self.emit(
+                        out,
+                        Fact::Approval(Approval {
+                            role,
+                            decision: Decision::Denied,
+                            by: by.clone(),
+                            at: now,
+                            reason: reason.clone(),
+                            criteria,
+                        }),
+                    );
                     self.rejected(out, now, format!("{by} ({role}) rejected: {reason}"))
                 }
             }
             (Phase::Baseline, Event::BaselineMeasured(result)) => match result {
                 Ok(sample) => {
-                    self.emit(out, Fact::Baseline { at: now, sample: Some(sample), error: None });
+                    self.emit(
+                        out,
+                        Fact::Baseline {
+                            at: now,
+                            sample: Some(sample),
+                            error: None,
+                        },
+                    );
                     self.baseline = Some(sample);
                     self.watch.inconclusive = 0;
                     let steps = strategy::plan(
                         self.record.strategy,
                         &self.settings.strategies,
                         self.prepare.as_ref().map(|p| p.instances).unwrap_or(1),
-                        self.prepare.as_ref().map(|p| p.migrations).unwrap_or(MigrationKind::None),
+                        self.prepare
+                            .as_ref()
+                            .map(|p| p.migrations)
+                            .unwrap_or(MigrationKind::None),
                         self.production.active_colour,
                     );
                     self.run_step(out, now, steps, 0)
                 }
                 Err(e) => {
-                    self.emit(out, Fact::Baseline { at: now, sample: None, error: Some(e.clone()) });
+                    self.emit(
+                        out,
+                        Fact::Baseline {
+                            at: now,
+                            sample: None,
+                            error: Some(e.clone()),
+                        },
+                    );
                     self.phase = Phase::Baseline;
                     self.inconclusive(out, now, e, true)
                 }
             },
-            (Phase::Deploying { steps, index, .. }, Event::StepDone { index: done, result }) if done == index => {
+            (
+                Phase::Deploying { steps, index, .. },
+                Event::StepDone {
+                    index: done,
+                    result,
+                },
+            ) if done == index => {
                 let step = steps[index].clone();
                 match result {
                     Ok(()) => {
-                        self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok: true, detail: String::new() }));
+                        self.emit(
+                            out,
+                            Fact::DeployStep(StepEntry {
+                                at: now,
+                                step: step.describe(),
+                                ok: true,
+                                detail: String::new(),
+                            }),
+                        );
                         if let DeployStep::RunMigrations { kind } = step {
                             self.migrations_applied = Some(kind);
                         }
@@ -603,8 +933,22 @@ impl Machine {
                             self.traffic = p;
                         }
                         if matches!(step, DeployStep::CanaryWeight { percent } if percent < 100) {
-                            self.phase = Phase::Analysing { steps, index, since: now };
-                            self.emit(out, Fact::Note { at: now, event: format!("Canary analysis at {}% for {} min", self.traffic, self.settings.strategies.canary.analysis_minutes) });
+                            self.phase = Phase::Analysing {
+                                steps,
+                                index,
+                                since: now,
+                            };
+                            self.emit(
+                                out,
+                                Fact::Note {
+                                    at: now,
+                                    event: format!(
+                                        "Canary analysis at {}% for {} min",
+                                        self.traffic,
+                                        self.settings.strategies.canary.analysis_minutes
+                                    ),
+                                },
+                            );
                             let at = now + self.interval();
                             self.timer(out, at, TimerPurpose::Observe);
                             return Ok(());
@@ -612,15 +956,34 @@ impl Machine {
                         self.run_step(out, now, steps, index + 1)
                     }
                     Err(e) => {
-                        self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok: false, detail: e.clone() }));
+                        self.emit(
+                            out,
+                            Fact::DeployStep(StepEntry {
+                                at: now,
+                                step: step.describe(),
+                                ok: false,
+                                detail: e.clone(),
+                            }),
+                        );
                         let trigger = match step {
-                            DeployStep::HealthCheckColour { .. } | DeployStep::CanaryWeight { .. } | DeployStep::UpdateInstances { .. } => {
+                            DeployStep::HealthCheckColour { .. }
+                            | DeployStep::CanaryWeight { .. }
+                            | DeployStep::UpdateInstances { .. } => {
                                 RollbackTrigger::CriticalFunctionalityBroken
                             }
                             _ => RollbackTrigger::DeploymentFailed,
                         };
-                        self.phase = Phase::Deploying { steps, index, step_running: false };
-                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.describe()))
+                        self.phase = Phase::Deploying {
+                            steps,
+                            index,
+                            step_running: false,
+                        };
+                        self.trigger_rollback(
+                            out,
+                            now,
+                            trigger,
+                            format!("{} failed: {e}", step.describe()),
+                        )
                     }
                 }
             }
@@ -632,14 +995,31 @@ impl Machine {
                     Ok(()) => (true, String::new()),
                     Err(e) => (false, e.clone()),
                 };
-                self.emit(out, Fact::DeployStep(StepEntry { at: now, step: step.describe(), ok, detail: detail.clone() }));
+                self.emit(
+                    out,
+                    Fact::DeployStep(StepEntry {
+                        at: now,
+                        step: step.describe(),
+                        ok,
+                        detail: detail.clone(),
+                    }),
+                );
                 if !ok {
-                    self.emit(out, Fact::Issue { at: now, issue: format!("old environment not decommissioned: {detail}") });
+                    self.emit(
+                        out,
+                        Fact::Issue {
+                            at: now,
+                            issue: format!("old environment not decommissioned: {detail}"),
+                        },
+                    );
                 }
                 self.phase = Phase::Monitoring { since };
                 self.complete(out, now)
             }
-            (phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }), Event::Observed(obs)) => {
+            (
+                phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }),
+                Event::Observed(obs),
+            ) => {
                 self.phase = phase;
                 self.watch.observing = false;
                 self.observed(out, now, obs)
@@ -661,7 +1041,9 @@ impl Machine {
     }
 
     fn minute(&self, now: DateTime<Utc>) -> u32 {
-        self.deploy_started.map(|s| (now - s).num_minutes().max(0) as u32).unwrap_or(0)
+        self.deploy_started
+            .map(|s| (now - s).num_minutes().max(0) as u32)
+            .unwrap_or(0)
     }
 
     /// Moves to the next stage of this type, or completes.
@@ -672,7 +1054,10 @@ impl Machine {
         match next {
             Stage::Prepare => {
                 self.enter(out, now, Stage::Prepare)?;
-                self.phase = Phase::Preparing { prepare: None, scan: None };
+                self.phase = Phase::Preparing {
+                    prepare: None,
+                    scan: None,
+                };
                 out.effects.push(Effect::Prepare);
                 out.effects.push(Effect::Scan);
             }
@@ -684,19 +1069,33 @@ impl Machine {
             Stage::Validate => {
                 self.enter(out, now, Stage::Validate)?;
                 self.phase = Phase::Validating;
-                out.effects.push(Effect::Validate { suites: self.policy.qa_suites });
+                out.effects.push(Effect::Validate {
+                    suites: self.policy.qa_suites,
+                });
             }
             Stage::Approve => {
                 self.enter(out, now, Stage::Approve)?;
-                let roles = self.policy.approvers.iter().map(|r| (*r, RoleState::Reviewing)).collect();
+                let roles = self
+                    .policy
+                    .approvers
+                    .iter()
+                    .map(|r| (*r, RoleState::Reviewing))
+                    .collect();
                 if self.record.kind == DeploymentType::Rollback {
                     // An immediate rollback does not wait for stakeholder notice.
-                    self.phase = Phase::Approving { notified: true, roles };
+                    self.phase = Phase::Approving {
+                        notified: true,
+                        roles,
+                    };
                     return self.request_reviews(out, now);
                 }
-                self.phase = Phase::Approving { notified: false, roles };
+                self.phase = Phase::Approving {
+                    notified: false,
+                    roles,
+                };
                 let planned = self.planned_deploy_time(now);
-                let (subject, body) = report::pre_deployment_message(&self.record, planned, &self.settings);
+                let (subject, body) =
+                    report::pre_deployment_message(&self.record, planned, &self.settings);
                 self.notify(out, now, NotificationKind::PreDeployment, subject, body);
             }
             Stage::Deploy => return self.wait_for_window(out, now),
@@ -710,8 +1109,18 @@ impl Machine {
             Stage::Rollback => {
                 // A rollback-type deployment: restore the target version.
                 self.enter(out, now, Stage::Rollback)?;
-                let reason = format!("rollback of {} requested by {}", self.record.service, self.record.submitted_by);
-                self.emit(out, Fact::RollbackStarted { at: now, trigger: RollbackTrigger::Manual, reason });
+                let reason = format!(
+                    "rollback of {} requested by {}",
+                    self.record.service, self.record.submitted_by
+                );
+                self.emit(
+                    out,
+                    Fact::RollbackStarted {
+                        at: now,
+                        trigger: RollbackTrigger::Manual,
+                        reason,
+                    },
+                );
                 self.phase = Phase::RollingBack;
                 out.effects.push(Effect::Rollback(RollbackPlan {
                     restore_version: self.record.version.clone(),
@@ -730,7 +1139,9 @@ impl Machine {
         match self.policy.windows {
             WindowRule::Bypass => now,
             WindowRule::Scheduled => self.record.scheduled_for.unwrap_or(now).max(now),
-            WindowRule::Wait => Calendar::new(&self.settings.windows).next_allowed(now).unwrap_or(now),
+            WindowRule::Wait => Calendar::new(&self.settings.windows)
+                .next_allowed(now)
+                .unwrap_or(now),
         }
     }
 
@@ -764,7 +1175,12 @@ impl Machine {
                     }
                     return self.stage_failed(out, now, why.join(", "));
                 }
-                self.finish_stage(out, now, Outcome::Passed, "artifacts ready, checklist created");
+                self.finish_stage(
+                    out,
+                    now,
+                    Outcome::Passed,
+                    "artifacts ready, checklist created",
+                );
                 self.advance(out, now)
             }
             (prepare, scan) => {
@@ -774,31 +1190,68 @@ impl Machine {
         }
     }
 
-    fn stage_failed(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
-        self.emit(out, Fact::Issue { at: now, issue: why.clone() });
+    fn stage_failed(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        why: String,
+    ) -> Result<(), IllegalTransition> {
+        self.emit(
+            out,
+            Fact::Issue {
+                at: now,
+                issue: why.clone(),
+            },
+        );
         self.finish_stage(out, now, Outcome::Failed, why);
         self.end(out, now, Status::Failed, "Deployment failed");
         Ok(())
     }
 
-    fn rejected(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
-        self.emit(out, Fact::Issue { at: now, issue: why.clone() });
+    fn rejected(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        why: String,
+    ) -> Result<(), IllegalTransition> {
+        self.emit(
+            out,
+            Fact::Issue {
+                at: now,
+                issue: why.clone(),
+            },
+        );
         self.finish_stage(out, now, Outcome::Failed, why);
         self.end(out, now, Status::Rejected, "Deployment rejected");
         Ok(())
     }
 
-    fn request_reviews(&mut self, out: &mut Output, _now: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+    fn request_reviews(
+        &mut self,
+        out: &mut Output,
+        _now: DateTime<Utc>,
+    ) -> Result<(), IllegalTransition> {
+        let Phase::Approving { roles, .. } = &self.phase else {
+            return Ok(());
+        };
         let criteria = approval::criteria(&self.record, &self.policy.approvers);
         for role in roles.keys() {
-            out.effects.push(Effect::Review { role: *role, criteria: criteria.clone() });
+            out.effects.push(Effect::Review {
+                role: *role,
+                criteria: criteria.clone(),
+            });
         }
         Ok(())
     }
 
-    fn after_review(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+    fn after_review(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+    ) -> Result<(), IllegalTransition> {
+        let Phase::Approving { roles, .. } = &self.phase else {
+            return Ok(());
+        };
         if roles.values().all(|s| *s == RoleState::Granted) {
             self.finish_stage(out, now, Outcome::Passed, "approval granted");
             self.set_status(out, now, Status::InProgress, "");
@@ -807,7 +1260,11 @@ impl Machine {
         Ok(())
     }
 
-    fn wait_for_window(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+    fn wait_for_window(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+    ) -> Result<(), IllegalTransition> {
         let settings = self.settings.clone();
         let calendar = Calendar::new(&settings.windows);
         let start_at = match self.policy.windows {
@@ -826,7 +1283,11 @@ impl Machine {
             WindowRule::Wait => calendar.next_allowed(now),
         };
         let Some(at) = start_at else {
-            return self.stage_failed(out, now, "no allowed deployment window in the next 400 days".into());
+            return self.stage_failed(
+                out,
+                now,
+                "no allowed deployment window in the next 400 days".into(),
+            );
         };
         if at <= now {
             return self.start_deploy(out, now);
@@ -835,44 +1296,97 @@ impl Machine {
             Err(b) if self.policy.windows == WindowRule::Wait => b.to_string(),
             _ => "scheduled".to_string(),
         };
-        self.emit(out, Fact::Note { at: now, event: format!("Waiting for deployment window until {} ({why})", at.to_rfc3339()) });
+        self.emit(
+            out,
+            Fact::Note {
+                at: now,
+                event: format!(
+                    "Waiting for deployment window until {} ({why})",
+                    at.to_rfc3339()
+                ),
+            },
+        );
         self.set_status(out, now, Status::WaitingForWindow, "");
         self.phase = Phase::WaitingForWindow;
         self.timer(out, at, TimerPurpose::Window);
         Ok(())
     }
 
-    fn start_deploy(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+    fn start_deploy(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+    ) -> Result<(), IllegalTransition> {
         if self.policy.windows == WindowRule::Wait {
             // A freeze or holiday added while waiting still applies.
             if let Err(b) = Calendar::new(&self.settings.windows).check(now) {
-                self.emit(out, Fact::Note { at: now, event: format!("Window closed again: {b}") });
+                self.emit(
+                    out,
+                    Fact::Note {
+                        at: now,
+                        event: format!("Window closed again: {b}"),
+                    },
+                );
                 return self.wait_for_window(out, now);
             }
         }
         self.enter(out, now, Stage::Deploy)?;
         self.set_status(out, now, Status::InProgress, "");
         self.deploy_started = Some(now);
-        self.emit(out, Fact::DeployStarted { at: now, strategy: self.record.strategy });
+        self.emit(
+            out,
+            Fact::DeployStarted {
+                at: now,
+                strategy: self.record.strategy,
+            },
+        );
         self.phase = Phase::Baseline;
         out.effects.push(Effect::MeasureBaseline);
         Ok(())
     }
 
-    fn run_step(&mut self, out: &mut Output, now: DateTime<Utc>, steps: Vec<DeployStep>, index: usize) -> Result<(), IllegalTransition> {
+    fn run_step(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        steps: Vec<DeployStep>,
+        index: usize,
+    ) -> Result<(), IllegalTransition> {
         if index >= steps.len() {
             self.emit(out, Fact::DeployFinished { at: now });
             let v = self.record.version.clone();
-            self.emit(out, Fact::ProductionVersion { at: now, version: v.clone(), note: format!("Production deployed: v{}", v.as_ref().map(|v| v.as_str()).unwrap_or("?")) });
+            self.emit(
+                out,
+                Fact::ProductionVersion {
+                    at: now,
+                    version: v.clone(),
+                    note: format!(
+                        "Production deployed: v{}",
+                        v.as_ref().map(|v| v.as_str()).unwrap_or("?")
+                    ),
+                },
+            );
             self.finish_stage(out, now, Outcome::Passed, "all steps completed");
             return self.advance(out, now);
         }
-        out.effects.push(Effect::Step { index, step: steps[index].clone() });
-        self.phase = Phase::Deploying { steps, index, step_running: true };
+        out.effects.push(Effect::Step {
+            index,
+            step: steps[index].clone(),
+        });
+        self.phase = Phase::Deploying {
+            steps,
+            index,
+            step_running: true,
+        };
         Ok(())
     }
 
-    fn on_timer(&mut self, out: &mut Output, now: DateTime<Utc>, purpose: TimerPurpose) -> Result<(), IllegalTransition> {
+    fn on_timer(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        purpose: TimerPurpose,
+    ) -> Result<(), IllegalTransition> {
         match purpose {
             TimerPurpose::Window => {
                 if self.phase == Phase::WaitingForWindow {
@@ -881,21 +1395,30 @@ impl Machine {
                 Ok(())
             }
             TimerPurpose::ApprovalDeadline(role) => {
-                let Phase::Approving { roles, .. } = &self.phase else { return Ok(()) };
+                let Phase::Approving { roles, .. } = &self.phase else {
+                    return Ok(());
+                };
                 if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
                     return Ok(());
                 }
                 let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 let minutes = self.settings.agents.get(role).approval_timeout_minutes;
-                self.emit(out, Fact::Approval(Approval {
-                    role,
-                    decision: Decision::TimedOut,
-                    by: format!("{} agent", approval::role_title(role)),
-                    at: now,
-                    reason: format!("no decision within {minutes} minutes"),
-                    criteria,
-                }));
-                self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
+                self.emit(
+                    out,
+                    Fact::Approval(Approval {
+                        role,
+                        decision: Decision::TimedOut,
+                        by: format!("{} agent", approval::role_title(role)),
+                        at: now,
+                        reason: format!("no decision within {minutes} minutes"),
+                        criteria,
+                    }),
+                );
+                self.rejected(
+                    out,
+                    now,
+                    format!("{role} approval timed out after {minutes} minutes"),
+                )
             }
             TimerPurpose::Observe => {
                 if self.watch.observing {
@@ -904,7 +1427,10 @@ impl Machine {
                 match &self.phase {
                     Phase::Analysing { .. } | Phase::Monitoring { .. } => {
                         self.watch.observing = true;
-                        out.effects.push(Effect::Observe { minute: self.minute(now), traffic_percent: self.traffic });
+                        out.effects.push(Effect::Observe {
+                            minute: self.minute(now),
+                            traffic_percent: self.traffic,
+                        });
                     }
                     Phase::Baseline => out.effects.push(Effect::MeasureBaseline),
                     _ => {}
@@ -915,7 +1441,13 @@ impl Machine {
     }
 
     /// A read that gave no usable data: hold, and escalate after too many in a row.
-    fn inconclusive(&mut self, out: &mut Output, now: DateTime<Utc>, error: String, retry: bool) -> Result<(), IllegalTransition> {
+    fn inconclusive(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        error: String,
+        retry: bool,
+    ) -> Result<(), IllegalTransition> {
         self.watch.inconclusive += 1;
         let limit = self.settings.monitoring.inconclusive_escalate_after;
         if self.watch.inconclusive >= limit {
@@ -927,7 +1459,12 @@ impl Machine {
                 format!("{limit} consecutive metric reads failed during {stage} (last: {error}); holding traffic at {}%", self.traffic),
             );
             self.finish_stage(out, now, Outcome::Failed, "metrics inconclusive");
-            self.end(out, now, Status::Escalated, "Held: metrics inconclusive, waiting for a person");
+            self.end(
+                out,
+                now,
+                Status::Escalated,
+                "Held: metrics inconclusive, waiting for a person",
+            );
             return Ok(());
         }
         if retry {
@@ -937,33 +1474,61 @@ impl Machine {
         Ok(())
     }
 
-    fn observed(&mut self, out: &mut Output, now: DateTime<Utc>, obs: Observation) -> Result<(), IllegalTransition> {
+    fn observed(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        obs: Observation,
+    ) -> Result<(), IllegalTransition> {
         let stage = self.stage.unwrap_or(Stage::Monitor);
         let minute = self.minute(now);
-        self.emit(out, Fact::Sample(SampleEntry {
-            at: now,
-            stage,
-            minute,
-            traffic_percent: self.traffic,
-            sample: obs.metrics.as_ref().ok().copied(),
-            error: obs.metrics.as_ref().err().cloned(),
-        }));
+        self.emit(
+            out,
+            Fact::Sample(SampleEntry {
+                at: now,
+                stage,
+                minute,
+                traffic_percent: self.traffic,
+                sample: obs.metrics.as_ref().ok().copied(),
+                error: obs.metrics.as_ref().err().cloned(),
+            }),
+        );
         // Incidents and broken functionality roll back at once.
         for incident in &obs.incidents {
             match incident.kind {
                 IncidentKind::SecurityVulnerability => {
-                    self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
-                    return self.trigger_rollback(out, now, RollbackTrigger::SecurityVulnerability, incident.detail.clone());
+                    self.escalate(
+                        out,
+                        now,
+                        EscalationReason::SecurityIncident,
+                        incident.detail.clone(),
+                    );
+                    return self.trigger_rollback(
+                        out,
+                        now,
+                        RollbackTrigger::SecurityVulnerability,
+                        incident.detail.clone(),
+                    );
                 }
                 IncidentKind::CriticalFunctionalityBroken => {
-                    return self.trigger_rollback(out, now, RollbackTrigger::CriticalFunctionalityBroken, incident.detail.clone());
+                    return self.trigger_rollback(
+                        out,
+                        now,
+                        RollbackTrigger::CriticalFunctionalityBroken,
+                        incident.detail.clone(),
+                    );
                 }
             }
         }
         if let Ok(healthy) = obs.healthy {
             self.watch.last_healthy = Some(healthy);
             if !healthy {
-                return self.trigger_rollback(out, now, RollbackTrigger::CriticalFunctionalityBroken, "production health check failing".into());
+                return self.trigger_rollback(
+                    out,
+                    now,
+                    RollbackTrigger::CriticalFunctionalityBroken,
+                    "production health check failing".into(),
+                );
             }
         }
         let sample = match obs.metrics {
@@ -981,7 +1546,12 @@ impl Machine {
         let baseline = self.baseline.unwrap_or(sample);
         let findings = thresholds::evaluate(&sample, &baseline, &self.settings.thresholds);
         let mut rollback: Option<(RollbackTrigger, String)> = None;
-        for metric in [Metric::ErrorRate, Metric::LatencyP99, Metric::Cpu, Metric::Memory] {
+        for metric in [
+            Metric::ErrorRate,
+            Metric::LatencyP99,
+            Metric::Cpu,
+            Metric::Memory,
+        ] {
             let finding = findings.iter().find(|f| f.metric == metric);
             match finding {
                 None => {
@@ -991,10 +1561,32 @@ impl Machine {
                 Some(f) => {
                     let previous = self.watch.levels.insert(metric, f.action);
                     if previous != Some(f.action) {
-                        self.emit(out, Fact::Alert(Alert { at: now, stage, metric, value: f.value, threshold: f.threshold, action: f.action }));
+                        self.emit(
+                            out,
+                            Fact::Alert(Alert {
+                                at: now,
+                                stage,
+                                metric,
+                                value: f.value,
+                                threshold: f.threshold,
+                                action: f.action,
+                            }),
+                        );
                         let escalation = match metric {
-                            Metric::ErrorRate => Some((EscalationReason::UnexpectedProductionErrors, format!("error rate {} over {}", pct(f.value), pct(f.threshold)))),
-                            Metric::LatencyP99 => Some((EscalationReason::PerformanceDegradation, format!("p99 latency {} ms over {} ms ({}x baseline {} ms)", crate::record::fmt_num(f.value), crate::record::fmt_num(f.threshold), crate::record::fmt_num(f.value / baseline.latency_p99_ms), crate::record::fmt_num(baseline.latency_p99_ms)))),
+                            Metric::ErrorRate => Some((
+                                EscalationReason::UnexpectedProductionErrors,
+                                format!("error rate {} over {}", pct(f.value), pct(f.threshold)),
+                            )),
+                            Metric::LatencyP99 => Some((
+                                EscalationReason::PerformanceDegradation,
+                                format!(
+                                    "p99 latency {} ms over {} ms ({}x baseline {} ms)",
+                                    crate::record::fmt_num(f.value),
+                                    crate::record::fmt_num(f.threshold),
+                                    crate::record::fmt_num(f.value / baseline.latency_p99_ms),
+                                    crate::record::fmt_num(baseline.latency_p99_ms)
+                                ),
+                            )),
                             _ => None,
                         };
                         if let Some((reason, detail)) = escalation {
@@ -1006,10 +1598,25 @@ impl Machine {
                     if f.action == AlertAction::Rollback {
                         let n = self.watch.breaches.entry(metric).or_insert(0);
                         *n += 1;
-                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
+                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none()
+                        {
                             rollback = Some(match metric {
-                                Metric::ErrorRate => (RollbackTrigger::ErrorRate, format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold))),
-                                _ => (RollbackTrigger::SeverePerformanceDegradation, format!("p99 latency {} ms exceeds {} ms", crate::record::fmt_num(f.value), crate::record::fmt_num(f.threshold))),
+                                Metric::ErrorRate => (
+                                    RollbackTrigger::ErrorRate,
+                                    format!(
+                                        "error rate {} exceeds {}",
+                                        pct(f.value),
+                                        pct(f.threshold)
+                                    ),
+                                ),
+                                _ => (
+                                    RollbackTrigger::SeverePerformanceDegradation,
+                                    format!(
+                                        "p99 latency {} ms exceeds {} ms",
+                                        crate::record::fmt_num(f.value),
+                                        crate::record::fmt_num(f.threshold)
+                                    ),
+                                ),
                             });
                         }
                     } else {
@@ -1025,12 +1632,27 @@ impl Machine {
     }
 
     /// Checkpoints, then the end of canary analysis or monitoring, or the next sample.
-    fn after_observation(&mut self, out: &mut Output, now: DateTime<Utc>, conclusive: bool) -> Result<(), IllegalTransition> {
+    fn after_observation(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        conclusive: bool,
+    ) -> Result<(), IllegalTransition> {
         match self.phase.clone() {
-            Phase::Analysing { steps, index, since } => {
+            Phase::Analysing {
+                steps,
+                index,
+                since,
+            } => {
                 let minutes = self.settings.strategies.canary.analysis_minutes as i64;
                 if conclusive && now - since >= Duration::minutes(minutes) {
-                    self.emit(out, Fact::Note { at: now, event: format!("Canary analysis at {}% passed", self.traffic) });
+                    self.emit(
+                        out,
+                        Fact::Note {
+                            at: now,
+                            event: format!("Canary analysis at {}% passed", self.traffic),
+                        },
+                    );
                     return self.run_step(out, now, steps, index + 1);
                 }
             }
@@ -1044,23 +1666,49 @@ impl Machine {
                     .filter(|c| c.minute <= self.policy.monitoring_minutes)
                     .cloned()
                     .collect();
-                while self.watch.checkpoints_done < due.len() && due[self.watch.checkpoints_done].minute <= elapsed {
+                while self.watch.checkpoints_done < due.len()
+                    && due[self.watch.checkpoints_done].minute <= elapsed
+                {
                     let c = due[self.watch.checkpoints_done].clone();
                     self.watch.checkpoints_done += 1;
                     let (passed, detail) = self.checkpoint(c.check, conclusive);
-                    self.emit(out, Fact::Checkpoint(CheckpointEntry { minute: c.minute, check: c.check, at: now, passed, detail }));
+                    self.emit(
+                        out,
+                        Fact::Checkpoint(CheckpointEntry {
+                            minute: c.minute,
+                            check: c.check,
+                            at: now,
+                            passed,
+                            detail,
+                        }),
+                    );
                 }
                 if conclusive && elapsed >= self.policy.monitoring_minutes {
-                    self.finish_stage(out, now, Outcome::Passed, format!("{} min monitoring complete", self.policy.monitoring_minutes));
+                    self.finish_stage(
+                        out,
+                        now,
+                        Outcome::Passed,
+                        format!("{} min monitoring complete", self.policy.monitoring_minutes),
+                    );
                     if self.record.strategy == Strategy::BlueGreen {
                         let colour = self.production.active_colour;
-                        out.effects.push(Effect::Step { index: usize::MAX, step: DeployStep::Decommission { colour } });
+                        out.effects.push(Effect::Step {
+                            index: usize::MAX,
+                            step: DeployStep::Decommission { colour },
+                        });
                         return Ok(());
                     }
                     return self.complete(out, now);
                 }
                 if !conclusive && elapsed >= self.policy.monitoring_minutes {
-                    self.emit(out, Fact::Note { at: now, event: "Monitoring extended: the last metric read was inconclusive".into() });
+                    self.emit(
+                        out,
+                        Fact::Note {
+                            at: now,
+                            event: "Monitoring extended: the last metric read was inconclusive"
+                                .into(),
+                        },
+                    );
                 }
             }
             _ => return Ok(()),
@@ -1084,10 +1732,16 @@ impl Machine {
             },
             CheckpointCheck::ErrorRate => (
                 s.error_rate <= t.error_rate_investigate,
-                format!("error rate {} (threshold {})", pct(s.error_rate), pct(t.error_rate_investigate)),
+                format!(
+                    "error rate {} (threshold {})",
+                    pct(s.error_rate),
+                    pct(t.error_rate_investigate)
+                ),
             ),
             CheckpointCheck::Performance => (
-                s.latency_p99_ms <= base.latency_p99_ms * t.latency_p99_investigate_factor && s.cpu <= t.cpu_scale && s.memory <= t.memory_scale,
+                s.latency_p99_ms <= base.latency_p99_ms * t.latency_p99_investigate_factor
+                    && s.cpu <= t.cpu_scale
+                    && s.memory <= t.memory_scale,
                 format!(
                     "p99 {} ms (baseline {} ms), CPU {}, memory {}",
                     crate::record::fmt_num(s.latency_p99_ms),
@@ -1097,30 +1751,53 @@ impl Machine {
                 ),
             ),
             CheckpointCheck::AllSystemsNormal => {
-                let ok = thresholds::evaluate(&s, &base, t).is_empty() && self.watch.last_healthy != Some(false);
-                (ok, if ok { "all metrics within thresholds".into() } else { "metrics over thresholds".into() })
+                let ok = thresholds::evaluate(&s, &base, t).is_empty()
+                    && self.watch.last_healthy != Some(false);
+                (
+                    ok,
+                    if ok {
+                        "all metrics within thresholds".into()
+                    } else {
+                        "metrics over thresholds".into()
+                    },
+                )
             }
         }
     }
 
     fn complete(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         if self.record.kind != DeploymentType::Rollback {
-            let (subject, body) = report::post_deployment_message(&self.record, now, &self.settings);
+            let (subject, body) =
+                report::post_deployment_message(&self.record, now, &self.settings);
             self.notify(out, now, NotificationKind::PostDeployment, subject, body);
         }
         self.end(out, now, Status::Succeeded, "Deployment succeeded");
         Ok(())
     }
 
-    fn trigger_rollback(&mut self, out: &mut Output, now: DateTime<Utc>, trigger: RollbackTrigger, reason: String) -> Result<(), IllegalTransition> {
+    fn trigger_rollback(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        trigger: RollbackTrigger,
+        reason: String,
+    ) -> Result<(), IllegalTransition> {
         if matches!(self.phase, Phase::RollingBack | Phase::Done) {
             return Ok(());
         }
         self.timers.clear();
         self.watch.observing = false;
         let irreversible = self.migrations_applied == Some(MigrationKind::Irreversible);
-        if irreversible && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze {
-            self.emit(out, Fact::Issue { at: now, issue: format!("rollback triggered ({trigger}): {reason}") });
+        if irreversible
+            && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze
+        {
+            self.emit(
+                out,
+                Fact::Issue {
+                    at: now,
+                    issue: format!("rollback triggered ({trigger}): {reason}"),
+                },
+            );
             self.escalate(
                 out,
                 now,
@@ -1130,14 +1807,42 @@ impl Machine {
                     self.traffic
                 ),
             );
-            self.finish_stage(out, now, Outcome::Failed, "rollback needed but held: irreversible migration");
-            self.end(out, now, Status::Escalated, "Held: irreversible migration, waiting for a person");
+            self.finish_stage(
+                out,
+                now,
+                Outcome::Failed,
+                "rollback needed but held: irreversible migration",
+            );
+            self.end(
+                out,
+                now,
+                Status::Escalated,
+                "Held: irreversible migration, waiting for a person",
+            );
             return Ok(());
         }
-        self.emit(out, Fact::Issue { at: now, issue: format!("rollback triggered ({trigger}): {reason}") });
-        self.finish_stage(out, now, Outcome::Failed, format!("rollback triggered: {trigger}"));
+        self.emit(
+            out,
+            Fact::Issue {
+                at: now,
+                issue: format!("rollback triggered ({trigger}): {reason}"),
+            },
+        );
+        self.finish_stage(
+            out,
+            now,
+            Outcome::Failed,
+            format!("rollback triggered: {trigger}"),
+        );
         self.enter(out, now, Stage::Rollback)?;
-        self.emit(out, Fact::RollbackStarted { at: now, trigger, reason });
+        self.emit(
+            out,
+            Fact::RollbackStarted {
+                at: now,
+                trigger,
+                reason,
+            },
+        );
         self.phase = Phase::RollingBack;
         out.effects.push(Effect::Rollback(RollbackPlan {
             restore_version: self.production.current_version.clone(),
@@ -1150,39 +1855,115 @@ impl Machine {
         Ok(())
     }
 
-    fn rolled_back(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: RollbackOutcome) -> Result<(), IllegalTransition> {
+    fn rolled_back(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        outcome: RollbackOutcome,
+    ) -> Result<(), IllegalTransition> {
         for (step, ok, detail) in &outcome.steps {
-            self.emit(out, Fact::RollbackStep(StepEntry { at: now, step: step.clone(), ok: *ok, detail: detail.clone() }));
+            self.emit(
+                out,
+                Fact::RollbackStep(StepEntry {
+                    at: now,
+                    step: step.clone(),
+                    ok: *ok,
+                    detail: detail.clone(),
+                }),
+            );
         }
         let rollback_type = self.record.kind == DeploymentType::Rollback;
-        let restored = if rollback_type { self.record.version.clone() } else { self.production.current_version.clone() };
+        let restored = if rollback_type {
+            self.record.version.clone()
+        } else {
+            self.production.current_version.clone()
+        };
         let success = outcome.restored && outcome.verified;
-        let trigger = self.record.rollback.as_ref().map(|r| r.trigger).unwrap_or(RollbackTrigger::Manual);
-        let reason = self.record.rollback.as_ref().map(|r| r.reason.clone()).unwrap_or_default();
+        let trigger = self
+            .record
+            .rollback
+            .as_ref()
+            .map(|r| r.trigger)
+            .unwrap_or(RollbackTrigger::Manual);
+        let reason = self
+            .record
+            .rollback
+            .as_ref()
+            .map(|r| r.reason.clone())
+            .unwrap_or_default();
         let incident = report::incident_note(&self.record, trigger, &reason, success, now);
-        self.emit(out, Fact::RollbackFinished {
-            at: now,
-            restored_version: if outcome.restored { restored.clone() } else { None },
-            migrations_reverted: outcome.migrations_reverted,
-            caches_cleared: outcome.caches_cleared,
-            verified: outcome.verified,
-            incident,
-        });
+        self.emit(
+            out,
+            Fact::RollbackFinished {
+                at: now,
+                restored_version: if outcome.restored {
+                    restored.clone()
+                } else {
+                    None
+                },
+                migrations_reverted: outcome.migrations_reverted,
+                caches_cleared: outcome.caches_cleared,
+                verified: outcome.verified,
+                incident,
+            },
+        );
         if success {
-            let note = format!("Production restored to v{}", restored.as_ref().map(|v| v.as_str()).unwrap_or("?"));
-            self.emit(out, Fact::ProductionVersion { at: now, version: restored, note });
+            let note = format!(
+                "Production restored to v{}",
+                restored.as_ref().map(|v| v.as_str()).unwrap_or("?")
+            );
+            self.emit(
+                out,
+                Fact::ProductionVersion {
+                    at: now,
+                    version: restored,
+                    note,
+                },
+            );
             self.finish_stage(out, now, Outcome::Passed, "rollback verified");
             let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
             self.notify(out, now, NotificationKind::Rollback, subject, body);
-            let status = if rollback_type { Status::Succeeded } else { Status::RolledBack };
-            self.end(out, now, status, if rollback_type { "Rollback completed" } else { "Deployment rolled back" });
+            let status = if rollback_type {
+                Status::Succeeded
+            } else {
+                Status::RolledBack
+            };
+            self.end(
+                out,
+                now,
+                status,
+                if rollback_type {
+                    "Rollback completed"
+                } else {
+                    "Deployment rolled back"
+                },
+            );
         } else {
-            let failed: Vec<String> = outcome.steps.iter().filter(|s| !s.1).map(|s| format!("{}: {}", s.0, s.2)).collect();
-            let detail = format!("rollback failed ({}); production state needs a person", failed.join("; "));
-            self.emit(out, Fact::Issue { at: now, issue: detail.clone() });
+            let failed: Vec<String> = outcome
+                .steps
+                .iter()
+                .filter(|s| !s.1)
+                .map(|s| format!("{}: {}", s.0, s.2))
+                .collect();
+            let detail = format!(
+                "rollback failed ({}); production state needs a person",
+                failed.join("; ")
+            );
+            self.emit(
+                out,
+                Fact::Issue {
+                    at: now,
+                    issue: detail.clone(),
+                },
+            );
             self.finish_stage(out, now, Outcome::Failed, "rollback failed");
             self.escalate(out, now, EscalationReason::UnableToRollback, detail);
-            self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+            self.end(
+                out,
+                now,
+                Status::Escalated,
+                "Unable to roll back: escalated",
+            );
         }
         Ok(())
     }
@@ -1198,7 +1979,10 @@ fn staging_failure(r: &StagingReport) -> String {
         (r.deployed, "deployment to staging failed"),
         (r.application_started, "application did not start"),
         (r.health_endpoints, "health endpoints not responding"),
-        (r.migrations_complete, "database migrations did not complete"),
+        (
+            r.migrations_complete,
+            "database migrations did not complete",
+        ),
         (r.external_services, "external services not connected"),
         (r.smoke_tests, "smoke tests failed"),
     ];

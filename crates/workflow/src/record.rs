@@ -11,8 +11,8 @@ use crate::checklist::{Item, ItemKey, PrepareReport, ScanReport};
 use crate::settings::CheckpointCheck;
 use crate::thresholds::{AlertAction, Metric, MetricSample};
 use crate::types::{
-    DeploymentId, DeploymentType, EscalationReason, NotificationKind, Outcome, Role, RollbackTrigger,
-    ServiceName, Stage, Status, Strategy, Version,
+    DeploymentId, DeploymentType, EscalationReason, NotificationKind, Outcome, Role,
+    RollbackTrigger, ServiceName, Stage, Status, Strategy, Version,
 };
 
 /// A validated deployment request.
@@ -105,10 +105,20 @@ impl ValidationReport {
         }
         let ok = issues.is_empty();
         ValidationReport {
-            features: changes.iter().map(|c| FeatureCheck { feature: c.clone(), validated: ok }).collect(),
+            features: changes
+                .iter()
+                .map(|c| FeatureCheck {
+                    feature: c.clone(),
+                    validated: ok,
+                })
+                .collect(),
             suites,
             issues,
-            recommendation: if ok { Recommendation::Ready } else { Recommendation::NeedsFixes },
+            recommendation: if ok {
+                Recommendation::Ready
+            } else {
+                Recommendation::NeedsFixes
+            },
         }
     }
 }
@@ -282,25 +292,64 @@ pub enum Fact {
         production_version: Option<Version>,
         target_version: Option<Version>,
     },
-    Status { at: DateTime<Utc>, status: Status, note: String },
-    StageStarted { at: DateTime<Utc>, stage: Stage },
-    StageFinished { at: DateTime<Utc>, stage: Stage, outcome: Outcome, note: String },
-    Prepared { at: DateTime<Utc>, report: PrepareReport },
-    Scanned { at: DateTime<Utc>, report: ScanReport },
-    Checklist { items: Vec<Item> },
-    Staged { at: DateTime<Utc>, report: StagingReport },
-    Validated { at: DateTime<Utc>, report: ValidationReport },
+    Status {
+        at: DateTime<Utc>,
+        status: Status,
+        note: String,
+    },
+    StageStarted {
+        at: DateTime<Utc>,
+        stage: Stage,
+    },
+    StageFinished {
+        at: DateTime<Utc>,
+        stage: Stage,
+        outcome: Outcome,
+        note: String,
+    },
+    Prepared {
+        at: DateTime<Utc>,
+        report: PrepareReport,
+    },
+    Scanned {
+        at: DateTime<Utc>,
+        report: ScanReport,
+    },
+    Checklist {
+        items: Vec<Item>,
+    },
+    Staged {
+        at: DateTime<Utc>,
+        report: StagingReport,
+    },
+    Validated {
+        at: DateTime<Utc>,
+        report: ValidationReport,
+    },
     Approval(Approval),
     Notification(NotificationEntry),
-    DeployStarted { at: DateTime<Utc>, strategy: Strategy },
+    DeployStarted {
+        at: DateTime<Utc>,
+        strategy: Strategy,
+    },
     DeployStep(StepEntry),
-    DeployFinished { at: DateTime<Utc> },
-    Baseline { at: DateTime<Utc>, sample: Option<MetricSample>, error: Option<String> },
+    DeployFinished {
+        at: DateTime<Utc>,
+    },
+    Baseline {
+        at: DateTime<Utc>,
+        sample: Option<MetricSample>,
+        error: Option<String>,
+    },
     Sample(SampleEntry),
     Checkpoint(CheckpointEntry),
     Alert(Alert),
     Escalation(Escalation),
-    RollbackStarted { at: DateTime<Utc>, trigger: RollbackTrigger, reason: String },
+    RollbackStarted {
+        at: DateTime<Utc>,
+        trigger: RollbackTrigger,
+        reason: String,
+    },
     RollbackStep(StepEntry),
     RollbackFinished {
         at: DateTime<Utc>,
@@ -310,15 +359,34 @@ pub enum Fact {
         verified: bool,
         incident: String,
     },
-    ProductionVersion { at: DateTime<Utc>, version: Option<Version>, note: String },
-    Issue { at: DateTime<Utc>, issue: String },
-    Note { at: DateTime<Utc>, event: String },
+    ProductionVersion {
+        at: DateTime<Utc>,
+        version: Option<Version>,
+        note: String,
+    },
+    Issue {
+        at: DateTime<Utc>,
+        issue: String,
+    },
+    Note {
+        at: DateTime<Utc>,
+        event: String,
+    },
 }
 
 impl Record {
     /// The record a `Submitted` fact opens.
     pub fn open(fact: &Fact) -> Option<Record> {
-        let Fact::Submitted { id, at, request, strategy, previous_version, production_version, target_version } = fact else {
+        let Fact::Submitted {
+            id,
+            at,
+            request,
+            strategy,
+            previous_version,
+            production_version,
+            target_version,
+        } = fact
+        else {
             return None;
         };
         let mut r = Record {
@@ -342,7 +410,11 @@ impl Record {
             validation: None,
             approvals: vec![],
             deploy_log: None,
-            monitoring: Monitoring { baseline: None, samples: vec![], checkpoints: vec![] },
+            monitoring: Monitoring {
+                baseline: None,
+                samples: vec![],
+                checkpoints: vec![],
+            },
             alerts: vec![],
             rollback: None,
             escalations: vec![],
@@ -356,7 +428,14 @@ impl Record {
             Some(v) => format!("{} v{}", r.service, v),
             None => format!("{} (previous version)", r.service),
         };
-        r.note(*at, format!("{} deployment of {what} submitted by {}", r.kind.title(), r.submitted_by));
+        r.note(
+            *at,
+            format!(
+                "{} deployment of {what} submitted by {}",
+                r.kind.title(),
+                r.submitted_by
+            ),
+        );
         Some(r)
     }
 
@@ -378,11 +457,26 @@ impl Record {
                 }
             }
             Fact::StageStarted { at, stage } => {
-                self.stages.push(StageEntry { stage, outcome: None, started_at: at, finished_at: None });
+                self.stages.push(StageEntry {
+                    stage,
+                    outcome: None,
+                    started_at: at,
+                    finished_at: None,
+                });
                 self.note(at, format!("{} started", stage.title()));
             }
-            Fact::StageFinished { at, stage, outcome, note } => {
-                if let Some(e) = self.stages.iter_mut().rev().find(|e| e.stage == stage && e.outcome.is_none()) {
+            Fact::StageFinished {
+                at,
+                stage,
+                outcome,
+                note,
+            } => {
+                if let Some(e) = self
+                    .stages
+                    .iter_mut()
+                    .rev()
+                    .find(|e| e.stage == stage && e.outcome.is_none())
+                {
                     e.outcome = Some(outcome);
                     e.finished_at = Some(at);
                 }
@@ -394,7 +488,13 @@ impl Record {
             }
             Fact::Prepared { report, .. } => self.prepare = Some(report),
             Fact::Scanned { at, report } => {
-                self.note(at, format!("Security scan: {} critical vulnerabilities", report.critical_vulnerabilities));
+                self.note(
+                    at,
+                    format!(
+                        "Security scan: {} critical vulnerabilities",
+                        report.critical_vulnerabilities
+                    ),
+                );
                 self.security = Some(report);
             }
             Fact::Checklist { items } => self.checklist = items,
@@ -410,7 +510,10 @@ impl Record {
                     Decision::Refused => "refused",
                     Decision::TimedOut => "timed out",
                 };
-                self.note(a.at, format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason));
+                self.note(
+                    a.at,
+                    format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason),
+                );
                 self.approvals.push(a);
             }
             Fact::Notification(n) => {
@@ -419,10 +522,18 @@ impl Record {
                 self.notifications.push(n);
             }
             Fact::DeployStarted { at, strategy } => {
-                self.deploy_log = Some(DeployLog { strategy, started_at: at, finished_at: None, steps: vec![] });
+                self.deploy_log = Some(DeployLog {
+                    strategy,
+                    started_at: at,
+                    finished_at: None,
+                    steps: vec![],
+                });
             }
             Fact::DeployStep(step) => {
-                self.note(step.at, format!("{}{}", step.step, if step.ok { "" } else { " FAILED" }));
+                self.note(
+                    step.at,
+                    format!("{}{}", step.step, if step.ok { "" } else { " FAILED" }),
+                );
                 if let Some(log) = &mut self.deploy_log {
                     log.steps.push(step);
                 }
@@ -442,15 +553,26 @@ impl Record {
             Fact::Checkpoint(c) => {
                 self.note(
                     c.at,
-                    format!("Checkpoint {} min ({}): {}", c.minute, c.check.title(), if c.passed { "ok" } else { "NOT OK" }),
+                    format!(
+                        "Checkpoint {} min ({}): {}",
+                        c.minute,
+                        c.check.title(),
+                        if c.passed { "ok" } else { "NOT OK" }
+                    ),
                 );
                 self.monitoring.checkpoints.push(c);
             }
             Fact::Alert(a) => {
                 self.note(
                     a.at,
-                    format!("Alert: {:?} {} over {} -> {:?}", a.metric, fmt_num(a.value), fmt_num(a.threshold), a.action)
-                        .to_lowercase(),
+                    format!(
+                        "Alert: {:?} {} over {} -> {:?}",
+                        a.metric,
+                        fmt_num(a.value),
+                        fmt_num(a.threshold),
+                        a.action
+                    )
+                    .to_lowercase(),
                 );
                 self.alerts.push(a);
             }
@@ -458,7 +580,11 @@ impl Record {
                 self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
                 self.escalations.push(e);
             }
-            Fact::RollbackStarted { at, trigger, reason } => {
+            Fact::RollbackStarted {
+                at,
+                trigger,
+                reason,
+            } => {
                 self.note(at, format!("Rollback initiated ({trigger}): {reason}"));
                 self.rollback = Some(RollbackLog {
                     trigger,
@@ -474,12 +600,26 @@ impl Record {
                 });
             }
             Fact::RollbackStep(step) => {
-                self.note(step.at, format!("Rollback: {}{}", step.step, if step.ok { "" } else { " FAILED" }));
+                self.note(
+                    step.at,
+                    format!(
+                        "Rollback: {}{}",
+                        step.step,
+                        if step.ok { "" } else { " FAILED" }
+                    ),
+                );
                 if let Some(r) = &mut self.rollback {
                     r.steps.push(step);
                 }
             }
-            Fact::RollbackFinished { at, restored_version, migrations_reverted, caches_cleared, verified, incident } => {
+            Fact::RollbackFinished {
+                at,
+                restored_version,
+                migrations_reverted,
+                caches_cleared,
+                verified,
+                incident,
+            } => {
                 if let Some(r) = &mut self.rollback {
                     r.completed_at = Some(at);
                     r.restored_version = restored_version;

@@ -8,7 +8,7 @@ use minijinja::{context, Environment, Value};
 
 use crate::approval::role_title;
 use crate::checklist::Source;
-use crate::record::{fmt_num, Decision, Record, Recommendation};
+use crate::record::{fmt_num, Decision, Recommendation, Record};
 use crate::settings::{Settings, WindowRule};
 use crate::types::{EscalationReason, MigrationKind, RollbackTrigger, Status, Strategy};
 
@@ -201,7 +201,9 @@ fn env() -> Environment<'static> {
 }
 
 fn render(template: &str, ctx: Value) -> String {
-    env().render_str(template, ctx).unwrap_or_else(|e| format!("(template error: {e})"))
+    env()
+        .render_str(template, ctx)
+        .unwrap_or_else(|e| format!("(template error: {e})"))
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -213,7 +215,10 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn version_of(r: &Record) -> String {
-    r.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into())
+    r.version
+        .as_ref()
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".into())
 }
 
 fn duration(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
@@ -256,14 +261,28 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         .approvals
         .iter()
         .filter(|a| a.decision == Decision::Granted)
-        .map(|a| format!("{} ({})", a.by, a.role))
+        .map(|a| {
+            if a.by.ends_with(" agent") {
+                format!("{} Agent", role_title(a.role))
+            } else {
+                format!("{} ({})", a.by, a.role)
+            }
+        })
         .collect();
     let last = r.monitoring.samples.iter().rev().find_map(|s| s.sample);
-    let error_rate = last.map(|s| pct(s.error_rate)).unwrap_or_else(|| "not measured".into());
+    let error_rate = last
+        .map(|s| pct(s.error_rate))
+        .unwrap_or_else(|| "not measured".into());
     let latency_change = match (last, r.monitoring.baseline) {
         (Some(s), Some(b)) if b.latency_p99_ms > 0.0 => {
             let change = (s.latency_p99_ms - b.latency_p99_ms) / b.latency_p99_ms * 100.0;
-            format!("{}{}% (p99 {} ms vs baseline {} ms)", if change >= 0.0 { "+" } else { "" }, fmt_num(change), fmt_num(s.latency_p99_ms), fmt_num(b.latency_p99_ms))
+            format!(
+                "{}{}% (p99 {} ms vs baseline {} ms)",
+                if change >= 0.0 { "+" } else { "" },
+                fmt_num(change),
+                fmt_num(s.latency_p99_ms),
+                fmt_num(b.latency_p99_ms)
+            )
         }
         _ => "not measured".into(),
     };
@@ -283,9 +302,17 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             None => sections.push((section.to_string(), vec![v])),
         }
     }
-    let checklist: Vec<Value> = sections.into_iter().map(|(name, items)| context! { name, items }).collect();
+    let checklist: Vec<Value> = sections
+        .into_iter()
+        .map(|(name, items)| context! { name, items })
+        .collect();
     let staging = r.staging.as_ref().map(|s| {
-        let at = r.stages.iter().find(|e| e.stage == crate::types::Stage::Staging).map(|e| opt_ts(e.finished_at)).unwrap_or_default();
+        let at = r
+            .stages
+            .iter()
+            .find(|e| e.stage == crate::types::Stage::Staging)
+            .map(|e| opt_ts(e.finished_at))
+            .unwrap_or_default();
         let checks = vec![
             context! { name => "Application starts successfully", ok => s.application_started },
             context! { name => "Health endpoints responding", ok => s.health_endpoints },
@@ -317,7 +344,11 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             context! { by, role => a.role.as_str(), at => ts(a.at), decision, reason => a.reason.clone(), criteria => Value::from_serialize(&a.criteria) }
         })
         .collect();
-    let first_watch = r.monitoring.samples.iter().find(|s| s.stage == crate::types::Stage::Monitor);
+    let first_watch = r
+        .monitoring
+        .samples
+        .iter()
+        .find(|s| s.stage == crate::types::Stage::Monitor);
     let deploy = r.deploy_log.as_ref().map(|d| {
         let steps: Vec<Value> = d
             .steps
@@ -404,14 +435,21 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
 pub fn expected_minutes(r: &Record, settings: &Settings) -> u32 {
     let policy = settings.types.get(r.kind);
     let analysis = match r.strategy {
-        Strategy::Canary => (settings.strategies.canary.steps.len() as u32).saturating_sub(1) * settings.strategies.canary.analysis_minutes,
+        Strategy::Canary => {
+            (settings.strategies.canary.steps.len() as u32).saturating_sub(1)
+                * settings.strategies.canary.analysis_minutes
+        }
         _ => 0,
     };
     analysis + policy.monitoring_minutes
 }
 
 /// The seed's pre-deployment message: (subject, body).
-pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Settings) -> (String, String) {
+pub fn pre_deployment_message(
+    r: &Record,
+    planned: DateTime<Utc>,
+    settings: &Settings,
+) -> (String, String) {
     let tz = settings.time_zone();
     let local = planned.with_timezone(&tz);
     let date = local.format("%Y-%m-%d").to_string();
@@ -420,8 +458,16 @@ pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Set
         WindowRule::Bypass => r.kind.title(),
         _ => "Scheduled",
     };
-    let subject = format!("[{tag}] Deployment {} v{} - {date} {time}", r.service, version_of(r));
-    let migrations = r.prepare.as_ref().map(|p| p.migrations).unwrap_or(MigrationKind::None);
+    let subject = format!(
+        "[{tag}] Deployment {} v{} - {date} {time}",
+        r.service,
+        version_of(r)
+    );
+    let migrations = r
+        .prepare
+        .as_ref()
+        .map(|p| p.migrations)
+        .unwrap_or(MigrationKind::None);
     let impact = match (r.strategy, migrations) {
         (Strategy::BlueGreen, MigrationKind::None) => "None".to_string(),
         (_, MigrationKind::None) => "Minimal".to_string(),
@@ -440,14 +486,24 @@ pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Set
 }
 
 /// The seed's post-deployment message: (subject, body).
-pub fn post_deployment_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> (String, String) {
+pub fn post_deployment_message(
+    r: &Record,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> (String, String) {
     let subject = format!("[Complete] Deployment {} v{}", r.service, version_of(r));
     let status = if r.alerts.is_empty() {
         "All systems operational".to_string()
     } else {
-        format!("Operational; {} alerts during monitoring (see the Deployment Record)", r.alerts.len())
+        format!(
+            "Operational; {} alerts during monitoring (see the Deployment Record)",
+            r.alerts.len()
+        )
     };
-    let time = now.with_timezone(&settings.time_zone()).format("%Y-%m-%d %H:%M %Z").to_string();
+    let time = now
+        .with_timezone(&settings.time_zone())
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
     let body = render(
         POST_DEPLOYMENT,
         context! { service => r.service.to_string(), version => version_of(r), time, status, changes => Value::from_serialize(&r.changes), contact => settings.notifications.contact.clone() },
@@ -458,9 +514,19 @@ pub fn post_deployment_message(r: &Record, now: DateTime<Utc>, settings: &Settin
 /// The stakeholder notice after a rollback: (subject, body).
 pub fn rollback_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> (String, String) {
     let rb = r.rollback.as_ref();
-    let restored = rb.and_then(|x| x.restored_version.as_ref()).map(|v| v.to_string()).unwrap_or_else(|| "-".into());
-    let subject = format!("[Rollback] Deployment {} v{} rolled back to v{restored}", r.service, version_of(r));
-    let time = now.with_timezone(&settings.time_zone()).format("%Y-%m-%d %H:%M %Z").to_string();
+    let restored = rb
+        .and_then(|x| x.restored_version.as_ref())
+        .map(|v| v.to_string())
+        .unwrap_or_else(|| "-".into());
+    let subject = format!(
+        "[Rollback] Deployment {} v{} rolled back to v{restored}",
+        r.service,
+        version_of(r)
+    );
+    let time = now
+        .with_timezone(&settings.time_zone())
+        .format("%Y-%m-%d %H:%M %Z")
+        .to_string();
     let body = render(
         ROLLBACK,
         context! {
@@ -474,8 +540,19 @@ pub fn rollback_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> 
 }
 
 /// The escalation notice: (subject, body).
-pub fn escalation_message(r: &Record, reason: EscalationReason, detail: &str, now: DateTime<Utc>, settings: &Settings) -> (String, String) {
-    let subject = format!("[Escalation] {} v{}: {}", r.service, version_of(r), reason.as_str().replace('_', " "));
+pub fn escalation_message(
+    r: &Record,
+    reason: EscalationReason,
+    detail: &str,
+    now: DateTime<Utc>,
+    settings: &Settings,
+) -> (String, String) {
+    let subject = format!(
+        "[Escalation] {} v{}: {}",
+        r.service,
+        version_of(r),
+        reason.as_str().replace('_', " ")
+    );
     let body = render(
         ESCALATION,
         context! {
@@ -488,7 +565,13 @@ pub fn escalation_message(r: &Record, reason: EscalationReason, detail: &str, no
 }
 
 /// The incident note written with every rollback log.
-pub fn incident_note(r: &Record, trigger: RollbackTrigger, reason: &str, success: bool, now: DateTime<Utc>) -> String {
+pub fn incident_note(
+    r: &Record,
+    trigger: RollbackTrigger,
+    reason: &str,
+    success: bool,
+    now: DateTime<Utc>,
+) -> String {
     format!(
         "Incident for {} v{} at {}: {} ({}). Rollback {}. Post-rollback: stakeholders notified; investigate root cause; document incident; plan fix.",
         r.service,

@@ -314,7 +314,10 @@ pub struct NotificationSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("{source_name}: {message}")]
-    Load { source_name: String, message: String },
+    Load {
+        source_name: String,
+        message: String,
+    },
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -334,9 +337,13 @@ impl Settings {
 
     /// Merges the bundled defaults, then `layers` in order, then the
     /// `STAGECOACH__…` entries of `env`, and validates the result.
-    pub fn load(layers: &[Layer<'_>], env: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
+    pub fn load(
+        layers: &[Layer<'_>],
+        env: &BTreeMap<String, String>,
+    ) -> Result<Settings, SettingsError> {
         use config::{Config, Environment, File, FileFormat};
-        let mut builder = Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
+        let mut builder =
+            Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
         for layer in layers {
             // Parse each layer on its own first so a syntax error names its source.
             Config::builder()
@@ -362,7 +369,11 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
-        let name = if has_env { "configuration (with STAGECOACH__ environment overrides)" } else { "configuration" };
+        let name = if has_env {
+            "configuration (with STAGECOACH__ environment overrides)"
+        } else {
+            "configuration"
+        };
         let merged = builder.build().map_err(|e| SettingsError::Load {
             source_name: name.to_string(),
             message: e.to_string(),
@@ -386,16 +397,26 @@ impl Settings {
         }
         for (i, w) in self.windows.allowed.iter().enumerate() {
             if w.start >= w.end {
-                return bad(format!("windows.allowed[{i}]: start {} is not before end {}", w.start, w.end));
+                return bad(format!(
+                    "windows.allowed[{i}]: start {} is not before end {}",
+                    w.start, w.end
+                ));
             }
         }
         for (i, f) in self.windows.freezes.iter().enumerate() {
             if f.start >= f.end {
-                return bad(format!("windows.freezes[{i}] ({}): start is not before end", f.name));
+                return bad(format!(
+                    "windows.freezes[{i}] ({}): start is not before end",
+                    f.name
+                ));
             }
         }
         let steps = &self.strategies.canary.steps;
-        if steps.is_empty() || steps.last() != Some(&100) || steps.windows(2).any(|w| w[0] >= w[1]) || steps[0] == 0 {
+        if steps.is_empty()
+            || steps.last() != Some(&100)
+            || steps.windows(2).any(|w| w[0] >= w[1])
+            || steps[0] == 0
+        {
             return bad(format!(
                 "strategies.canary.steps: {steps:?} must be increasing percentages between 1 and 100 ending at 100"
             ));
@@ -403,15 +424,22 @@ impl Settings {
         if self.monitoring.sample_interval_minutes == 0 {
             return bad("monitoring.sample_interval_minutes: must be at least 1".into());
         }
-        if self.monitoring.breaches_to_rollback == 0 || self.monitoring.inconclusive_escalate_after == 0 {
+        if self.monitoring.breaches_to_rollback == 0
+            || self.monitoring.inconclusive_escalate_after == 0
+        {
             return bad("monitoring.breaches_to_rollback and monitoring.inconclusive_escalate_after must be at least 1".into());
         }
         if self.strategies.rolling.batch_size == 0 {
             return bad("strategies.rolling.batch_size: must be at least 1".into());
         }
         let t = &self.thresholds;
-        if !(t.error_rate_investigate <= t.error_rate_rollback) || !(t.latency_p99_investigate_factor <= t.latency_p99_rollback_factor) {
-            return bad("thresholds: an investigate threshold must not exceed its rollback threshold".into());
+        if !(t.error_rate_investigate <= t.error_rate_rollback)
+            || !(t.latency_p99_investigate_factor <= t.latency_p99_rollback_factor)
+        {
+            return bad(
+                "thresholds: an investigate threshold must not exceed its rollback threshold"
+                    .into(),
+            );
         }
         if self.escalation.repeated_failures == 0 {
             return bad("escalation.repeated_failures: must be at least 1".into());
@@ -420,7 +448,9 @@ impl Settings {
             let p = self.types.get(*t);
             let name = t.as_str();
             if p.approvers.is_empty() {
-                return bad(format!("types.{name}.approvers: at least one role must approve"));
+                return bad(format!(
+                    "types.{name}.approvers: at least one role must approve"
+                ));
             }
             if !p.stages.contains(&Stage::Approve) {
                 return bad(format!("types.{name}.stages: must include \"approve\""));
@@ -432,7 +462,9 @@ impl Settings {
             let deploys = p.stages.contains(&Stage::Deploy);
             let rolls_back = p.stages.contains(&Stage::Rollback);
             if deploys == rolls_back {
-                return bad(format!("types.{name}.stages: must contain exactly one of \"deploy\" or \"rollback\""));
+                return bad(format!(
+                    "types.{name}.stages: must contain exactly one of \"deploy\" or \"rollback\""
+                ));
             }
             if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes == 0 {
                 return bad(format!("types.{name}.monitoring_minutes: must be at least 1 when the type runs \"monitor\""));
@@ -454,7 +486,10 @@ mod tests {
     fn builtin_carries_the_seed_rules() {
         let s = Settings::builtin();
         assert_eq!(s.types.standard.approvers, vec![Role::Manager]);
-        assert_eq!(s.types.hotfix.approvers, vec![Role::Manager, Role::Security]);
+        assert_eq!(
+            s.types.hotfix.approvers,
+            vec![Role::Manager, Role::Security]
+        );
         assert_eq!(s.types.rollback.approvers, vec![Role::Devops]);
         assert_eq!(s.types.hotfix.monitoring_minutes, 30);
         assert_eq!(s.types.standard.monitoring_minutes, 60);
@@ -464,7 +499,10 @@ mod tests {
         assert_eq!(s.thresholds.cpu_scale, 0.80);
         assert_eq!(s.monitoring.inconclusive_escalate_after, 4);
         assert_eq!(s.escalation.repeated_failures, 3);
-        assert_eq!(s.rollback.on_irreversible_migration, IrreversiblePolicy::Freeze);
+        assert_eq!(
+            s.rollback.on_irreversible_migration,
+            IrreversiblePolicy::Freeze
+        );
         let minutes: Vec<u32> = s.monitoring.checkpoints.iter().map(|c| c.minute).collect();
         assert_eq!(minutes, vec![5, 15, 30, 60]);
         assert_eq!(s.qa.critical_suites, vec!["unit", "smoke"]);
@@ -472,9 +510,16 @@ mod tests {
 
     #[test]
     fn layers_and_environment_override_in_order() {
-        let layer = Layer { name: "custom.toml", toml: "[thresholds]\nerror_rate_rollback = 0.04\n[strategies.canary]\nsteps = [10, 100]\n" };
+        let layer = Layer {
+            name: "custom.toml",
+            toml:
+                "[thresholds]\nerror_rate_rollback = 0.04\n[strategies.canary]\nsteps = [10, 100]\n",
+        };
         let mut env = BTreeMap::new();
-        env.insert("STAGECOACH__THRESHOLDS__ERROR_RATE_ROLLBACK".to_string(), "0.03".to_string());
+        env.insert(
+            "STAGECOACH__THRESHOLDS__ERROR_RATE_ROLLBACK".to_string(),
+            "0.03".to_string(),
+        );
         env.insert("HOME".to_string(), "/root".to_string());
         let s = Settings::load(&[layer.clone()], &env).unwrap();
         assert_eq!(s.thresholds.error_rate_rollback, 0.03);
@@ -485,13 +530,41 @@ mod tests {
 
     #[test]
     fn errors_name_the_source_and_field() {
-        let err = Settings::load(&[Layer { name: "my.toml", toml: "[thresholds\n" }], &BTreeMap::new()).unwrap_err();
+        let err = Settings::load(
+            &[Layer {
+                name: "my.toml",
+                toml: "[thresholds\n",
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().starts_with("my.toml:"), "{err}");
-        let err = Settings::load(&[Layer { name: "my.toml", toml: "[windows]\ntime_zone = \"Mars/Base\"\n" }], &BTreeMap::new()).unwrap_err();
+        let err = Settings::load(
+            &[Layer {
+                name: "my.toml",
+                toml: "[windows]\ntime_zone = \"Mars/Base\"\n",
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("windows.time_zone"), "{err}");
-        let err = Settings::load(&[Layer { name: "my.toml", toml: "[strategies.canary]\nsteps = [50, 25, 100]\n" }], &BTreeMap::new()).unwrap_err();
+        let err = Settings::load(
+            &[Layer {
+                name: "my.toml",
+                toml: "[strategies.canary]\nsteps = [50, 25, 100]\n",
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("strategies.canary.steps"), "{err}");
-        let err = Settings::load(&[Layer { name: "my.toml", toml: "[thresholds]\nerror_rate_rollbak = 0.1\n" }], &BTreeMap::new()).unwrap_err();
+        let err = Settings::load(
+            &[Layer {
+                name: "my.toml",
+                toml: "[thresholds]\nerror_rate_rollbak = 0.1\n",
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("error_rate_rollbak"), "{err}");
     }
 }

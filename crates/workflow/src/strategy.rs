@@ -48,16 +48,36 @@ impl DeployStep {
         match self {
             DeployStep::Backup => "Backup created".into(),
             DeployStep::RunMigrations { kind } => format!("Database migrations run ({kind})"),
-            DeployStep::DeployInactive { colour: c } => format!("Deployment initiated on inactive environment ({})", colour(c)),
-            DeployStep::HealthCheckColour { colour: c } => format!("Health checks passed on {}", colour(c)),
+            DeployStep::DeployInactive { colour: c } => format!(
+                "Deployment initiated on inactive environment ({})",
+                colour(c)
+            ),
+            DeployStep::HealthCheckColour { colour: c } => {
+                format!("Health checks passed on {}", colour(c))
+            }
             DeployStep::SwitchTraffic { colour: c } => format!("Traffic switched to {}", colour(c)),
-            DeployStep::Decommission { colour: c } => format!("Old environment ({}) decommissioned", colour(c)),
-            DeployStep::CanaryWeight { percent } => format!("Canary at {percent}% of traffic, health checks passed"),
-            DeployStep::UpdateInstances { first, count, total } => {
+            DeployStep::Decommission { colour: c } => {
+                format!("Old environment ({}) decommissioned", colour(c))
+            }
+            DeployStep::CanaryWeight { percent } => {
+                format!("Canary at {percent}% of traffic, health checks passed")
+            }
+            DeployStep::UpdateInstances {
+                first,
+                count,
+                total,
+            } => {
                 if *count == 1 {
-                    format!("Instance {}/{total} drained, updated, health-checked and restored", first + 1)
+                    format!(
+                        "Instance {}/{total} drained, updated, health-checked and restored",
+                        first + 1
+                    )
                 } else {
-                    format!("Instances {}-{}/{total} drained, updated, health-checked and restored", first + 1, first + count)
+                    format!(
+                        "Instances {}-{}/{total} drained, updated, health-checked and restored",
+                        first + 1,
+                        first + count
+                    )
                 }
             }
         }
@@ -68,9 +88,11 @@ impl DeployStep {
         match self {
             DeployStep::SwitchTraffic { .. } => Some(100),
             DeployStep::CanaryWeight { percent } => Some(*percent),
-            DeployStep::UpdateInstances { first, count, total } => {
-                Some((((first + count) as u64 * 100) / (*total).max(1) as u64).min(100) as u8)
-            }
+            DeployStep::UpdateInstances {
+                first,
+                count,
+                total,
+            } => Some((((first + count) as u64 * 100) / (*total).max(1) as u64).min(100) as u8),
             _ => None,
         }
     }
@@ -78,7 +100,13 @@ impl DeployStep {
 
 /// The steps of a production deployment, in order. `active` is the colour
 /// serving traffic before a blue-green deployment.
-pub fn plan(strategy: Strategy, settings: &Strategies, instances: u32, migrations: MigrationKind, active: Colour) -> Vec<DeployStep> {
+pub fn plan(
+    strategy: Strategy,
+    settings: &Strategies,
+    instances: u32,
+    migrations: MigrationKind,
+    active: Colour,
+) -> Vec<DeployStep> {
     let mut steps = vec![DeployStep::Backup];
     if migrations != MigrationKind::None {
         steps.push(DeployStep::RunMigrations { kind: migrations });
@@ -96,7 +124,13 @@ pub fn plan(strategy: Strategy, settings: &Strategies, instances: u32, migration
             steps.push(DeployStep::SwitchTraffic { colour: inactive });
         }
         Strategy::Canary => {
-            steps.extend(settings.canary.steps.iter().map(|&percent| DeployStep::CanaryWeight { percent }));
+            steps.extend(
+                settings
+                    .canary
+                    .steps
+                    .iter()
+                    .map(|&percent| DeployStep::CanaryWeight { percent }),
+            );
         }
         Strategy::Rolling => {
             let total = instances.max(1);
@@ -104,7 +138,11 @@ pub fn plan(strategy: Strategy, settings: &Strategies, instances: u32, migration
             let mut first = 0;
             while first < total {
                 let count = batch.min(total - first);
-                steps.push(DeployStep::UpdateInstances { first, count, total });
+                steps.push(DeployStep::UpdateInstances {
+                    first,
+                    count,
+                    total,
+                });
                 first += count;
             }
         }
@@ -129,15 +167,29 @@ mod tests {
     #[test]
     fn blue_green_deploys_inactive_checks_then_switches() {
         let s = Settings::builtin().strategies;
-        let p = plan(Strategy::BlueGreen, &s, 4, MigrationKind::Reversible, Colour::Blue);
+        let p = plan(
+            Strategy::BlueGreen,
+            &s,
+            4,
+            MigrationKind::Reversible,
+            Colour::Blue,
+        );
         assert_eq!(
             p,
             vec![
                 DeployStep::Backup,
-                DeployStep::RunMigrations { kind: MigrationKind::Reversible },
-                DeployStep::DeployInactive { colour: Colour::Green },
-                DeployStep::HealthCheckColour { colour: Colour::Green },
-                DeployStep::SwitchTraffic { colour: Colour::Green },
+                DeployStep::RunMigrations {
+                    kind: MigrationKind::Reversible
+                },
+                DeployStep::DeployInactive {
+                    colour: Colour::Green
+                },
+                DeployStep::HealthCheckColour {
+                    colour: Colour::Green
+                },
+                DeployStep::SwitchTraffic {
+                    colour: Colour::Green
+                },
             ]
         );
     }
@@ -147,7 +199,14 @@ mod tests {
         let s = Settings::builtin().strategies;
         let p = plan(Strategy::Rolling, &s, 3, MigrationKind::None, Colour::Blue);
         assert_eq!(p.len(), 4);
-        assert_eq!(p[3], DeployStep::UpdateInstances { first: 2, count: 1, total: 3 });
+        assert_eq!(
+            p[3],
+            DeployStep::UpdateInstances {
+                first: 2,
+                count: 1,
+                total: 3
+            }
+        );
         assert_eq!(p[1].traffic_after(), Some(33));
         assert_eq!(p[3].traffic_after(), Some(100));
     }

@@ -54,26 +54,48 @@ pub fn evaluate(sample: &MetricSample, baseline: &MetricSample, t: &Thresholds) 
     let mut out = Vec::new();
     let mut check = |metric, value: f64, levels: &[(f64, AlertAction)]| {
         if let Some(&(threshold, action)) = levels.iter().find(|(limit, _)| value > *limit) {
-            out.push(Finding { metric, value, threshold, action });
+            out.push(Finding {
+                metric,
+                value,
+                threshold,
+                action,
+            });
         }
     };
     check(
         Metric::ErrorRate,
         sample.error_rate,
-        &[(t.error_rate_rollback, AlertAction::Rollback), (t.error_rate_investigate, AlertAction::Investigate)],
+        &[
+            (t.error_rate_rollback, AlertAction::Rollback),
+            (t.error_rate_investigate, AlertAction::Investigate),
+        ],
     );
     if baseline.latency_p99_ms > 0.0 {
         check(
             Metric::LatencyP99,
             sample.latency_p99_ms,
             &[
-                (baseline.latency_p99_ms * t.latency_p99_rollback_factor, AlertAction::Rollback),
-                (baseline.latency_p99_ms * t.latency_p99_investigate_factor, AlertAction::Investigate),
+                (
+                    baseline.latency_p99_ms * t.latency_p99_rollback_factor,
+                    AlertAction::Rollback,
+                ),
+                (
+                    baseline.latency_p99_ms * t.latency_p99_investigate_factor,
+                    AlertAction::Investigate,
+                ),
             ],
         );
     }
-    check(Metric::Cpu, sample.cpu, &[(t.cpu_scale, AlertAction::Scale)]);
-    check(Metric::Memory, sample.memory, &[(t.memory_scale, AlertAction::Scale)]);
+    check(
+        Metric::Cpu,
+        sample.cpu,
+        &[(t.cpu_scale, AlertAction::Scale)],
+    );
+    check(
+        Metric::Memory,
+        sample.memory,
+        &[(t.memory_scale, AlertAction::Scale)],
+    );
     out
 }
 
@@ -83,32 +105,95 @@ mod tests {
     use crate::settings::Settings;
 
     fn base() -> MetricSample {
-        MetricSample { error_rate: 0.001, latency_p99_ms: 100.0, cpu: 0.4, memory: 0.5 }
+        MetricSample {
+            error_rate: 0.001,
+            latency_p99_ms: 100.0,
+            cpu: 0.4,
+            memory: 0.5,
+        }
     }
 
     fn check(sample: MetricSample, expected: &[(Metric, AlertAction)]) {
         let t = Settings::builtin().thresholds;
-        let got: Vec<_> = evaluate(&sample, &base(), &t).iter().map(|f| (f.metric, f.action)).collect();
+        let got: Vec<_> = evaluate(&sample, &base(), &t)
+            .iter()
+            .map(|f| (f.metric, f.action))
+            .collect();
         assert_eq!(got, expected, "{sample:?}");
     }
 
     #[test]
     fn seed_thresholds() {
         check(base(), &[]);
-        check(MetricSample { error_rate: 0.01, ..base() }, &[]);
-        check(MetricSample { error_rate: 0.011, ..base() }, &[(Metric::ErrorRate, AlertAction::Investigate)]);
-        check(MetricSample { error_rate: 0.051, ..base() }, &[(Metric::ErrorRate, AlertAction::Rollback)]);
-        check(MetricSample { latency_p99_ms: 200.0, ..base() }, &[]);
-        check(MetricSample { latency_p99_ms: 201.0, ..base() }, &[(Metric::LatencyP99, AlertAction::Investigate)]);
-        check(MetricSample { latency_p99_ms: 301.0, ..base() }, &[(Metric::LatencyP99, AlertAction::Rollback)]);
-        check(MetricSample { cpu: 0.81, ..base() }, &[(Metric::Cpu, AlertAction::Scale)]);
-        check(MetricSample { memory: 0.9, ..base() }, &[(Metric::Memory, AlertAction::Scale)]);
+        check(
+            MetricSample {
+                error_rate: 0.01,
+                ..base()
+            },
+            &[],
+        );
+        check(
+            MetricSample {
+                error_rate: 0.011,
+                ..base()
+            },
+            &[(Metric::ErrorRate, AlertAction::Investigate)],
+        );
+        check(
+            MetricSample {
+                error_rate: 0.051,
+                ..base()
+            },
+            &[(Metric::ErrorRate, AlertAction::Rollback)],
+        );
+        check(
+            MetricSample {
+                latency_p99_ms: 200.0,
+                ..base()
+            },
+            &[],
+        );
+        check(
+            MetricSample {
+                latency_p99_ms: 201.0,
+                ..base()
+            },
+            &[(Metric::LatencyP99, AlertAction::Investigate)],
+        );
+        check(
+            MetricSample {
+                latency_p99_ms: 301.0,
+                ..base()
+            },
+            &[(Metric::LatencyP99, AlertAction::Rollback)],
+        );
+        check(
+            MetricSample {
+                cpu: 0.81,
+                ..base()
+            },
+            &[(Metric::Cpu, AlertAction::Scale)],
+        );
+        check(
+            MetricSample {
+                memory: 0.9,
+                ..base()
+            },
+            &[(Metric::Memory, AlertAction::Scale)],
+        );
     }
 
     #[test]
     fn the_finding_carries_the_value_and_threshold_seen() {
         let t = Settings::builtin().thresholds;
-        let f = evaluate(&MetricSample { latency_p99_ms: 350.0, ..base() }, &base(), &t);
+        let f = evaluate(
+            &MetricSample {
+                latency_p99_ms: 350.0,
+                ..base()
+            },
+            &base(),
+            &t,
+        );
         assert_eq!(f[0].value, 350.0);
         assert_eq!(f[0].threshold, 300.0);
     }

@@ -25,7 +25,9 @@ pub enum Blocked {
 impl fmt::Display for Blocked {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Blocked::OutsideWindows { local } => write!(f, "{local} is outside every allowed deployment window"),
+            Blocked::OutsideWindows { local } => {
+                write!(f, "{local} is outside every allowed deployment window")
+            }
             Blocked::NeverDay { day } => write!(f, "deployments are not allowed on {day}"),
             Blocked::Holiday { date } => write!(f, "{date} is a configured holiday"),
             Blocked::Freeze { name } => write!(f, "the freeze period \"{name}\" is in effect"),
@@ -55,25 +57,49 @@ fn day_name(d: chrono::Weekday) -> &'static str {
 }
 
 fn last_day_of_month(date: NaiveDate) -> u32 {
-    let (y, m) = if date.month() == 12 { (date.year() + 1, 1) } else { (date.year(), date.month() + 1) };
-    NaiveDate::from_ymd_opt(y, m, 1).and_then(|d| d.pred_opt()).map(|d| d.day()).unwrap_or(28)
+    let (y, m) = if date.month() == 12 {
+        (date.year() + 1, 1)
+    } else {
+        (date.year(), date.month() + 1)
+    };
+    NaiveDate::from_ymd_opt(y, m, 1)
+        .and_then(|d| d.pred_opt())
+        .map(|d| d.day())
+        .unwrap_or(28)
 }
 
 impl<'a> Calendar<'a> {
     pub fn new(settings: &'a WindowSettings) -> Self {
-        Calendar { settings, tz: settings.time_zone.parse().unwrap_or(chrono_tz::UTC) }
+        Calendar {
+            settings,
+            tz: settings.time_zone.parse().unwrap_or(chrono_tz::UTC),
+        }
     }
 
     /// Whether `at` may start a production deployment, and if not, why.
     pub fn check(&self, at: DateTime<Utc>) -> Result<(), Blocked> {
-        if let Some(f) = self.settings.freezes.iter().find(|f| f.start <= at && at < f.end) {
-            return Err(Blocked::Freeze { name: f.name.clone() });
+        if let Some(f) = self
+            .settings
+            .freezes
+            .iter()
+            .find(|f| f.start <= at && at < f.end)
+        {
+            return Err(Blocked::Freeze {
+                name: f.name.clone(),
+            });
         }
         let local = at.with_timezone(&self.tz);
         let date = local.date_naive();
         let weekday = local.weekday();
-        if self.settings.never_days.iter().any(|d: &Day| d.weekday() == weekday) {
-            return Err(Blocked::NeverDay { day: day_name(weekday).to_string() });
+        if self
+            .settings
+            .never_days
+            .iter()
+            .any(|d: &Day| d.weekday() == weekday)
+        {
+            return Err(Blocked::NeverDay {
+                day: day_name(weekday).to_string(),
+            });
         }
         if self.settings.holidays.contains(&date) {
             return Err(Blocked::Holiday { date });
@@ -83,15 +109,15 @@ impl<'a> Calendar<'a> {
             return Err(Blocked::EndOfMonth { date, last_days: n });
         }
         let time = local.time();
-        let inside = self
-            .settings
-            .allowed
-            .iter()
-            .any(|w| w.days.iter().any(|d| d.weekday() == weekday) && w.start <= time && time < w.end);
+        let inside = self.settings.allowed.iter().any(|w| {
+            w.days.iter().any(|d| d.weekday() == weekday) && w.start <= time && time < w.end
+        });
         if inside {
             Ok(())
         } else {
-            Err(Blocked::OutsideWindows { local: local.format("%a %Y-%m-%d %H:%M %Z").to_string() })
+            Err(Blocked::OutsideWindows {
+                local: local.format("%a %Y-%m-%d %H:%M %Z").to_string(),
+            })
         }
     }
 
@@ -111,7 +137,11 @@ impl<'a> Calendar<'a> {
                 if !w.days.iter().any(|d| d.weekday() == date.weekday()) {
                     continue;
                 }
-                if let Some(t) = self.tz.from_local_datetime(&date.and_time(w.start)).earliest() {
+                if let Some(t) = self
+                    .tz
+                    .from_local_datetime(&date.and_time(w.start))
+                    .earliest()
+                {
                     let t = t.with_timezone(&Utc);
                     if t > from {
                         candidates.push(t);
@@ -145,9 +175,18 @@ mod tests {
         // 2026-12-01 is a Tuesday.
         assert!(c.check(at("2026-12-01T10:00:00Z")).is_ok());
         assert!(c.check(at("2026-12-03T11:59:00Z")).is_ok());
-        assert!(matches!(c.check(at("2026-12-01T12:00:00Z")), Err(Blocked::OutsideWindows { .. })));
-        assert!(matches!(c.check(at("2026-11-30T10:30:00Z")), Err(Blocked::OutsideWindows { .. })));
-        assert!(matches!(c.check(at("2026-12-04T10:30:00Z")), Err(Blocked::NeverDay { .. })));
+        assert!(matches!(
+            c.check(at("2026-12-01T12:00:00Z")),
+            Err(Blocked::OutsideWindows { .. })
+        ));
+        assert!(matches!(
+            c.check(at("2026-11-30T10:30:00Z")),
+            Err(Blocked::OutsideWindows { .. })
+        ));
+        assert!(matches!(
+            c.check(at("2026-12-04T10:30:00Z")),
+            Err(Blocked::NeverDay { .. })
+        ));
     }
 
     #[test]
@@ -163,35 +202,66 @@ mod tests {
     fn holidays_freezes_and_end_of_month() {
         let mut s = Settings::builtin();
         s.windows.holidays.push("2026-12-01".parse().unwrap());
-        s.windows.freezes.push(Freeze { name: "Year end".into(), start: at("2026-12-08T00:00:00Z"), end: at("2026-12-10T11:00:00Z") });
+        s.windows.freezes.push(Freeze {
+            name: "Year end".into(),
+            start: at("2026-12-08T00:00:00Z"),
+            end: at("2026-12-10T11:00:00Z"),
+        });
         s.windows.end_of_month_days = 3;
         let c = Calendar::new(&s.windows);
-        assert!(matches!(c.check(at("2026-12-01T10:30:00Z")), Err(Blocked::Holiday { .. })));
-        assert!(matches!(c.check(at("2026-12-09T10:30:00Z")), Err(Blocked::Freeze { .. })));
+        assert!(matches!(
+            c.check(at("2026-12-01T10:30:00Z")),
+            Err(Blocked::Holiday { .. })
+        ));
+        assert!(matches!(
+            c.check(at("2026-12-09T10:30:00Z")),
+            Err(Blocked::Freeze { .. })
+        ));
         // 2026-12-29 is a Tuesday within the last 3 days of December.
-        assert!(matches!(c.check(at("2026-12-29T10:30:00Z")), Err(Blocked::EndOfMonth { .. })));
+        assert!(matches!(
+            c.check(at("2026-12-29T10:30:00Z")),
+            Err(Blocked::EndOfMonth { .. })
+        ));
         // The next window after the holiday is Wednesday 10:00.
-        assert_eq!(c.next_allowed(at("2026-12-01T10:30:00Z")), Some(at("2026-12-02T10:00:00Z")));
+        assert_eq!(
+            c.next_allowed(at("2026-12-01T10:30:00Z")),
+            Some(at("2026-12-02T10:00:00Z"))
+        );
         // A freeze ending inside a window releases the deployment at its end.
-        assert_eq!(c.next_allowed(at("2026-12-08T09:00:00Z")), Some(at("2026-12-10T11:00:00Z")));
+        assert_eq!(
+            c.next_allowed(at("2026-12-08T09:00:00Z")),
+            Some(at("2026-12-10T11:00:00Z"))
+        );
     }
 
     #[test]
     fn next_allowed_waits_over_the_weekend_and_respects_time_zones() {
         let mut s = Settings::builtin();
         let c = Calendar::new(&s.windows);
-        assert_eq!(c.next_allowed(at("2026-12-03T12:00:00Z")), Some(at("2026-12-08T10:00:00Z")));
-        assert_eq!(c.next_allowed(at("2026-12-01T10:15:00Z")), Some(at("2026-12-01T10:15:00Z")));
+        assert_eq!(
+            c.next_allowed(at("2026-12-03T12:00:00Z")),
+            Some(at("2026-12-08T10:00:00Z"))
+        );
+        assert_eq!(
+            c.next_allowed(at("2026-12-01T10:15:00Z")),
+            Some(at("2026-12-01T10:15:00Z"))
+        );
         s.windows.time_zone = "America/New_York".into();
         let c = Calendar::new(&s.windows);
         // 10:00 in New York in December is 15:00 UTC.
-        assert_eq!(c.next_allowed(at("2026-12-01T12:00:00Z")), Some(at("2026-12-01T15:00:00Z")));
+        assert_eq!(
+            c.next_allowed(at("2026-12-01T12:00:00Z")),
+            Some(at("2026-12-01T15:00:00Z"))
+        );
     }
 
     #[test]
     fn no_allowed_window_at_all_gives_none() {
         let mut s = Settings::builtin();
         s.windows.allowed.clear();
-        assert_eq!(Calendar::new(&s.windows).next_allowed(at("2026-12-01T10:00:00Z")), None);
+        assert_eq!(
+            Calendar::new(&s.windows).next_allowed(at("2026-12-01T10:00:00Z")),
+            None
+        );
     }
 }

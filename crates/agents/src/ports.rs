@@ -1,0 +1,124 @@
+//! Ports: the traits behind every side effect an agent has, and the clock.
+//!
+//! Agents call these and nothing else to touch the world. The simulator
+//! (`sim`) implements them against a scripted world in virtual time; real
+//! adapters implement them against commands, HTTP endpoints and files.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use workflow::checklist::{PrepareReport, ScanReport};
+use workflow::machine::{Incident, Production, RollbackOutcome, RollbackPlan};
+use workflow::record::{NotificationEntry, StagingReport, SuiteResult};
+use workflow::settings::SuiteSelection;
+use workflow::strategy::DeployStep;
+use workflow::thresholds::MetricSample;
+use workflow::types::{DeploymentId, DeploymentType, Role, ServiceName, Strategy, Version};
+
+/// The deployment an action is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    pub id: DeploymentId,
+    pub service: ServiceName,
+    pub version: Option<Version>,
+    pub kind: DeploymentType,
+    pub strategy: Strategy,
+    pub submitted_by: String,
+}
+
+/// Where the current time comes from. Only `SystemClock` reads the system clock.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// DevOps' build side: tests, artifacts, migrations, configuration, backups.
+#[async_trait]
+pub trait Build: Send + Sync {
+    async fn prepare(&self, target: &Target) -> Result<PrepareReport, String>;
+}
+
+/// DevOps' environments: staging and production.
+#[async_trait]
+pub trait Environments: Send + Sync {
+    /// What runs in production now.
+    async fn production(&self, service: &ServiceName) -> Result<Production, String>;
+    async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String>;
+    async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String>;
+    /// Health/smoke check of critical functionality in production.
+    async fn health(&self, target: &Target, minute: u32) -> Result<bool, String>;
+    async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome;
+}
+
+/// Metrics of a service in production.
+#[async_trait]
+pub trait Metrics: Send + Sync {
+    /// The current production version's metrics, before DEPLOY.
+    async fn baseline(&self, target: &Target) -> Result<MetricSample, String>;
+    /// The new version's metrics, `minute` minutes after DEPLOY started,
+    /// with `traffic_percent` of traffic on it. `Err` for a failed or empty read.
+    async fn sample(
+        &self,
+        target: &Target,
+        minute: u32,
+        traffic_percent: u8,
+    ) -> Result<MetricSample, String>;
+}
+
+/// QA's test suites, run against staging.
+#[async_trait]
+pub trait TestSuites: Send + Sync {
+    async fn run(
+        &self,
+        target: &Target,
+        selection: SuiteSelection,
+        critical: &[String],
+    ) -> Result<Vec<SuiteResult>, String>;
+}
+
+/// Security's scanner and incident feed.
+#[async_trait]
+pub trait Security: Send + Sync {
+    async fn scan(&self, target: &Target) -> Result<ScanReport, String>;
+    /// Incidents opened since the previous call for this deployment.
+    async fn incidents(&self, target: &Target, minute: u32) -> Vec<Incident>;
+}
+
+/// Stakeholder notifications.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    async fn send(&self, target: &Target, notification: &NotificationEntry) -> Result<(), String>;
+}
+
+/// A person's answer to an approval request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HumanDecision {
+    pub id: DeploymentId,
+    pub role: Role,
+    pub approve: bool,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Where decisions are delivered once a person has made them.
+pub type DecisionSink = actix::Recipient<crate::messages::Decide>;
+
+/// Asks people for decisions. The daemon's API answers through the
+/// coordinator directly; the simulator schedules its scripted decisions.
+pub trait People: Send + Sync {
+    fn approval_requested(
+        &self,
+        target: &Target,
+        role: Role,
+        at: DateTime<Utc>,
+        sink: DecisionSink,
+    );
+}
