@@ -49,12 +49,7 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    pub fn new(
-        settings: Arc<Settings>,
-        clock: Arc<dyn Clock>,
-        people: Arc<dyn People>,
-        agents: Agents,
-    ) -> Self {
+    pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>, people: Arc<dyn People>, agents: Agents) -> Self {
         Coordinator {
             settings,
             clock,
@@ -97,14 +92,8 @@ impl Coordinator {
         }
     }
 
-    fn call<A, M, F>(
-        &self,
-        ctx: &mut Context<Self>,
-        id: DeploymentId,
-        addr: &Addr<A>,
-        msg: M,
-        to_event: F,
-    ) where
+    fn call<A, M, F>(&self, ctx: &mut Context<Self>, id: DeploymentId, addr: &Addr<A>, msg: M, to_event: F)
+    where
         A: Actor + Handler<M>,
         A::Context: actix::dev::ToEnvelope<A, M>,
         M: Message + Send + 'static,
@@ -135,23 +124,17 @@ impl Coordinator {
                 Effect::Scan => self.call(ctx, id, &agents.security, Scan(t), move |r| {
                     Event::Scanned(r.map_err(lost).and_then(|x| x))
                 }),
-                Effect::DeployStaging => {
-                    self.call(ctx, id, &agents.devops, DeployStaging(t), move |r| {
-                        Event::Staged(r.map_err(lost).and_then(|x| x))
-                    })
-                }
-                Effect::Validate { suites } => {
-                    self.call(ctx, id, &agents.qa, Validate(t, suites), move |r| {
-                        Event::Validated(r.map_err(lost).and_then(|x| x))
-                    })
-                }
+                Effect::DeployStaging => self.call(ctx, id, &agents.devops, DeployStaging(t), move |r| {
+                    Event::Staged(r.map_err(lost).and_then(|x| x))
+                }),
+                Effect::Validate { suites } => self.call(ctx, id, &agents.qa, Validate(t, suites), move |r| {
+                    Event::Validated(r.map_err(lost).and_then(|x| x))
+                }),
                 Effect::Notify(entry) => {
                     let nid = entry.id.clone();
-                    self.call(ctx, id, &agents.manager, Notify(t, entry), move |r| {
-                        Event::Notified {
-                            id: nid,
-                            result: r.map_err(lost).and_then(|x| x),
-                        }
+                    self.call(ctx, id, &agents.manager, Notify(t, entry), move |r| Event::Notified {
+                        id: nid,
+                        result: r.map_err(lost).and_then(|x| x),
                     })
                 }
                 Effect::Review { role, criteria } => {
@@ -160,44 +143,31 @@ impl Coordinator {
                         role,
                         criteria,
                     };
-                    let to_event = move |r: Result<workflow::approval::Advice, MailboxError>| {
-                        Event::Reviewed {
-                            role,
-                            advice: r.unwrap_or_else(|e| workflow::approval::Advice::Deny {
-                                by: "coordinator".into(),
-                                reason: format!("agent unavailable: {e}"),
-                            }),
-                        }
+                    let to_event = move |r: Result<workflow::approval::Advice, MailboxError>| Event::Reviewed {
+                        role,
+                        advice: r.unwrap_or_else(|e| workflow::approval::Advice::Deny {
+                            by: "coordinator".into(),
+                            reason: format!("agent unavailable: {e}"),
+                        }),
                     };
                     match role {
-                        workflow::types::Role::Manager => {
-                            self.call(ctx, id, &agents.manager, msg, to_event)
-                        }
-                        workflow::types::Role::Security => {
-                            self.call(ctx, id, &agents.security, msg, to_event)
-                        }
-                        workflow::types::Role::Devops => {
-                            self.call(ctx, id, &agents.devops, msg, to_event)
-                        }
+                        workflow::types::Role::Manager => self.call(ctx, id, &agents.manager, msg, to_event),
+                        workflow::types::Role::Security => self.call(ctx, id, &agents.security, msg, to_event),
+                        workflow::types::Role::Devops => self.call(ctx, id, &agents.devops, msg, to_event),
                         workflow::types::Role::Qa => self.call(ctx, id, &agents.qa, msg, to_event),
                     }
                 }
                 Effect::AwaitDecision { role, .. } => {
                     let now = self.clock.now();
-                    self.people
-                        .approval_requested(&t, role, now, ctx.address().recipient());
+                    self.people.approval_requested(&t, role, now, ctx.address().recipient());
                 }
-                Effect::MeasureBaseline => {
-                    self.call(ctx, id, &agents.devops, MeasureBaseline(t), move |r| {
-                        Event::BaselineMeasured(r.map_err(lost).and_then(|x| x))
-                    })
-                }
+                Effect::MeasureBaseline => self.call(ctx, id, &agents.devops, MeasureBaseline(t), move |r| {
+                    Event::BaselineMeasured(r.map_err(lost).and_then(|x| x))
+                }),
                 Effect::Step { index, step } => {
-                    self.call(ctx, id, &agents.devops, RunStep(t, step), move |r| {
-                        Event::StepDone {
-                            index,
-                            result: r.map_err(lost).and_then(|x| x),
-                        }
+                    self.call(ctx, id, &agents.devops, RunStep(t, step), move |r| Event::StepDone {
+                        index,
+                        result: r.map_err(lost).and_then(|x| x),
                     })
                 }
                 Effect::Observe {
@@ -230,23 +200,15 @@ impl Coordinator {
                     })
                     .spawn(ctx);
                 }
-                Effect::Rollback(plan) => {
-                    self.call(ctx, id, &agents.devops, Rollback(t, plan), move |r| {
-                        Event::RolledBack(r.unwrap_or_else(|e| {
-                            workflow::machine::RollbackOutcome {
-                                steps: vec![(
-                                    "Initiate rollback".into(),
-                                    false,
-                                    format!("agent unavailable: {e}"),
-                                )],
-                                restored: false,
-                                migrations_reverted: false,
-                                caches_cleared: false,
-                                verified: false,
-                            }
-                        }))
-                    })
-                }
+                Effect::Rollback(plan) => self.call(ctx, id, &agents.devops, Rollback(t, plan), move |r| {
+                    Event::RolledBack(r.unwrap_or_else(|e| workflow::machine::RollbackOutcome {
+                        steps: vec![("Initiate rollback".into(), false, format!("agent unavailable: {e}"))],
+                        restored: false,
+                        migrations_reverted: false,
+                        caches_cleared: false,
+                        verified: false,
+                    }))
+                }),
                 Effect::Timer { at, token } => {
                     let delay = (at - self.clock.now()).to_std().unwrap_or_default();
                     ctx.run_later(delay, move |act, ctx| {
@@ -301,16 +263,10 @@ impl Coordinator {
         if self.history.counted.insert(id) {
             match status {
                 Status::Failed | Status::RolledBack => {
-                    let n = self
-                        .history
-                        .consecutive_failures
-                        .entry(service.clone())
-                        .or_insert(0);
+                    let n = self.history.consecutive_failures.entry(service.clone()).or_insert(0);
                     *n += 1;
                     let n = *n;
-                    if n >= self.settings.escalation.repeated_failures
-                        && !self.history.held.contains_key(&service)
-                    {
+                    if n >= self.settings.escalation.repeated_failures && !self.history.held.contains_key(&service) {
                         self.history.held.insert(
                             service.clone(),
                             format!("{service} is held after {n} consecutive failed deployments (last: {id}); acknowledge to release"),
@@ -347,16 +303,12 @@ impl Handler<Submit> for Coordinator {
             let production = production
                 .map_err(|e| CommandError::Refused(format!("DevOps agent unavailable: {e}")))?
                 .map_err(|e| {
-                    CommandError::Refused(format!(
-                        "cannot read production state of {}: {e}",
-                        request.service
-                    ))
+                    CommandError::Refused(format!("cannot read production state of {}: {e}", request.service))
                 })?;
             let held = act.history.held.get(&request.service).cloned();
             let now = act.clock.now();
-            let (machine, out) =
-                Machine::submit(id, now, request, production, act.settings.clone(), held)
-                    .map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let (machine, out) = Machine::submit(id, now, request, production, act.settings.clone(), held)
+                .map_err(|e| CommandError::Invalid(e.to_string()))?;
             act.machines.insert(id, machine);
             act.run(id, out, ctx);
             act.feed(id, Event::Start, ctx);

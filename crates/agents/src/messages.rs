@@ -4,9 +4,7 @@ use actix::Message;
 use workflow::approval::Advice;
 use workflow::checklist::{PrepareReport, ScanReport};
 use workflow::machine::{Incident, Production, RollbackOutcome, RollbackPlan};
-use workflow::record::{
-    CriterionCheck, NotificationEntry, Record, Request, StagingReport, SuiteResult,
-};
+use workflow::record::{CriterionCheck, NotificationEntry, Record, Request, StagingReport, SuiteResult};
 use workflow::settings::SuiteSelection;
 use workflow::strategy::DeployStep;
 use workflow::thresholds::MetricSample;

@@ -65,12 +65,7 @@ pub trait Metrics: Send + Sync {
     async fn baseline(&self, target: &Target) -> Result<MetricSample, String>;
     /// The new version's metrics, `minute` minutes after DEPLOY started,
     /// with `traffic_percent` of traffic on it. `Err` for a failed or empty read.
-    async fn sample(
-        &self,
-        target: &Target,
-        minute: u32,
-        traffic_percent: u8,
-    ) -> Result<MetricSample, String>;
+    async fn sample(&self, target: &Target, minute: u32, traffic_percent: u8) -> Result<MetricSample, String>;
 }
 
 /// QA's test suites, run against staging.
@@ -114,11 +109,5 @@ pub type DecisionSink = actix::Recipient<crate::messages::Decide>;
 /// Asks people for decisions. The daemon's API answers through the
 /// coordinator directly; the simulator schedules its scripted decisions.
 pub trait People: Send + Sync {
-    fn approval_requested(
-        &self,
-        target: &Target,
-        role: Role,
-        at: DateTime<Utc>,
-        sink: DecisionSink,
-    );
+    fn approval_requested(&self, target: &Target, role: Role, at: DateTime<Utc>, sink: DecisionSink);
 }

@@ -70,17 +70,12 @@ impl Handler<RunStep> for DevOps {
 }
 
 impl Handler<Observe> for DevOps {
-    type Result = ResponseFuture<(
-        Result<workflow::thresholds::MetricSample, String>,
-        Result<bool, String>,
-    )>;
+    type Result = ResponseFuture<(Result<workflow::thresholds::MetricSample, String>, Result<bool, String>)>;
     fn handle(&mut self, msg: Observe, _: &mut Context<Self>) -> Self::Result {
         let metrics = self.metrics.clone();
         let env = self.environments.clone();
         Box::pin(async move {
-            let sample = metrics
-                .sample(&msg.target, msg.minute, msg.traffic_percent)
-                .await;
+            let sample = metrics.sample(&msg.target, msg.minute, msg.traffic_percent).await;
             let health = env.health(&msg.target, msg.minute).await;
             (sample, health)
         })

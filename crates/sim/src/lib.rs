@@ -58,10 +58,7 @@ pub fn settings_for(
     if let Some((name, text)) = config_file {
         layers.push(Layer { name, toml: text });
     }
-    let table_text = scenario
-        .config
-        .as_ref()
-        .map(|t| toml::to_string(t).unwrap_or_default());
+    let table_text = scenario.config.as_ref().map(|t| toml::to_string(t).unwrap_or_default());
     let name = format!("{scenario_file} [config]");
     if let Some(text) = &table_text {
         layers.push(Layer {
@@ -101,11 +98,7 @@ pub fn simulate(file: &str, scenario: &Scenario, settings: Settings) -> Result<O
     result
 }
 
-async fn run(
-    file: &str,
-    scenario: &Scenario,
-    settings: Arc<Settings>,
-) -> Result<Outcome, SimError> {
+async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result<Outcome, SimError> {
     let world = world::World::new(scenario);
     let clock = Arc::new(world::VirtualClock::new(scenario.start));
     let ports = agents::Ports {
@@ -128,8 +121,7 @@ async fn run(
     let mut ids = BTreeMap::new();
     for i in order {
         let r = &scenario.requests[i];
-        tokio::time::sleep_until(origin + std::time::Duration::from_secs(r.at_minute as u64 * 60))
-            .await;
+        tokio::time::sleep_until(origin + std::time::Duration::from_secs(r.at_minute as u64 * 60)).await;
         let request = Request {
             service: r.service.clone(),
             version: r.version.clone(),
@@ -171,16 +163,8 @@ async fn run(
     .await;
     match waited {
         Ok(p) if p.is_empty() => {}
-        Ok(p) => {
-            return Err(SimError::Stalled(format!(
-                "deployments {p:?} did not finish"
-            )))
-        }
-        Err(_) => {
-            return Err(SimError::Stalled(
-                "deployments did not reach a terminal status".into(),
-            ))
-        }
+        Ok(p) => return Err(SimError::Stalled(format!("deployments {p:?} did not finish"))),
+        Err(_) => return Err(SimError::Stalled("deployments did not reach a terminal status".into())),
     }
     let mut records = vec![];
     let mut failed_expectations = vec![];

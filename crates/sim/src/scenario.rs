@@ -5,9 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use workflow::checklist::ItemKey;
-use workflow::types::{
-    DeploymentType, MigrationKind, Role, ServiceName, Status, Strategy, Version,
-};
+use workflow::types::{DeploymentType, MigrationKind, Role, ServiceName, Status, Strategy, Version};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -342,11 +340,7 @@ pub struct ScenarioError {
 /// Rewrites serde's backquoted names into the plain form used in messages.
 fn plain(message: &str) -> String {
     match message.split_once("expected") {
-        Some((head, tail)) => format!(
-            "{}expected{}",
-            head.replace('`', "\""),
-            tail.replace('`', "")
-        ),
+        Some((head, tail)) => format!("{}expected{}", head.replace('`', "\""), tail.replace('`', "")),
         None => message.replace('`', "\""),
     }
 }
@@ -373,9 +367,7 @@ impl Scenario {
             }
         })?;
         if scenario.requests.is_empty() {
-            return Err(err(
-                "requests: at least one [[requests]] entry is required".into()
-            ));
+            return Err(err("requests: at least one [[requests]] entry is required".into()));
         }
         for (i, r) in scenario.requests.iter().enumerate() {
             let field = |f: &str| format!("requests[{i}].{f}");
@@ -399,10 +391,7 @@ impl Scenario {
                 )));
             }
             if r.submitted_by.trim().is_empty() {
-                return Err(err(format!(
-                    "{}: must name a person",
-                    field("submitted_by")
-                )));
+                return Err(err(format!("{}: must name a person", field("submitted_by"))));
             }
         }
         for (i, d) in scenario.decisions.iter().enumerate() {
@@ -416,11 +405,7 @@ impl Scenario {
             }
         }
         for (i, m) in scenario.world.metrics.iter().enumerate() {
-            for (name, v) in [
-                ("error_rate", m.error_rate),
-                ("cpu", m.cpu),
-                ("memory", m.memory),
-            ] {
+            for (name, v) in [("error_rate", m.error_rate), ("cpu", m.cpu), ("memory", m.memory)] {
                 if let Some(v) = v {
                     if !(0.0..=1.0).contains(&v) {
                         return Err(err(format!(

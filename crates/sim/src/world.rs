@@ -83,10 +83,7 @@ impl World {
 
     /// Remembers which scenario request a deployment came from.
     pub fn bind(&self, id: DeploymentId, request: usize) {
-        self.request_of
-            .lock()
-            .expect("world lock")
-            .insert(id, request);
+        self.request_of.lock().expect("world lock").insert(id, request);
     }
 
     fn state(&self, service: &ServiceName) -> ServiceState {
@@ -197,26 +194,16 @@ impl ports::Environments for World {
         let p = &self.spec.production;
         match step {
             DeployStep::Backup | DeployStep::RunMigrations { .. } => Ok(()),
-            DeployStep::DeployInactive { .. } if !p.deploy => {
-                Err("installation of the new version failed".into())
-            }
-            DeployStep::CanaryWeight { .. } if !p.deploy => {
-                Err("installation of canary instances failed".into())
-            }
+            DeployStep::DeployInactive { .. } if !p.deploy => Err("installation of the new version failed".into()),
+            DeployStep::CanaryWeight { .. } if !p.deploy => Err("installation of canary instances failed".into()),
             DeployStep::UpdateInstances { first, .. } if !p.deploy => {
                 Err(format!("instance {} failed to install", first + 1))
             }
             DeployStep::HealthCheckColour { colour } if !p.health => {
                 Err(format!("{colour:?} health check failed").to_lowercase())
             }
-            DeployStep::CanaryWeight { .. } if !p.health => {
-                Err("canary instances fail their health checks".into())
-            }
-            DeployStep::UpdateInstances {
-                first,
-                count,
-                total,
-            } => {
+            DeployStep::CanaryWeight { .. } if !p.health => Err("canary instances fail their health checks".into()),
+            DeployStep::UpdateInstances { first, count, total } => {
                 let failing = p.fail_at_instance.or(if p.health { None } else { Some(1) });
                 if let Some(n) = failing {
                     if n > *first && n <= first + count {
@@ -328,12 +315,7 @@ impl ports::Metrics for World {
         }
     }
 
-    async fn sample(
-        &self,
-        target: &Target,
-        minute: u32,
-        _traffic_percent: u8,
-    ) -> Result<MetricSample, String> {
+    async fn sample(&self, target: &Target, minute: u32, _traffic_percent: u8) -> Result<MetricSample, String> {
         self.metrics_at(target, minute)
     }
 }
@@ -351,10 +333,7 @@ impl ports::TestSuites for World {
             .qa
             .suites
             .iter()
-            .filter(|s| {
-                selection == SuiteSelection::All
-                    || s.critical.unwrap_or_else(|| critical.contains(&s.name))
-            })
+            .filter(|s| selection == SuiteSelection::All || s.critical.unwrap_or_else(|| critical.contains(&s.name)))
             .map(|s| SuiteResult {
                 name: s.name.clone(),
                 passed: s.passed,
@@ -393,18 +372,11 @@ impl ports::Security for World {
         let mut reported = self.reported.lock().expect("world lock");
         let mut out = vec![];
         for (i, inc) in self.spec.incidents.iter().enumerate() {
-            if inc.minute <= minute
-                && Self::applies(&inc.version, target)
-                && reported.insert((target.id, i))
-            {
+            if inc.minute <= minute && Self::applies(&inc.version, target) && reported.insert((target.id, i)) {
                 out.push(Incident {
                     kind: match inc.kind {
-                        IncidentKindWorld::SecurityVulnerability => {
-                            IncidentKind::SecurityVulnerability
-                        }
-                        IncidentKindWorld::CriticalFunctionalityBroken => {
-                            IncidentKind::CriticalFunctionalityBroken
-                        }
+                        IncidentKindWorld::SecurityVulnerability => IncidentKind::SecurityVulnerability,
+                        IncidentKindWorld::CriticalFunctionalityBroken => IncidentKind::CriticalFunctionalityBroken,
                     },
                     detail: inc.detail.clone(),
                 });
@@ -417,10 +389,7 @@ impl ports::Security for World {
 #[async_trait]
 impl ports::Notifier for World {
     async fn send(&self, _target: &Target, notification: &NotificationEntry) -> Result<(), String> {
-        self.sent
-            .lock()
-            .expect("world lock")
-            .push(notification.clone());
+        self.sent.lock().expect("world lock").push(notification.clone());
         if self.spec.notifications.fail {
             Err("notification channel unavailable (simulated)".into())
         } else {
@@ -430,19 +399,8 @@ impl ports::Notifier for World {
 }
 
 impl ports::People for World {
-    fn approval_requested(
-        &self,
-        target: &Target,
-        role: Role,
-        _at: DateTime<Utc>,
-        sink: DecisionSink,
-    ) {
-        let request = self
-            .request_of
-            .lock()
-            .expect("world lock")
-            .get(&target.id)
-            .copied();
+    fn approval_requested(&self, target: &Target, role: Role, _at: DateTime<Utc>, sink: DecisionSink) {
+        let request = self.request_of.lock().expect("world lock").get(&target.id).copied();
         for d in self
             .decisions
             .iter()

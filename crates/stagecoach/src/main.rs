@@ -52,11 +52,7 @@ fn env_map() -> BTreeMap<String, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Simulate {
-            scenario,
-            config,
-            json,
-        } => simulate(&scenario, config.as_deref(), json),
+        Command::Simulate { scenario, config, json } => simulate(&scenario, config.as_deref(), json),
         Command::Config { config } => show_config(config.as_deref()),
     }
 }
@@ -74,10 +70,7 @@ fn show_config(config: Option<&Path>) -> ExitCode {
     let name = config.map(|p| p.display().to_string()).unwrap_or_default();
     let layers: Vec<workflow::settings::Layer> = text
         .as_deref()
-        .map(|t| workflow::settings::Layer {
-            name: &name,
-            toml: t,
-        })
+        .map(|t| workflow::settings::Layer { name: &name, toml: t })
         .into_iter()
         .collect();
     match workflow::Settings::load(&layers, &env_map()) {

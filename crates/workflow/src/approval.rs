@@ -47,11 +47,7 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
             ),
         ];
     }
-    let prepare_tests = record
-        .prepare
-        .as_ref()
-        .map(|p| p.tests_passed)
-        .unwrap_or(false);
+    let prepare_tests = record.prepare.as_ref().map(|p| p.tests_passed).unwrap_or(false);
     let failed_suites: u32 = record
         .validation
         .iter()
@@ -87,31 +83,22 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
                 "QA has not recommended the release".into()
             },
         ),
-        c(
-            "No blocking issues",
-            blocking.is_empty() && critical == Some(0),
-            {
-                let mut parts: Vec<String> = blocking
-                    .iter()
-                    .map(|k| {
-                        format!(
-                            "required checklist item unticked: {}",
-                            k.section_and_title().1
-                        )
-                    })
-                    .collect();
-                match critical {
-                    Some(0) => {}
-                    Some(n) => parts.push(format!("{n} critical vulnerabilities")),
-                    None => parts.push("security scan missing".into()),
-                }
-                if parts.is_empty() {
-                    "none".into()
-                } else {
-                    parts.join("; ")
-                }
-            },
-        ),
+        c("No blocking issues", blocking.is_empty() && critical == Some(0), {
+            let mut parts: Vec<String> = blocking
+                .iter()
+                .map(|k| format!("required checklist item unticked: {}", k.section_and_title().1))
+                .collect();
+            match critical {
+                Some(0) => {}
+                Some(n) => parts.push(format!("{n} critical vulnerabilities")),
+                None => parts.push("security scan missing".into()),
+            }
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join("; ")
+            }
+        }),
         c(
             "Stakeholder notification sent",
             notified,
@@ -145,11 +132,7 @@ pub fn criteria(record: &Record, approvers: &[Role]) -> Vec<CriterionCheck> {
 
 /// How an agent in `mode` advises on `checks`.
 pub fn advise(role: Role, mode: ApprovalMode, checks: &[CriterionCheck]) -> Advice {
-    let unmet: Vec<&str> = checks
-        .iter()
-        .filter(|c| !c.met)
-        .map(|c| c.criterion.as_str())
-        .collect();
+    let unmet: Vec<&str> = checks.iter().filter(|c| !c.met).map(|c| c.criterion.as_str()).collect();
     let agent = format!("{} agent", role_title(role));
     if !unmet.is_empty() {
         return Advice::Deny {

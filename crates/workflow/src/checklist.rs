@@ -55,17 +55,13 @@ impl ItemKey {
             ItemKey::CodeReviewApproved => ("Code", "Code review approved"),
             ItemKey::SecurityReviewApproved => ("Code", "Security review approved"),
             ItemKey::NoCriticalVulnerabilities => ("Code", "No critical vulnerabilities"),
-            ItemKey::EnvironmentVariablesUpdated => {
-                ("Configuration", "Environment variables updated")
-            }
+            ItemKey::EnvironmentVariablesUpdated => ("Configuration", "Environment variables updated"),
             ItemKey::FeatureFlagsConfigured => ("Configuration", "Feature flags configured"),
             ItemKey::SecretsRotated => ("Configuration", "Secrets rotated (if needed)"),
             ItemKey::MigrationsTested => ("Database", "Migrations tested"),
             ItemKey::RollbackMigrationReady => ("Database", "Rollback migration ready"),
             ItemKey::BackupVerified => ("Database", "Backup verified"),
-            ItemKey::NoBreakingDependencyChanges => {
-                ("Dependencies", "No breaking changes in dependencies")
-            }
+            ItemKey::NoBreakingDependencyChanges => ("Dependencies", "No breaking changes in dependencies"),
             ItemKey::ApiContractsVerified => ("Dependencies", "API contracts verified"),
             ItemKey::ChangelogUpdated => ("Documentation", "Changelog updated"),
             ItemKey::ReleaseNotesPrepared => ("Documentation", "Release notes prepared"),
@@ -114,9 +110,7 @@ pub struct PrepareReport {
 
 impl PrepareReport {
     pub fn ok(&self) -> bool {
-        self.tests_passed
-            && self.build_succeeded
-            && (self.migrations == MigrationKind::None || self.migrations_tested)
+        self.tests_passed && self.build_succeeded && (self.migrations == MigrationKind::None || self.migrations_tested)
     }
 }
 
@@ -198,9 +192,7 @@ pub fn build(
             };
             let source = match from_agents {
                 Some(s) => s,
-                None if attested_in_request.contains(&key) => Source::Attested {
-                    by: "request".into(),
-                },
+                None if attested_in_request.contains(&key) => Source::Attested { by: "request".into() },
                 None if attested_in_config.contains(&key) => Source::Attested {
                     by: "configuration".into(),
                 },
@@ -249,9 +241,7 @@ mod tests {
     #[test]
     fn nothing_is_ticked_without_a_source() {
         let items = build(None, None, &[], &[], &[ItemKey::AllTestsPassing]);
-        assert!(items
-            .iter()
-            .all(|i| !i.ticked && i.source == Source::Missing));
+        assert!(items.iter().all(|i| !i.ticked && i.source == Source::Missing));
         assert_eq!(blocking(&items), vec![ItemKey::AllTestsPassing]);
     }
 
@@ -269,15 +259,10 @@ mod tests {
             &[ItemKey::AllTestsPassing],
         );
         let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
-        assert!(matches!(
-            get(ItemKey::AllTestsPassing).source,
-            Source::Verified { .. }
-        ));
+        assert!(matches!(get(ItemKey::AllTestsPassing).source, Source::Verified { .. }));
         assert_eq!(
             get(ItemKey::CodeReviewApproved).source,
-            Source::Attested {
-                by: "request".into()
-            }
+            Source::Attested { by: "request".into() }
         );
         assert_eq!(
             get(ItemKey::RunbookUpdated).source,

@@ -14,19 +14,17 @@ use serde::{Deserialize, Serialize};
 use crate::approval::{self, Advice};
 use crate::checklist::{self, PrepareReport, ScanReport};
 use crate::record::{
-    Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record,
-    Request, SampleEntry, StagingReport, StepEntry, SuiteResult, ValidationReport,
+    Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
+    StagingReport, StepEntry, SuiteResult, ValidationReport,
 };
 use crate::report;
-use crate::settings::{
-    CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule,
-};
+use crate::settings::{CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule};
 use crate::strategy::{self, Colour, DeployStep};
 use crate::thresholds::{self, AlertAction, Metric, MetricSample};
 use crate::transitions::{self, IllegalTransition};
 use crate::types::{
-    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role,
-    RollbackTrigger, ServiceName, Stage, Status, Strategy, Version,
+    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
+    ServiceName, Stage, Status, Strategy, Version,
 };
 use crate::windows::Calendar;
 
@@ -286,11 +284,7 @@ impl Machine {
             _ => {}
         }
         let target = match request.kind {
-            DeploymentType::Rollback => match request
-                .version
-                .clone()
-                .or_else(|| production.previous_version.clone())
-            {
+            DeploymentType::Rollback => match request.version.clone().or_else(|| production.previous_version.clone()) {
                 Some(v) => Some(v),
                 None => return Err(SubmitError::NothingToRestore(request.service.clone())),
             },
@@ -364,8 +358,7 @@ impl Machine {
     }
     /// Whether the deployment has started changing production.
     pub fn in_production(&self) -> bool {
-        matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor))
-            && !self.record.status.is_terminal()
+        matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor)) && !self.record.status.is_terminal()
     }
 
     /// The record with its Markdown rendered.
@@ -387,25 +380,14 @@ impl Machine {
         out.effects.push(Effect::Timer { at, token });
     }
 
-    fn enter(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        stage: Stage,
-    ) -> Result<(), IllegalTransition> {
+    fn enter(&mut self, out: &mut Output, now: DateTime<Utc>, stage: Stage) -> Result<(), IllegalTransition> {
         transitions::check(&self.policy.stages, self.stage, stage)?;
         self.stage = Some(stage);
         self.emit(out, Fact::StageStarted { at: now, stage });
         Ok(())
     }
 
-    fn finish_stage(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        outcome: Outcome,
-        note: impl Into<String>,
-    ) {
+    fn finish_stage(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: Outcome, note: impl Into<String>) {
         if let Some(stage) = self.stage {
             let open = self
                 .record
@@ -439,13 +421,7 @@ impl Machine {
         }
     }
 
-    fn set_status(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        status: Status,
-        note: impl Into<String>,
-    ) {
+    fn set_status(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
         if self.record.status != status {
             self.emit(
                 out,
@@ -458,13 +434,7 @@ impl Machine {
         }
     }
 
-    fn end(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        status: Status,
-        note: impl Into<String>,
-    ) {
+    fn end(&mut self, out: &mut Output, now: DateTime<Utc>, status: Status, note: impl Into<String>) {
         self.timers.clear();
         self.phase = Phase::Done;
         self.set_status(out, now, status, note);
@@ -472,23 +442,13 @@ impl Machine {
     }
 
     fn maybe_finished(&mut self, out: &mut Output) {
-        if self.record.status.is_terminal()
-            && self.pending_notifications.is_empty()
-            && !self.finished_sent
-        {
+        if self.record.status.is_terminal() && self.pending_notifications.is_empty() && !self.finished_sent {
             self.finished_sent = true;
             out.effects.push(Effect::Finished);
         }
     }
 
-    fn notify(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        kind: NotificationKind,
-        subject: String,
-        body: String,
-    ) {
+    fn notify(&mut self, out: &mut Output, now: DateTime<Utc>, kind: NotificationKind, subject: String, body: String) {
         self.notification_seq += 1;
         let id = format!("{}-n{}", self.record.id, self.notification_seq);
         let entry = NotificationEntry {
@@ -504,13 +464,7 @@ impl Machine {
         out.effects.push(Effect::Notify(entry));
     }
 
-    fn escalate(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        reason: EscalationReason,
-        detail: String,
-    ) {
+    fn escalate(&mut self, out: &mut Output, now: DateTime<Utc>, reason: EscalationReason, detail: String) {
         self.emit(
             out,
             Fact::Escalation(Escalation {
@@ -519,28 +473,18 @@ impl Machine {
                 detail: detail.clone(),
             }),
         );
-        let (subject, body) =
-            report::escalation_message(&self.record, reason, &detail, now, &self.settings);
+        let (subject, body) = report::escalation_message(&self.record, reason, &detail, now, &self.settings);
         self.notify(out, now, NotificationKind::Escalation, subject, body);
     }
 
     /// Handles one event at `now`.
-    pub fn handle(
-        &mut self,
-        now: DateTime<Utc>,
-        event: Event,
-    ) -> Result<Output, IllegalTransition> {
+    pub fn handle(&mut self, now: DateTime<Utc>, event: Event) -> Result<Output, IllegalTransition> {
         let mut out = Output::default();
         self.step(&mut out, now, event)?;
         Ok(out)
     }
 
-    fn step(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        event: Event,
-    ) -> Result<(), IllegalTransition> {
+    fn step(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
         // Events that do not depend on the phase.
         match event {
             Event::Notified { id, result } => {
@@ -577,10 +521,7 @@ impl Machine {
             }
             Event::Cancel { by, reason } => {
                 if self.record.status.is_terminal()
-                    || matches!(
-                        self.stage,
-                        Some(Stage::Deploy | Stage::Monitor | Stage::Rollback)
-                    )
+                    || matches!(self.stage, Some(Stage::Deploy | Stage::Monitor | Stage::Rollback))
                 {
                     out.refusal = Some(format!(
                         "deployment {} cannot be cancelled once production is being changed or it has ended; request a rollback instead",
@@ -589,12 +530,7 @@ impl Machine {
                     return Ok(());
                 }
                 self.finish_stage(out, now, Outcome::Skipped, format!("cancelled by {by}"));
-                self.end(
-                    out,
-                    now,
-                    Status::Cancelled,
-                    format!("Cancelled by {by}: {reason}"),
-                );
+                self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
                 return Ok(());
             }
             Event::ManualRollback { by, reason } => {
@@ -624,10 +560,7 @@ impl Machine {
         match (phase, event) {
             (Phase::New, Event::Start) => {
                 if let Some(detail) = self.held.take() {
-                    if matches!(
-                        self.record.kind,
-                        DeploymentType::Standard | DeploymentType::Scheduled
-                    ) {
+                    if matches!(self.record.kind, DeploymentType::Standard | DeploymentType::Scheduled) {
                         self.escalate(out, now, EscalationReason::RepeatedFailures, detail);
                         self.end(
                             out,
@@ -672,11 +605,7 @@ impl Machine {
                     self.prepare = Some(report.clone());
                     self.after_prepare_part(out, now, Some(report), scan)
                 }
-                Err(e) => self.stage_failed(
-                    out,
-                    now,
-                    format!("DevOps could not prepare the release: {e}"),
-                ),
+                Err(e) => self.stage_failed(out, now, format!("DevOps could not prepare the release: {e}")),
             },
             (Phase::Preparing { prepare, scan: _ }, Event::Scanned(result)) => match result {
                 Ok(report) => {
@@ -702,12 +631,7 @@ impl Machine {
                         },
                     );
                     if ok {
-                        self.finish_stage(
-                            out,
-                            now,
-                            Outcome::Passed,
-                            "staging deployed and verified",
-                        );
+                        self.finish_stage(out, now, Outcome::Passed, "staging deployed and verified");
                         self.advance(out, now)
                     } else {
                         self.stage_failed(out, now, staging_failure(&report))
@@ -725,22 +649,12 @@ impl Machine {
                         self.finish_stage(out, now, Outcome::Passed, "ready for production");
                         self.advance(out, now)
                     } else {
-                        self.stage_failed(
-                            out,
-                            now,
-                            format!("needs fixes before production: {issues}"),
-                        )
+                        self.stage_failed(out, now, format!("needs fixes before production: {issues}"))
                     }
                 }
                 Err(e) => self.stage_failed(out, now, format!("QA could not run the suites: {e}")),
             },
-            (
-                Phase::Approving {
-                    notified,
-                    mut roles,
-                },
-                Event::Reviewed { role, advice },
-            ) => {
+            (Phase::Approving { notified, mut roles }, Event::Reviewed { role, advice }) => {
                 if roles.get(&role) != Some(&RoleState::Reviewing) {
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
@@ -773,11 +687,7 @@ impl Machine {
                                 criteria,
                             }),
                         );
-                        return self.rejected(
-                            out,
-                            now,
-                            format!("{} denied: {reason}", approval::role_title(role)),
-                        );
+                        return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
                     }
                     Advice::AskHuman => {
                         let minutes = self.settings.agents.get(role).approval_timeout_minutes;
@@ -802,10 +712,7 @@ impl Machine {
                 self.after_review(out, now)
             }
             (
-                Phase::Approving {
-                    notified,
-                    mut roles,
-                },
+                Phase::Approving { notified, mut roles },
                 Event::HumanDecision {
                     role,
                     approve,
@@ -838,8 +745,7 @@ impl Machine {
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
                 }
-                self.timers
-                    .retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
+                self.timers.retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
                 if approve {
                     self.emit(
                         out,
@@ -907,13 +813,7 @@ impl Machine {
                     self.inconclusive(out, now, e, true)
                 }
             },
-            (
-                Phase::Deploying { steps, index, .. },
-                Event::StepDone {
-                    index: done,
-                    result,
-                },
-            ) if done == index => {
+            (Phase::Deploying { steps, index, .. }, Event::StepDone { index: done, result }) if done == index => {
                 let step = steps[index].clone();
                 match result {
                     Ok(()) => {
@@ -944,8 +844,7 @@ impl Machine {
                                     at: now,
                                     event: format!(
                                         "Canary analysis at {}% for {} min",
-                                        self.traffic,
-                                        self.settings.strategies.canary.analysis_minutes
+                                        self.traffic, self.settings.strategies.canary.analysis_minutes
                                     ),
                                 },
                             );
@@ -968,9 +867,7 @@ impl Machine {
                         let trigger = match step {
                             DeployStep::HealthCheckColour { .. }
                             | DeployStep::CanaryWeight { .. }
-                            | DeployStep::UpdateInstances { .. } => {
-                                RollbackTrigger::CriticalFunctionalityBroken
-                            }
+                            | DeployStep::UpdateInstances { .. } => RollbackTrigger::CriticalFunctionalityBroken,
                             _ => RollbackTrigger::DeploymentFailed,
                         };
                         self.phase = Phase::Deploying {
@@ -978,12 +875,7 @@ impl Machine {
                             index,
                             step_running: false,
                         };
-                        self.trigger_rollback(
-                            out,
-                            now,
-                            trigger,
-                            format!("{} failed: {e}", step.describe()),
-                        )
+                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.describe()))
                     }
                 }
             }
@@ -1016,10 +908,7 @@ impl Machine {
                 self.phase = Phase::Monitoring { since };
                 self.complete(out, now)
             }
-            (
-                phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }),
-                Event::Observed(obs),
-            ) => {
+            (phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }), Event::Observed(obs)) => {
                 self.phase = phase;
                 self.watch.observing = false;
                 self.observed(out, now, obs)
@@ -1083,19 +972,12 @@ impl Machine {
                     .collect();
                 if self.record.kind == DeploymentType::Rollback {
                     // An immediate rollback does not wait for stakeholder notice.
-                    self.phase = Phase::Approving {
-                        notified: true,
-                        roles,
-                    };
+                    self.phase = Phase::Approving { notified: true, roles };
                     return self.request_reviews(out, now);
                 }
-                self.phase = Phase::Approving {
-                    notified: false,
-                    roles,
-                };
+                self.phase = Phase::Approving { notified: false, roles };
                 let planned = self.planned_deploy_time(now);
-                let (subject, body) =
-                    report::pre_deployment_message(&self.record, planned, &self.settings);
+                let (subject, body) = report::pre_deployment_message(&self.record, planned, &self.settings);
                 self.notify(out, now, NotificationKind::PreDeployment, subject, body);
             }
             Stage::Deploy => return self.wait_for_window(out, now),
@@ -1139,9 +1021,7 @@ impl Machine {
         match self.policy.windows {
             WindowRule::Bypass => now,
             WindowRule::Scheduled => self.record.scheduled_for.unwrap_or(now).max(now),
-            WindowRule::Wait => Calendar::new(&self.settings.windows)
-                .next_allowed(now)
-                .unwrap_or(now),
+            WindowRule::Wait => Calendar::new(&self.settings.windows).next_allowed(now).unwrap_or(now),
         }
     }
 
@@ -1175,12 +1055,7 @@ impl Machine {
                     }
                     return self.stage_failed(out, now, why.join(", "));
                 }
-                self.finish_stage(
-                    out,
-                    now,
-                    Outcome::Passed,
-                    "artifacts ready, checklist created",
-                );
+                self.finish_stage(out, now, Outcome::Passed, "artifacts ready, checklist created");
                 self.advance(out, now)
             }
             (prepare, scan) => {
@@ -1190,12 +1065,7 @@ impl Machine {
         }
     }
 
-    fn stage_failed(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        why: String,
-    ) -> Result<(), IllegalTransition> {
+    fn stage_failed(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
         self.emit(
             out,
             Fact::Issue {
@@ -1208,12 +1078,7 @@ impl Machine {
         Ok(())
     }
 
-    fn rejected(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        why: String,
-    ) -> Result<(), IllegalTransition> {
+    fn rejected(&mut self, out: &mut Output, now: DateTime<Utc>, why: String) -> Result<(), IllegalTransition> {
         self.emit(
             out,
             Fact::Issue {
@@ -1226,11 +1091,7 @@ impl Machine {
         Ok(())
     }
 
-    fn request_reviews(
-        &mut self,
-        out: &mut Output,
-        _now: DateTime<Utc>,
-    ) -> Result<(), IllegalTransition> {
+    fn request_reviews(&mut self, out: &mut Output, _now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         let Phase::Approving { roles, .. } = &self.phase else {
             return Ok(());
         };
@@ -1244,11 +1105,7 @@ impl Machine {
         Ok(())
     }
 
-    fn after_review(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-    ) -> Result<(), IllegalTransition> {
+    fn after_review(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         let Phase::Approving { roles, .. } = &self.phase else {
             return Ok(());
         };
@@ -1260,11 +1117,7 @@ impl Machine {
         Ok(())
     }
 
-    fn wait_for_window(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-    ) -> Result<(), IllegalTransition> {
+    fn wait_for_window(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         let settings = self.settings.clone();
         let calendar = Calendar::new(&settings.windows);
         let start_at = match self.policy.windows {
@@ -1276,18 +1129,23 @@ impl Machine {
                 } else if calendar.check(now).is_ok() {
                     Some(now)
                 } else {
-                    self.emit(out, Fact::Note { at: now, event: format!("Scheduled time {} passed before approval; waiting for the next window", at.to_rfc3339()) });
+                    self.emit(
+                        out,
+                        Fact::Note {
+                            at: now,
+                            event: format!(
+                                "Scheduled time {} passed before approval; waiting for the next window",
+                                at.to_rfc3339()
+                            ),
+                        },
+                    );
                     calendar.next_allowed(now)
                 }
             }
             WindowRule::Wait => calendar.next_allowed(now),
         };
         let Some(at) = start_at else {
-            return self.stage_failed(
-                out,
-                now,
-                "no allowed deployment window in the next 400 days".into(),
-            );
+            return self.stage_failed(out, now, "no allowed deployment window in the next 400 days".into());
         };
         if at <= now {
             return self.start_deploy(out, now);
@@ -1300,10 +1158,7 @@ impl Machine {
             out,
             Fact::Note {
                 at: now,
-                event: format!(
-                    "Waiting for deployment window until {} ({why})",
-                    at.to_rfc3339()
-                ),
+                event: format!("Waiting for deployment window until {} ({why})", at.to_rfc3339()),
             },
         );
         self.set_status(out, now, Status::WaitingForWindow, "");
@@ -1312,11 +1167,7 @@ impl Machine {
         Ok(())
     }
 
-    fn start_deploy(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-    ) -> Result<(), IllegalTransition> {
+    fn start_deploy(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         if self.policy.windows == WindowRule::Wait {
             // A freeze or holiday added while waiting still applies.
             if let Err(b) = Calendar::new(&self.settings.windows).check(now) {
@@ -1414,11 +1265,7 @@ impl Machine {
                         criteria,
                     }),
                 );
-                self.rejected(
-                    out,
-                    now,
-                    format!("{role} approval timed out after {minutes} minutes"),
-                )
+                self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
             }
             TimerPurpose::Observe => {
                 if self.watch.observing {
@@ -1456,7 +1303,10 @@ impl Machine {
                 out,
                 now,
                 EscalationReason::MetricsInconclusive,
-                format!("{limit} consecutive metric reads failed during {stage} (last: {error}); holding traffic at {}%", self.traffic),
+                format!(
+                    "{limit} consecutive metric reads failed during {stage} (last: {error}); holding traffic at {}%",
+                    self.traffic
+                ),
             );
             self.finish_stage(out, now, Outcome::Failed, "metrics inconclusive");
             self.end(
@@ -1474,12 +1324,7 @@ impl Machine {
         Ok(())
     }
 
-    fn observed(
-        &mut self,
-        out: &mut Output,
-        now: DateTime<Utc>,
-        obs: Observation,
-    ) -> Result<(), IllegalTransition> {
+    fn observed(&mut self, out: &mut Output, now: DateTime<Utc>, obs: Observation) -> Result<(), IllegalTransition> {
         let stage = self.stage.unwrap_or(Stage::Monitor);
         let minute = self.minute(now);
         self.emit(
@@ -1497,12 +1342,7 @@ impl Machine {
         for incident in &obs.incidents {
             match incident.kind {
                 IncidentKind::SecurityVulnerability => {
-                    self.escalate(
-                        out,
-                        now,
-                        EscalationReason::SecurityIncident,
-                        incident.detail.clone(),
-                    );
+                    self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
                     return self.trigger_rollback(
                         out,
                         now,
@@ -1546,12 +1386,7 @@ impl Machine {
         let baseline = self.baseline.unwrap_or(sample);
         let findings = thresholds::evaluate(&sample, &baseline, &self.settings.thresholds);
         let mut rollback: Option<(RollbackTrigger, String)> = None;
-        for metric in [
-            Metric::ErrorRate,
-            Metric::LatencyP99,
-            Metric::Cpu,
-            Metric::Memory,
-        ] {
+        for metric in [Metric::ErrorRate, Metric::LatencyP99, Metric::Cpu, Metric::Memory] {
             let finding = findings.iter().find(|f| f.metric == metric);
             match finding {
                 None => {
@@ -1598,16 +1433,11 @@ impl Machine {
                     if f.action == AlertAction::Rollback {
                         let n = self.watch.breaches.entry(metric).or_insert(0);
                         *n += 1;
-                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none()
-                        {
+                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
                             rollback = Some(match metric {
                                 Metric::ErrorRate => (
                                     RollbackTrigger::ErrorRate,
-                                    format!(
-                                        "error rate {} exceeds {}",
-                                        pct(f.value),
-                                        pct(f.threshold)
-                                    ),
+                                    format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold)),
                                 ),
                                 _ => (
                                     RollbackTrigger::SeverePerformanceDegradation,
@@ -1639,11 +1469,7 @@ impl Machine {
         conclusive: bool,
     ) -> Result<(), IllegalTransition> {
         match self.phase.clone() {
-            Phase::Analysing {
-                steps,
-                index,
-                since,
-            } => {
+            Phase::Analysing { steps, index, since } => {
                 let minutes = self.settings.strategies.canary.analysis_minutes as i64;
                 if conclusive && now - since >= Duration::minutes(minutes) {
                     self.emit(
@@ -1666,9 +1492,7 @@ impl Machine {
                     .filter(|c| c.minute <= self.policy.monitoring_minutes)
                     .cloned()
                     .collect();
-                while self.watch.checkpoints_done < due.len()
-                    && due[self.watch.checkpoints_done].minute <= elapsed
-                {
+                while self.watch.checkpoints_done < due.len() && due[self.watch.checkpoints_done].minute <= elapsed {
                     let c = due[self.watch.checkpoints_done].clone();
                     self.watch.checkpoints_done += 1;
                     let (passed, detail) = self.checkpoint(c.check, conclusive);
@@ -1705,8 +1529,7 @@ impl Machine {
                         out,
                         Fact::Note {
                             at: now,
-                            event: "Monitoring extended: the last metric read was inconclusive"
-                                .into(),
+                            event: "Monitoring extended: the last metric read was inconclusive".into(),
                         },
                     );
                 }
@@ -1751,8 +1574,7 @@ impl Machine {
                 ),
             ),
             CheckpointCheck::AllSystemsNormal => {
-                let ok = thresholds::evaluate(&s, &base, t).is_empty()
-                    && self.watch.last_healthy != Some(false);
+                let ok = thresholds::evaluate(&s, &base, t).is_empty() && self.watch.last_healthy != Some(false);
                 (
                     ok,
                     if ok {
@@ -1767,8 +1589,7 @@ impl Machine {
 
     fn complete(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         if self.record.kind != DeploymentType::Rollback {
-            let (subject, body) =
-                report::post_deployment_message(&self.record, now, &self.settings);
+            let (subject, body) = report::post_deployment_message(&self.record, now, &self.settings);
             self.notify(out, now, NotificationKind::PostDeployment, subject, body);
         }
         self.end(out, now, Status::Succeeded, "Deployment succeeded");
@@ -1788,9 +1609,7 @@ impl Machine {
         self.timers.clear();
         self.watch.observing = false;
         let irreversible = self.migrations_applied == Some(MigrationKind::Irreversible);
-        if irreversible
-            && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze
-        {
+        if irreversible && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze {
             self.emit(
                 out,
                 Fact::Issue {
@@ -1828,12 +1647,7 @@ impl Machine {
                 issue: format!("rollback triggered ({trigger}): {reason}"),
             },
         );
-        self.finish_stage(
-            out,
-            now,
-            Outcome::Failed,
-            format!("rollback triggered: {trigger}"),
-        );
+        self.finish_stage(out, now, Outcome::Failed, format!("rollback triggered: {trigger}"));
         self.enter(out, now, Stage::Rollback)?;
         self.emit(
             out,
@@ -1896,11 +1710,7 @@ impl Machine {
             out,
             Fact::RollbackFinished {
                 at: now,
-                restored_version: if outcome.restored {
-                    restored.clone()
-                } else {
-                    None
-                },
+                restored_version: if outcome.restored { restored.clone() } else { None },
                 migrations_reverted: outcome.migrations_reverted,
                 caches_cleared: outcome.caches_cleared,
                 verified: outcome.verified,
@@ -1958,12 +1768,7 @@ impl Machine {
             );
             self.finish_stage(out, now, Outcome::Failed, "rollback failed");
             self.escalate(out, now, EscalationReason::UnableToRollback, detail);
-            self.end(
-                out,
-                now,
-                Status::Escalated,
-                "Unable to roll back: escalated",
-            );
+            self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
         }
         Ok(())
     }
@@ -1979,10 +1784,7 @@ fn staging_failure(r: &StagingReport) -> String {
         (r.deployed, "deployment to staging failed"),
         (r.application_started, "application did not start"),
         (r.health_endpoints, "health endpoints not responding"),
-        (
-            r.migrations_complete,
-            "database migrations did not complete",
-        ),
+        (r.migrations_complete, "database migrations did not complete"),
         (r.external_services, "external services not connected"),
         (r.smoke_tests, "smoke tests failed"),
     ];

@@ -11,8 +11,8 @@ use crate::checklist::{Item, ItemKey, PrepareReport, ScanReport};
 use crate::settings::CheckpointCheck;
 use crate::thresholds::{AlertAction, Metric, MetricSample};
 use crate::types::{
-    DeploymentId, DeploymentType, EscalationReason, NotificationKind, Outcome, Role,
-    RollbackTrigger, ServiceName, Stage, Status, Strategy, Version,
+    DeploymentId, DeploymentType, EscalationReason, NotificationKind, Outcome, Role, RollbackTrigger, ServiceName,
+    Stage, Status, Strategy, Version,
 };
 
 /// A validated deployment request.
@@ -580,11 +580,7 @@ impl Record {
                 self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
                 self.escalations.push(e);
             }
-            Fact::RollbackStarted {
-                at,
-                trigger,
-                reason,
-            } => {
+            Fact::RollbackStarted { at, trigger, reason } => {
                 self.note(at, format!("Rollback initiated ({trigger}): {reason}"));
                 self.rollback = Some(RollbackLog {
                     trigger,
@@ -602,11 +598,7 @@ impl Record {
             Fact::RollbackStep(step) => {
                 self.note(
                     step.at,
-                    format!(
-                        "Rollback: {}{}",
-                        step.step,
-                        if step.ok { "" } else { " FAILED" }
-                    ),
+                    format!("Rollback: {}{}", step.step, if step.ok { "" } else { " FAILED" }),
                 );
                 if let Some(r) = &mut self.rollback {
                     r.steps.push(step);

@@ -215,10 +215,7 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> String {
 }
 
 fn version_of(r: &Record) -> String {
-    r.version
-        .as_ref()
-        .map(|v| v.to_string())
-        .unwrap_or_else(|| "-".into())
+    r.version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "-".into())
 }
 
 fn duration(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
@@ -270,9 +267,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         })
         .collect();
     let last = r.monitoring.samples.iter().rev().find_map(|s| s.sample);
-    let error_rate = last
-        .map(|s| pct(s.error_rate))
-        .unwrap_or_else(|| "not measured".into());
+    let error_rate = last.map(|s| pct(s.error_rate)).unwrap_or_else(|| "not measured".into());
     let latency_change = match (last, r.monitoring.baseline) {
         (Some(s), Some(b)) if b.latency_p99_ms > 0.0 => {
             let change = (s.latency_p99_ms - b.latency_p99_ms) / b.latency_p99_ms * 100.0;
@@ -356,7 +351,10 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             .map(|s| context! { at => ts(s.at), step => s.step.clone(), ok => s.ok, detail => s.detail.clone() })
             .collect();
         let responding = first_watch.is_some() && r.monitoring.checkpoints.first().map(|c| c.passed).unwrap_or(false);
-        let no_spikes = first_watch.and_then(|s| s.sample).map(|s| s.error_rate <= 0.01).unwrap_or(false);
+        let no_spikes = first_watch
+            .and_then(|s| s.sample)
+            .map(|s| s.error_rate <= 0.01)
+            .unwrap_or(false);
         let perf = match (first_watch.and_then(|s| s.sample), r.monitoring.baseline) {
             (Some(s), Some(b)) => s.latency_p99_ms <= b.latency_p99_ms * 2.0,
             _ => false,
@@ -382,8 +380,14 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         .alerts
         .iter()
         .map(|a| {
-            let metric = serde_json::to_value(a.metric).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-            let action = serde_json::to_value(a.action).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+            let metric = serde_json::to_value(a.metric)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            let action = serde_json::to_value(a.action)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
             context! { at => ts(a.at), metric, value => fmt_num(a.value), threshold => fmt_num(a.threshold), action }
         })
         .collect();
@@ -445,11 +449,7 @@ pub fn expected_minutes(r: &Record, settings: &Settings) -> u32 {
 }
 
 /// The seed's pre-deployment message: (subject, body).
-pub fn pre_deployment_message(
-    r: &Record,
-    planned: DateTime<Utc>,
-    settings: &Settings,
-) -> (String, String) {
+pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Settings) -> (String, String) {
     let tz = settings.time_zone();
     let local = planned.with_timezone(&tz);
     let date = local.format("%Y-%m-%d").to_string();
@@ -458,16 +458,8 @@ pub fn pre_deployment_message(
         WindowRule::Bypass => r.kind.title(),
         _ => "Scheduled",
     };
-    let subject = format!(
-        "[{tag}] Deployment {} v{} - {date} {time}",
-        r.service,
-        version_of(r)
-    );
-    let migrations = r
-        .prepare
-        .as_ref()
-        .map(|p| p.migrations)
-        .unwrap_or(MigrationKind::None);
+    let subject = format!("[{tag}] Deployment {} v{} - {date} {time}", r.service, version_of(r));
+    let migrations = r.prepare.as_ref().map(|p| p.migrations).unwrap_or(MigrationKind::None);
     let impact = match (r.strategy, migrations) {
         (Strategy::BlueGreen, MigrationKind::None) => "None".to_string(),
         (_, MigrationKind::None) => "Minimal".to_string(),
@@ -486,11 +478,7 @@ pub fn pre_deployment_message(
 }
 
 /// The seed's post-deployment message: (subject, body).
-pub fn post_deployment_message(
-    r: &Record,
-    now: DateTime<Utc>,
-    settings: &Settings,
-) -> (String, String) {
+pub fn post_deployment_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> (String, String) {
     let subject = format!("[Complete] Deployment {} v{}", r.service, version_of(r));
     let status = if r.alerts.is_empty() {
         "All systems operational".to_string()
@@ -565,13 +553,7 @@ pub fn escalation_message(
 }
 
 /// The incident note written with every rollback log.
-pub fn incident_note(
-    r: &Record,
-    trigger: RollbackTrigger,
-    reason: &str,
-    success: bool,
-    now: DateTime<Utc>,
-) -> String {
+pub fn incident_note(r: &Record, trigger: RollbackTrigger, reason: &str, success: bool, now: DateTime<Utc>) -> String {
     format!(
         "Incident for {} v{} at {}: {} ({}). Rollback {}. Post-rollback: stakeholders notified; investigate root cause; document incident; plan fix.",
         r.service,

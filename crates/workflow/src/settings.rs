@@ -197,9 +197,8 @@ mod hhmm {
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
         let s = String::deserialize(d)?;
-        NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
-            serde::de::Error::custom(format!("time {s:?} is not HH:MM (24-hour clock)"))
-        })
+        NaiveTime::parse_from_str(&s, "%H:%M")
+            .map_err(|_| serde::de::Error::custom(format!("time {s:?} is not HH:MM (24-hour clock)")))
     }
 }
 
@@ -314,10 +313,7 @@ pub struct NotificationSettings {
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
     #[error("{source_name}: {message}")]
-    Load {
-        source_name: String,
-        message: String,
-    },
+    Load { source_name: String, message: String },
     #[error("configuration: {0}")]
     Invalid(String),
 }
@@ -337,13 +333,9 @@ impl Settings {
 
     /// Merges the bundled defaults, then `layers` in order, then the
     /// `STAGECOACH__…` entries of `env`, and validates the result.
-    pub fn load(
-        layers: &[Layer<'_>],
-        env: &BTreeMap<String, String>,
-    ) -> Result<Settings, SettingsError> {
+    pub fn load(layers: &[Layer<'_>], env: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
         use config::{Config, Environment, File, FileFormat};
-        let mut builder =
-            Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
+        let mut builder = Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
         for layer in layers {
             // Parse each layer on its own first so a syntax error names its source.
             Config::builder()
@@ -405,18 +397,11 @@ impl Settings {
         }
         for (i, f) in self.windows.freezes.iter().enumerate() {
             if f.start >= f.end {
-                return bad(format!(
-                    "windows.freezes[{i}] ({}): start is not before end",
-                    f.name
-                ));
+                return bad(format!("windows.freezes[{i}] ({}): start is not before end", f.name));
             }
         }
         let steps = &self.strategies.canary.steps;
-        if steps.is_empty()
-            || steps.last() != Some(&100)
-            || steps.windows(2).any(|w| w[0] >= w[1])
-            || steps[0] == 0
-        {
+        if steps.is_empty() || steps.last() != Some(&100) || steps.windows(2).any(|w| w[0] >= w[1]) || steps[0] == 0 {
             return bad(format!(
                 "strategies.canary.steps: {steps:?} must be increasing percentages between 1 and 100 ending at 100"
             ));
@@ -424,10 +409,10 @@ impl Settings {
         if self.monitoring.sample_interval_minutes == 0 {
             return bad("monitoring.sample_interval_minutes: must be at least 1".into());
         }
-        if self.monitoring.breaches_to_rollback == 0
-            || self.monitoring.inconclusive_escalate_after == 0
-        {
-            return bad("monitoring.breaches_to_rollback and monitoring.inconclusive_escalate_after must be at least 1".into());
+        if self.monitoring.breaches_to_rollback == 0 || self.monitoring.inconclusive_escalate_after == 0 {
+            return bad(
+                "monitoring.breaches_to_rollback and monitoring.inconclusive_escalate_after must be at least 1".into(),
+            );
         }
         if self.strategies.rolling.batch_size == 0 {
             return bad("strategies.rolling.batch_size: must be at least 1".into());
@@ -436,10 +421,7 @@ impl Settings {
         if !(t.error_rate_investigate <= t.error_rate_rollback)
             || !(t.latency_p99_investigate_factor <= t.latency_p99_rollback_factor)
         {
-            return bad(
-                "thresholds: an investigate threshold must not exceed its rollback threshold"
-                    .into(),
-            );
+            return bad("thresholds: an investigate threshold must not exceed its rollback threshold".into());
         }
         if self.escalation.repeated_failures == 0 {
             return bad("escalation.repeated_failures: must be at least 1".into());
@@ -448,9 +430,7 @@ impl Settings {
             let p = self.types.get(*t);
             let name = t.as_str();
             if p.approvers.is_empty() {
-                return bad(format!(
-                    "types.{name}.approvers: at least one role must approve"
-                ));
+                return bad(format!("types.{name}.approvers: at least one role must approve"));
             }
             if !p.stages.contains(&Stage::Approve) {
                 return bad(format!("types.{name}.stages: must include \"approve\""));
@@ -467,7 +447,9 @@ impl Settings {
                 ));
             }
             if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes == 0 {
-                return bad(format!("types.{name}.monitoring_minutes: must be at least 1 when the type runs \"monitor\""));
+                return bad(format!(
+                    "types.{name}.monitoring_minutes: must be at least 1 when the type runs \"monitor\""
+                ));
             }
         }
         Ok(())
@@ -486,10 +468,7 @@ mod tests {
     fn builtin_carries_the_seed_rules() {
         let s = Settings::builtin();
         assert_eq!(s.types.standard.approvers, vec![Role::Manager]);
-        assert_eq!(
-            s.types.hotfix.approvers,
-            vec![Role::Manager, Role::Security]
-        );
+        assert_eq!(s.types.hotfix.approvers, vec![Role::Manager, Role::Security]);
         assert_eq!(s.types.rollback.approvers, vec![Role::Devops]);
         assert_eq!(s.types.hotfix.monitoring_minutes, 30);
         assert_eq!(s.types.standard.monitoring_minutes, 60);
@@ -499,10 +478,7 @@ mod tests {
         assert_eq!(s.thresholds.cpu_scale, 0.80);
         assert_eq!(s.monitoring.inconclusive_escalate_after, 4);
         assert_eq!(s.escalation.repeated_failures, 3);
-        assert_eq!(
-            s.rollback.on_irreversible_migration,
-            IrreversiblePolicy::Freeze
-        );
+        assert_eq!(s.rollback.on_irreversible_migration, IrreversiblePolicy::Freeze);
         let minutes: Vec<u32> = s.monitoring.checkpoints.iter().map(|c| c.minute).collect();
         assert_eq!(minutes, vec![5, 15, 30, 60]);
         assert_eq!(s.qa.critical_suites, vec!["unit", "smoke"]);
@@ -512,8 +488,7 @@ mod tests {
     fn layers_and_environment_override_in_order() {
         let layer = Layer {
             name: "custom.toml",
-            toml:
-                "[thresholds]\nerror_rate_rollback = 0.04\n[strategies.canary]\nsteps = [10, 100]\n",
+            toml: "[thresholds]\nerror_rate_rollback = 0.04\n[strategies.canary]\nsteps = [10, 100]\n",
         };
         let mut env = BTreeMap::new();
         env.insert(

@@ -48,10 +48,9 @@ impl DeployStep {
         match self {
             DeployStep::Backup => "Backup created".into(),
             DeployStep::RunMigrations { kind } => format!("Database migrations run ({kind})"),
-            DeployStep::DeployInactive { colour: c } => format!(
-                "Deployment initiated on inactive environment ({})",
-                colour(c)
-            ),
+            DeployStep::DeployInactive { colour: c } => {
+                format!("Deployment initiated on inactive environment ({})", colour(c))
+            }
             DeployStep::HealthCheckColour { colour: c } => {
                 format!("Health checks passed on {}", colour(c))
             }
@@ -62,11 +61,7 @@ impl DeployStep {
             DeployStep::CanaryWeight { percent } => {
                 format!("Canary at {percent}% of traffic, health checks passed")
             }
-            DeployStep::UpdateInstances {
-                first,
-                count,
-                total,
-            } => {
+            DeployStep::UpdateInstances { first, count, total } => {
                 if *count == 1 {
                     format!(
                         "Instance {}/{total} drained, updated, health-checked and restored",
@@ -88,11 +83,9 @@ impl DeployStep {
         match self {
             DeployStep::SwitchTraffic { .. } => Some(100),
             DeployStep::CanaryWeight { percent } => Some(*percent),
-            DeployStep::UpdateInstances {
-                first,
-                count,
-                total,
-            } => Some((((first + count) as u64 * 100) / (*total).max(1) as u64).min(100) as u8),
+            DeployStep::UpdateInstances { first, count, total } => {
+                Some((((first + count) as u64 * 100) / (*total).max(1) as u64).min(100) as u8)
+            }
             _ => None,
         }
     }
@@ -138,11 +131,7 @@ pub fn plan(
             let mut first = 0;
             while first < total {
                 let count = batch.min(total - first);
-                steps.push(DeployStep::UpdateInstances {
-                    first,
-                    count,
-                    total,
-                });
+                steps.push(DeployStep::UpdateInstances { first, count, total });
                 first += count;
             }
         }
@@ -167,13 +156,7 @@ mod tests {
     #[test]
     fn blue_green_deploys_inactive_checks_then_switches() {
         let s = Settings::builtin().strategies;
-        let p = plan(
-            Strategy::BlueGreen,
-            &s,
-            4,
-            MigrationKind::Reversible,
-            Colour::Blue,
-        );
+        let p = plan(Strategy::BlueGreen, &s, 4, MigrationKind::Reversible, Colour::Blue);
         assert_eq!(
             p,
             vec![
@@ -181,15 +164,9 @@ mod tests {
                 DeployStep::RunMigrations {
                     kind: MigrationKind::Reversible
                 },
-                DeployStep::DeployInactive {
-                    colour: Colour::Green
-                },
-                DeployStep::HealthCheckColour {
-                    colour: Colour::Green
-                },
-                DeployStep::SwitchTraffic {
-                    colour: Colour::Green
-                },
+                DeployStep::DeployInactive { colour: Colour::Green },
+                DeployStep::HealthCheckColour { colour: Colour::Green },
+                DeployStep::SwitchTraffic { colour: Colour::Green },
             ]
         );
     }

@@ -86,16 +86,8 @@ pub fn evaluate(sample: &MetricSample, baseline: &MetricSample, t: &Thresholds) 
             ],
         );
     }
-    check(
-        Metric::Cpu,
-        sample.cpu,
-        &[(t.cpu_scale, AlertAction::Scale)],
-    );
-    check(
-        Metric::Memory,
-        sample.memory,
-        &[(t.memory_scale, AlertAction::Scale)],
-    );
+    check(Metric::Cpu, sample.cpu, &[(t.cpu_scale, AlertAction::Scale)]);
+    check(Metric::Memory, sample.memory, &[(t.memory_scale, AlertAction::Scale)]);
     out
 }
 
@@ -168,17 +160,11 @@ mod tests {
             &[(Metric::LatencyP99, AlertAction::Rollback)],
         );
         check(
-            MetricSample {
-                cpu: 0.81,
-                ..base()
-            },
+            MetricSample { cpu: 0.81, ..base() },
             &[(Metric::Cpu, AlertAction::Scale)],
         );
         check(
-            MetricSample {
-                memory: 0.9,
-                ..base()
-            },
+            MetricSample { memory: 0.9, ..base() },
             &[(Metric::Memory, AlertAction::Scale)],
         );
     }

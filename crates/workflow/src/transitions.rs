@@ -33,10 +33,7 @@ pub fn check(stages: &[Stage], from: Option<Stage>, to: Stage) -> Result<(), Ill
             if next == Some(&to) {
                 return Ok(());
             }
-            if to == Stage::Rollback
-                && matches!(from, Stage::Deploy | Stage::Monitor)
-                && pos.is_some()
-            {
+            if to == Stage::Rollback && matches!(from, Stage::Deploy | Stage::Monitor) && pos.is_some() {
                 return Ok(());
             }
             err
@@ -73,9 +70,6 @@ mod tests {
     #[test]
     fn the_error_names_both_stages() {
         let e = check(STANDARD, Some(Prepare), Deploy).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "illegal stage transition from PREPARE to DEPLOY"
-        );
+        assert_eq!(e.to_string(), "illegal stage transition from PREPARE to DEPLOY");
     }
 }

@@ -78,25 +78,13 @@ impl<'a> Calendar<'a> {
 
     /// Whether `at` may start a production deployment, and if not, why.
     pub fn check(&self, at: DateTime<Utc>) -> Result<(), Blocked> {
-        if let Some(f) = self
-            .settings
-            .freezes
-            .iter()
-            .find(|f| f.start <= at && at < f.end)
-        {
-            return Err(Blocked::Freeze {
-                name: f.name.clone(),
-            });
+        if let Some(f) = self.settings.freezes.iter().find(|f| f.start <= at && at < f.end) {
+            return Err(Blocked::Freeze { name: f.name.clone() });
         }
         let local = at.with_timezone(&self.tz);
         let date = local.date_naive();
         let weekday = local.weekday();
-        if self
-            .settings
-            .never_days
-            .iter()
-            .any(|d: &Day| d.weekday() == weekday)
-        {
+        if self.settings.never_days.iter().any(|d: &Day| d.weekday() == weekday) {
             return Err(Blocked::NeverDay {
                 day: day_name(weekday).to_string(),
             });
@@ -109,9 +97,11 @@ impl<'a> Calendar<'a> {
             return Err(Blocked::EndOfMonth { date, last_days: n });
         }
         let time = local.time();
-        let inside = self.settings.allowed.iter().any(|w| {
-            w.days.iter().any(|d| d.weekday() == weekday) && w.start <= time && time < w.end
-        });
+        let inside = self
+            .settings
+            .allowed
+            .iter()
+            .any(|w| w.days.iter().any(|d| d.weekday() == weekday) && w.start <= time && time < w.end);
         if inside {
             Ok(())
         } else {
@@ -137,11 +127,7 @@ impl<'a> Calendar<'a> {
                 if !w.days.iter().any(|d| d.weekday() == date.weekday()) {
                     continue;
                 }
-                if let Some(t) = self
-                    .tz
-                    .from_local_datetime(&date.and_time(w.start))
-                    .earliest()
-                {
+                if let Some(t) = self.tz.from_local_datetime(&date.and_time(w.start)).earliest() {
                     let t = t.with_timezone(&Utc);
                     if t > from {
                         candidates.push(t);
@@ -259,9 +245,6 @@ mod tests {
     fn no_allowed_window_at_all_gives_none() {
         let mut s = Settings::builtin();
         s.windows.allowed.clear();
-        assert_eq!(
-            Calendar::new(&s.windows).next_allowed(at("2026-12-01T10:00:00Z")),
-            None
-        );
+        assert_eq!(Calendar::new(&s.windows).next_allowed(at("2026-12-01T10:00:00Z")), None);
     }
 }
