@@ -1,0 +1,2132 @@
+//! Tests of the pure deployment state machine, driven by a small
+//! deterministic simulation: a queue of pending effects, a virtual clock that
+//! jumps to the earliest pending timer when nothing else is pending, and a
+//! configurable "world" that answers every effect the way an agent would.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use proptest::prelude::{
+    any, prop, prop_assert, prop_assert_eq, prop_oneof, proptest, BoxedStrategy, Just, ProptestConfig, TestCaseError,
+};
+use proptest::strategy::Strategy as Gen;
+
+use workflow::approval;
+use workflow::checklist::{PrepareReport, ScanReport};
+use workflow::machine::{
+    Effect, Event, Incident, IncidentKind, Machine, Observation, Output, Production, RollbackOutcome, RollbackPlan,
+    SubmitError,
+};
+use workflow::record::{Decision, Fact, NotificationEntry, Record, Request, StagingReport, SuiteResult};
+use workflow::settings::{ApprovalMode, CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection};
+use workflow::strategy::{Colour, DeployStep};
+use workflow::thresholds::{AlertAction, Metric, MetricSample};
+use workflow::transitions::IllegalTransition;
+use workflow::types::{
+    DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
+    ServiceName, Stage, Status, Strategy, Version,
+};
+
+// ---------------------------------------------------------------------------
+// Fixtures
+// ---------------------------------------------------------------------------
+
+fn t(s: &str) -> DateTime<Utc> {
+    s.parse().expect("an RFC 3339 timestamp")
+}
+
+fn v(s: &str) -> Version {
+    Version::parse(s).unwrap()
+}
+
+/// Tuesday 2026-12-01 10:05 UTC: inside the default Tue-Thu 10:00-12:00 window.
+const TUESDAY_IN_WINDOW: &str = "2026-12-01T10:05:00Z";
+
+fn request(kind: DeploymentType, strategy: Option<Strategy>) -> Request {
+    Request {
+        service: ServiceName::parse("checkout").unwrap(),
+        version: if kind == DeploymentType::Rollback {
+            None
+        } else {
+            Some(v("2.4.1"))
+        },
+        kind,
+        strategy,
+        submitted_by: "alice".into(),
+        changes: vec!["New payment provider".into(), "Faster cart".into()],
+        scheduled_for: None,
+        attest: vec![],
+    }
+}
+
+fn production() -> Production {
+    Production {
+        current_version: Some(v("2.4.0")),
+        previous_version: Some(v("2.3.9")),
+        active_colour: Colour::Blue,
+    }
+}
+
+fn normal() -> MetricSample {
+    MetricSample {
+        error_rate: 0.002,
+        latency_p99_ms: 100.0,
+        cpu: 0.4,
+        memory: 0.5,
+    }
+}
+
+fn prepare_report() -> PrepareReport {
+    PrepareReport {
+        tests_passed: true,
+        build_succeeded: true,
+        artifact: "checkout-2.4.1.tar.gz".into(),
+        migrations: MigrationKind::None,
+        migrations_tested: true,
+        environment_updated: true,
+        backup_verified: true,
+        instances: 3,
+    }
+}
+
+fn staging_ok() -> StagingReport {
+    StagingReport {
+        deployed: true,
+        application_started: true,
+        health_endpoints: true,
+        migrations_complete: true,
+        external_services: true,
+        smoke_tests: true,
+    }
+}
+
+fn suite(name: &str, passed: u32, failed: u32, skipped: u32) -> SuiteResult {
+    SuiteResult {
+        name: name.into(),
+        passed,
+        failed,
+        skipped,
+    }
+}
+
+fn all_suites() -> Vec<SuiteResult> {
+    vec![
+        suite("unit", 150, 0, 2),
+        suite("integration", 45, 0, 0),
+        suite("e2e", 20, 0, 1),
+        suite("smoke", 12, 0, 0),
+    ]
+}
+
+type Answer<T> = Box<dyn FnMut(u32) -> T>;
+
+/// A human decision the world gives when a person is asked for `role`.
+#[derive(Debug, Clone)]
+struct HumanAnswer {
+    role: Role,
+    approve: bool,
+    by: String,
+    after_minutes: i64,
+}
+
+fn human(role: Role, approve: bool, by: &str) -> HumanAnswer {
+    HumanAnswer {
+        role,
+        approve,
+        by: by.into(),
+        after_minutes: 0,
+    }
+}
+
+/// How the agents and production answer.
+struct World {
+    prepare: Result<PrepareReport, String>,
+    scan: Result<ScanReport, String>,
+    staging: Result<StagingReport, String>,
+    /// Suites QA runs for `all`; `critical` runs the configured critical ones.
+    suites: Result<Vec<SuiteResult>, String>,
+    baseline: Box<dyn FnMut() -> Result<MetricSample, String>>,
+    /// Metrics by minute since DEPLOY started.
+    metrics: Answer<Result<MetricSample, String>>,
+    health: Answer<Result<bool, String>>,
+    incidents: Answer<Vec<Incident>>,
+    step: Box<dyn FnMut(usize, &DeployStep) -> Result<(), String>>,
+    notify: Box<dyn FnMut(&NotificationEntry) -> Result<(), String>>,
+    rollback_restored: bool,
+    rollback_verified: bool,
+    decisions: Vec<HumanAnswer>,
+}
+
+impl World {
+    /// Everything works and the new version behaves like the old one.
+    fn good() -> World {
+        World {
+            prepare: Ok(prepare_report()),
+            scan: Ok(ScanReport {
+                critical_vulnerabilities: 0,
+                findings: vec![],
+            }),
+            staging: Ok(staging_ok()),
+            suites: Ok(all_suites()),
+            baseline: Box::new(|| Ok(normal())),
+            metrics: Box::new(|_| Ok(normal())),
+            health: Box::new(|_| Ok(true)),
+            incidents: Box::new(|_| vec![]),
+            step: Box::new(|_, _| Ok(())),
+            notify: Box::new(|_| Ok(())),
+            rollback_restored: true,
+            rollback_verified: true,
+            decisions: vec![],
+        }
+    }
+
+    fn suites_for(&self, selection: SuiteSelection, settings: &Settings) -> Result<Vec<SuiteResult>, String> {
+        let suites = self.suites.clone()?;
+        Ok(match selection {
+            SuiteSelection::All => suites,
+            SuiteSelection::Critical => suites
+                .into_iter()
+                .filter(|s| settings.qa.critical_suites.contains(&s.name))
+                .collect(),
+        })
+    }
+
+    fn rollback_outcome(&self, plan: &RollbackPlan) -> RollbackOutcome {
+        let restore = plan
+            .restore_version
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into());
+        let restored = self.rollback_restored;
+        let verified = self.rollback_verified;
+        RollbackOutcome {
+            steps: vec![
+                (
+                    format!("Restore v{restore}"),
+                    restored,
+                    if restored {
+                        String::new()
+                    } else {
+                        "orchestrator timed out".into()
+                    },
+                ),
+                ("Clear caches".into(), true, String::new()),
+                (
+                    "Verify rollback".into(),
+                    verified,
+                    if verified {
+                        String::new()
+                    } else {
+                        "health checks failing".into()
+                    },
+                ),
+            ],
+            restored,
+            migrations_reverted: plan.revert_migrations && restored,
+            caches_cleared: plan.clear_caches,
+            verified,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The driver
+// ---------------------------------------------------------------------------
+
+/// Safety bound on the events of one run.
+const EVENT_LIMIT: usize = 20_000;
+
+#[derive(Debug, Clone)]
+enum Due {
+    Timer(u64),
+    Event(Event),
+}
+
+struct Run {
+    machine: Machine,
+    settings: Arc<Settings>,
+    now: DateTime<Utc>,
+    queue: VecDeque<Effect>,
+    due: Vec<(DateTime<Utc>, u64, Due)>,
+    seq: u64,
+    /// Every fact, in order, from the submission on.
+    facts: Vec<Fact>,
+    /// Every effect, with the time it was asked for.
+    log: Vec<(DateTime<Utc>, Effect)>,
+    refusals: Vec<String>,
+    finished: usize,
+    events: usize,
+}
+
+impl Run {
+    fn submit(settings: Settings, now: DateTime<Utc>, request: Request, production: Production) -> Run {
+        Run::try_submit(settings, now, request, production, None).expect("the request is valid")
+    }
+
+    fn try_submit(
+        settings: Settings,
+        now: DateTime<Utc>,
+        request: Request,
+        production: Production,
+        held: Option<String>,
+    ) -> Result<Run, SubmitError> {
+        let settings = Arc::new(settings);
+        let (machine, out) = Machine::submit(DeploymentId(1), now, request, production, settings.clone(), held)?;
+        let mut run = Run {
+            machine,
+            settings,
+            now,
+            queue: VecDeque::new(),
+            due: vec![],
+            seq: 0,
+            facts: vec![],
+            log: vec![],
+            refusals: vec![],
+            finished: 0,
+            events: 0,
+        };
+        run.absorb(out);
+        Ok(run)
+    }
+
+    fn schedule(&mut self, at: DateTime<Utc>, due: Due) {
+        self.seq += 1;
+        self.due.push((at, self.seq, due));
+    }
+
+    fn absorb(&mut self, out: Output) {
+        self.facts.extend(out.facts);
+        if let Some(r) = out.refusal {
+            self.refusals.push(r);
+        }
+        for e in out.effects {
+            self.log.push((self.now, e.clone()));
+            match e {
+                Effect::Timer { at, token } => self.schedule(at, Due::Timer(token)),
+                Effect::Finished => self.finished += 1,
+                other => self.queue.push_back(other),
+            }
+        }
+    }
+
+    fn send(&mut self, event: Event) -> Result<(), String> {
+        self.events += 1;
+        let out = self
+            .machine
+            .handle(self.now, event.clone())
+            .map_err(|e: IllegalTransition| format!("{e} on {event:?} at {}", self.now))?;
+        self.absorb(out);
+        Ok(())
+    }
+
+    /// Answers one effect the way the world does.
+    fn answer(&mut self, world: &mut World, effect: Effect) -> Result<(), String> {
+        let event = match effect {
+            Effect::Prepare => Event::Prepared(world.prepare.clone()),
+            Effect::Scan => Event::Scanned(world.scan.clone()),
+            Effect::DeployStaging => Event::Staged(world.staging.clone()),
+            Effect::Validate { suites } => Event::Validated(world.suites_for(suites, &self.settings)),
+            Effect::Notify(entry) => Event::Notified {
+                id: entry.id.clone(),
+                result: (world.notify)(&entry),
+            },
+            Effect::Review { role, criteria } => Event::Reviewed {
+                role,
+                advice: approval::advise(role, self.settings.agents.get(role).mode, &criteria),
+            },
+            Effect::AwaitDecision { role, .. } => {
+                let (mine, rest): (Vec<_>, Vec<_>) = world.decisions.drain(..).partition(|d| d.role == role);
+                world.decisions = rest;
+                for d in mine {
+                    let event = Event::HumanDecision {
+                        role,
+                        approve: d.approve,
+                        by: d.by,
+                        reason: if d.approve {
+                            "looks good".into()
+                        } else {
+                            "not this week".into()
+                        },
+                    };
+                    self.schedule(self.now + Duration::minutes(d.after_minutes), Due::Event(event));
+                }
+                return Ok(());
+            }
+            Effect::MeasureBaseline => Event::BaselineMeasured((world.baseline)()),
+            Effect::Step { index, step } => Event::StepDone {
+                index,
+                result: (world.step)(index, &step),
+            },
+            Effect::Observe { minute, .. } => Event::Observed(Observation {
+                metrics: (world.metrics)(minute),
+                healthy: (world.health)(minute),
+                incidents: (world.incidents)(minute),
+            }),
+            Effect::Rollback(plan) => Event::RolledBack(world.rollback_outcome(&plan)),
+            Effect::Timer { .. } | Effect::Finished => unreachable!("never queued"),
+        };
+        self.send(event)
+    }
+
+    /// Processes one pending effect or, when none is pending, the earliest
+    /// timer or delayed event. Returns false when nothing is pending at all.
+    fn step_once(&mut self, world: &mut World) -> Result<bool, String> {
+        if let Some(effect) = self.queue.pop_front() {
+            self.answer(world, effect)?;
+            return Ok(true);
+        }
+        let Some(i) = (0..self.due.len()).min_by_key(|&i| (self.due[i].0, self.due[i].1)) else {
+            return Ok(false);
+        };
+        let (at, _, due) = self.due.remove(i);
+        self.now = self.now.max(at);
+        match due {
+            Due::Timer(token) => self.send(Event::Timer(token))?,
+            Due::Event(e) => self.send(e)?,
+        }
+        Ok(true)
+    }
+
+    /// Starts the deployment (if not started) and runs it until
+    /// `Effect::Finished` or `stop` holds.
+    fn run_until(&mut self, world: &mut World, stop: impl Fn(&Machine) -> bool) -> Result<(), String> {
+        if self.events == 0 {
+            self.send(Event::Start)?;
+        }
+        while self.finished == 0 && !stop(&self.machine) {
+            if self.events > EVENT_LIMIT {
+                return Err(format!(
+                    "no Finished after {EVENT_LIMIT} events (status {})",
+                    self.machine.status()
+                ));
+            }
+            if !self.step_once(world)? {
+                return Err(format!(
+                    "stuck: nothing pending, status {}, stage {:?}",
+                    self.machine.status(),
+                    self.machine.stage()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn try_run(&mut self, world: &mut World) -> Result<Record, String> {
+        self.run_until(world, |_| false)?;
+        Ok(self.machine.rendered_record())
+    }
+
+    fn run(&mut self, world: &mut World) -> Record {
+        self.try_run(world).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn effects(&self) -> impl Iterator<Item = &Effect> {
+        self.log.iter().map(|(_, e)| e)
+    }
+
+    fn rollback_plans(&self) -> Vec<RollbackPlan> {
+        self.effects()
+            .filter_map(|e| match e {
+                Effect::Rollback(p) => Some(p.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Submits and runs a deployment to its end.
+fn deploy(settings: Settings, at: &str, request: Request, world: &mut World) -> (Run, Record) {
+    let mut run = Run::submit(settings, t(at), request, production());
+    let record = run.run(world);
+    (run, record)
+}
+
+fn stages(r: &Record) -> Vec<(Stage, Option<Outcome>)> {
+    r.stages.iter().map(|e| (e.stage, e.outcome)).collect()
+}
+
+fn started(r: &Record, stage: Stage) -> DateTime<Utc> {
+    r.stages
+        .iter()
+        .find(|e| e.stage == stage)
+        .unwrap_or_else(|| panic!("{stage} never started"))
+        .started_at
+}
+
+fn finished(r: &Record, stage: Stage) -> Option<DateTime<Utc>> {
+    r.stages.iter().find(|e| e.stage == stage).and_then(|e| e.finished_at)
+}
+
+fn notification_kinds(r: &Record) -> Vec<NotificationKind> {
+    r.notifications.iter().map(|n| n.kind).collect()
+}
+
+fn escalation_reasons(r: &Record) -> Vec<EscalationReason> {
+    r.escalations.iter().map(|e| e.reason).collect()
+}
+
+fn approvals(r: &Record) -> Vec<(Role, Decision, String)> {
+    r.approvals.iter().map(|a| (a.role, a.decision, a.by.clone())).collect()
+}
+
+fn deploy_steps(r: &Record) -> Vec<(String, bool)> {
+    r.deploy_log
+        .as_ref()
+        .map(|l| l.steps.iter().map(|s| (s.step.clone(), s.ok)).collect())
+        .unwrap_or_default()
+}
+
+fn checkpoints(r: &Record) -> Vec<(u32, CheckpointCheck, bool)> {
+    r.monitoring
+        .checkpoints
+        .iter()
+        .map(|c| (c.minute, c.check, c.passed))
+        .collect()
+}
+
+use Outcome::{Failed, Passed};
+
+const FULL_PASSED: [(Stage, Option<Outcome>); 6] = [
+    (Stage::Prepare, Some(Passed)),
+    (Stage::Staging, Some(Passed)),
+    (Stage::Validate, Some(Passed)),
+    (Stage::Approve, Some(Passed)),
+    (Stage::Deploy, Some(Passed)),
+    (Stage::Monitor, Some(Passed)),
+];
+
+const UP_TO_APPROVE: [(Stage, Option<Outcome>); 4] = [
+    (Stage::Prepare, Some(Passed)),
+    (Stage::Staging, Some(Passed)),
+    (Stage::Validate, Some(Passed)),
+    (Stage::Approve, Some(Passed)),
+];
+
+fn with(prefix: &[(Stage, Option<Outcome>)], rest: &[(Stage, Option<Outcome>)]) -> Vec<(Stage, Option<Outcome>)> {
+    prefix.iter().chain(rest).copied().collect()
+}
+
+fn canary_steps() -> Vec<(String, bool)> {
+    vec![
+        ("Backup created".into(), true),
+        ("Canary at 5% of traffic, health checks passed".into(), true),
+        ("Canary at 25% of traffic, health checks passed".into(), true),
+        ("Canary at 50% of traffic, health checks passed".into(), true),
+        ("Canary at 100% of traffic, health checks passed".into(), true),
+    ]
+}
+
+/// Metrics that are normal except for `bad` during minutes `from..to` since DEPLOY started.
+fn spike(from: u32, to: u32, bad: MetricSample) -> Answer<Result<MetricSample, String>> {
+    Box::new(move |m| Ok(if (from..to).contains(&m) { bad } else { normal() }))
+}
+
+// ---------------------------------------------------------------------------
+// 1-5: the deployment types and windows
+// ---------------------------------------------------------------------------
+
+#[test]
+fn standard_canary_happy_path() {
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut World::good(),
+    );
+
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(r.strategy, Strategy::Canary, "the default strategy");
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert_eq!(
+        approvals(&r),
+        vec![(Role::Manager, Decision::Granted, "Manager agent".to_string())]
+    );
+    assert!(
+        r.approvals[0].criteria.iter().all(|c| c.met),
+        "{:?}",
+        r.approvals[0].criteria
+    );
+    assert_eq!(
+        notification_kinds(&r),
+        vec![NotificationKind::PreDeployment, NotificationKind::PostDeployment]
+    );
+    assert!(r.notifications.iter().all(|n| n.delivered));
+    assert_eq!(
+        checkpoints(&r),
+        vec![
+            (5, CheckpointCheck::InitialHealth, true),
+            (15, CheckpointCheck::ErrorRate, true),
+            (30, CheckpointCheck::Performance, true),
+            (60, CheckpointCheck::AllSystemsNormal, true),
+        ]
+    );
+    assert_eq!(r.production_version, Some(v("2.4.1")));
+    assert_eq!(r.previous_version, Some(v("2.4.0")));
+    assert!(r.alerts.is_empty() && r.escalations.is_empty() && r.issues.is_empty());
+    assert!(r.rollback.is_none());
+    assert_eq!(deploy_steps(&r), canary_steps());
+
+    // Timing: DEPLOY at once (inside the window), 3 canary analyses of 5
+    // minutes, then 60 minutes of monitoring.
+    assert_eq!(started(&r, Stage::Deploy), t(TUESDAY_IN_WINDOW));
+    assert_eq!(started(&r, Stage::Monitor), t("2026-12-01T10:20:00Z"));
+    assert_eq!(finished(&r, Stage::Monitor), Some(t("2026-12-01T11:20:00Z")));
+    assert_eq!(r.finished_at, Some(t("2026-12-01T11:20:00Z")));
+    assert_eq!(r.monitoring.baseline, Some(normal()));
+
+    assert!(r.markdown.contains("### Status: SUCCESS"), "{}", r.markdown);
+    assert!(r.markdown.contains("## Deployment Checklist"));
+    assert!(r.markdown.contains("## Production Deployment"));
+    assert_eq!(run.finished, 1);
+    assert!(run.refusals.is_empty());
+}
+
+#[test]
+fn standard_outside_the_window_waits_for_tuesday_ten() {
+    // 2026-11-30 is a Monday.
+    let (run, r) = deploy(
+        Settings::builtin(),
+        "2026-11-30T14:00:00Z",
+        request(DeploymentType::Standard, None),
+        &mut World::good(),
+    );
+
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert_eq!(finished(&r, Stage::Approve), Some(t("2026-11-30T14:00:00Z")));
+    assert_eq!(started(&r, Stage::Deploy), t("2026-12-01T10:00:00Z"));
+    assert!(run.facts.iter().any(
+        |f| matches!(f, Fact::Status { status: Status::WaitingForWindow, at, .. } if *at == t("2026-11-30T14:00:00Z"))
+    ));
+    assert!(
+        r.timeline.iter().any(|e| e
+            .event
+            .contains("Waiting for deployment window until 2026-12-01T10:00:00")),
+        "{:#?}",
+        r.timeline
+    );
+    // The stakeholders were told the planned time.
+    assert!(
+        r.notifications[0].subject.contains("2026-12-01 10:00"),
+        "{}",
+        r.notifications[0].subject
+    );
+}
+
+#[test]
+fn hotfix_needs_manager_and_security_runs_critical_suites_and_bypasses_windows() {
+    // 2026-12-04 is a Friday, outside every window.
+    let at = "2026-12-04T16:30:00Z";
+    let (run, r) = deploy(
+        Settings::builtin(),
+        at,
+        request(DeploymentType::Hotfix, None),
+        &mut World::good(),
+    );
+
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert_eq!(
+        approvals(&r),
+        vec![
+            (Role::Manager, Decision::Granted, "Manager agent".to_string()),
+            (Role::Security, Decision::Granted, "Security agent".to_string()),
+        ]
+    );
+    assert!(r.approvals[1]
+        .criteria
+        .iter()
+        .any(|c| c.criterion == "Security review passed" && c.met));
+    let selections: Vec<SuiteSelection> = run
+        .effects()
+        .filter_map(|e| match e {
+            Effect::Validate { suites } => Some(*suites),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(selections, vec![SuiteSelection::Critical]);
+    let suites: Vec<&str> = r
+        .validation
+        .as_ref()
+        .unwrap()
+        .suites
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert_eq!(suites, vec!["unit", "smoke"]);
+    assert_eq!(
+        checkpoints(&r),
+        vec![
+            (5, CheckpointCheck::InitialHealth, true),
+            (15, CheckpointCheck::ErrorRate, true),
+            (30, CheckpointCheck::Performance, true),
+        ]
+    );
+    assert_eq!(
+        started(&r, Stage::Deploy),
+        t(at),
+        "a hotfix deploys at once, even on a Friday"
+    );
+    let monitor = r.stages.iter().find(|e| e.stage == Stage::Monitor).unwrap();
+    assert_eq!(monitor.finished_at.unwrap() - monitor.started_at, Duration::minutes(30));
+    assert!(!run.facts.iter().any(|f| matches!(
+        f,
+        Fact::Status {
+            status: Status::WaitingForWindow,
+            ..
+        }
+    )));
+    assert!(
+        r.notifications[0].subject.starts_with("[Hotfix]"),
+        "{}",
+        r.notifications[0].subject
+    );
+    assert_eq!(r.production_version, Some(v("2.4.1")));
+}
+
+#[test]
+fn rollback_type_approves_then_restores_the_previous_version() {
+    let prod = Production {
+        current_version: Some(v("2.4.1")),
+        previous_version: Some(v("2.4.0")),
+        active_colour: Colour::Green,
+    };
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t("2026-12-05T03:00:00Z"),
+        request(DeploymentType::Rollback, None),
+        prod,
+    );
+    let r = run.run(&mut World::good());
+
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(
+        stages(&r),
+        vec![(Stage::Approve, Some(Passed)), (Stage::Rollback, Some(Passed))]
+    );
+    assert_eq!(
+        approvals(&r),
+        vec![(Role::Devops, Decision::Granted, "DevOps agent".to_string())]
+    );
+    assert_eq!(r.version, Some(v("2.4.0")));
+    assert_eq!(
+        r.production_version,
+        Some(v("2.4.0")),
+        "production = the restored version"
+    );
+    let rb = r.rollback.as_ref().unwrap();
+    assert_eq!(rb.trigger, RollbackTrigger::Manual);
+    assert_eq!(rb.restored_version, Some(v("2.4.0")));
+    assert!(rb.verified);
+    let plans = run.rollback_plans();
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].restore_version, Some(v("2.4.0")));
+    assert_eq!(plans[0].from_version, Some(v("2.4.1")));
+    assert_eq!(notification_kinds(&r), vec![NotificationKind::Rollback]);
+    assert!(r.deploy_log.is_none());
+    assert_eq!(r.finished_at, Some(t("2026-12-05T03:00:00Z")), "immediate, no window");
+}
+
+#[test]
+fn scheduled_outside_a_window_is_rejected_at_start() {
+    let mut req = request(DeploymentType::Scheduled, None);
+    req.scheduled_for = Some(t("2026-12-04T10:30:00Z")); // a Friday
+    let (run, r) = deploy(Settings::builtin(), "2026-12-01T09:00:00Z", req, &mut World::good());
+    assert_eq!(r.status, Status::Rejected);
+    assert!(r.stages.is_empty(), "{:?}", r.stages);
+    assert_eq!(r.issues.len(), 1);
+    assert!(
+        r.issues[0].contains("deployments are not allowed on Fridays"),
+        "{}",
+        r.issues[0]
+    );
+    assert_eq!(run.finished, 1);
+
+    let mut req = request(DeploymentType::Scheduled, None);
+    req.scheduled_for = Some(t("2026-12-02T14:00:00Z")); // Wednesday afternoon
+    let (_, r) = deploy(Settings::builtin(), "2026-12-01T09:00:00Z", req, &mut World::good());
+    assert_eq!(r.status, Status::Rejected);
+    assert!(
+        r.issues[0].contains("outside every allowed deployment window"),
+        "{}",
+        r.issues[0]
+    );
+}
+
+#[test]
+fn scheduled_inside_a_window_deploys_exactly_at_scheduled_for() {
+    let mut req = request(DeploymentType::Scheduled, None);
+    req.scheduled_for = Some(t("2026-12-02T10:30:00Z"));
+    let (_, r) = deploy(Settings::builtin(), "2026-12-01T09:00:00Z", req, &mut World::good());
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert_eq!(started(&r, Stage::Deploy), t("2026-12-02T10:30:00Z"));
+    assert!(r.notifications[0].subject.starts_with("[Scheduled]"));
+    assert!(
+        r.notifications[0].subject.contains("2026-12-02 10:30"),
+        "{}",
+        r.notifications[0].subject
+    );
+}
+
+#[test]
+fn submission_checks_the_schedule_and_the_version() {
+    let s = || Settings::builtin();
+    let now = t(TUESDAY_IN_WINDOW);
+    let err = |req, prod| Run::try_submit(s(), now, req, prod, None).err();
+    assert_eq!(
+        err(request(DeploymentType::Scheduled, None), production()),
+        Some(SubmitError::MissingSchedule)
+    );
+    let mut req = request(DeploymentType::Standard, None);
+    req.scheduled_for = Some(now);
+    assert_eq!(err(req, production()), Some(SubmitError::UnexpectedSchedule));
+    let mut req = request(DeploymentType::Standard, None);
+    req.version = None;
+    assert_eq!(
+        err(req, production()),
+        Some(SubmitError::MissingVersion(DeploymentType::Standard))
+    );
+    let first = Production {
+        current_version: Some(v("1.0.0")),
+        previous_version: None,
+        active_colour: Colour::Blue,
+    };
+    assert!(matches!(
+        err(request(DeploymentType::Rollback, None), first),
+        Some(SubmitError::NothingToRestore(_))
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// 6-10: monitoring, rollback and escalation
+// ---------------------------------------------------------------------------
+
+#[test]
+fn error_rate_over_five_percent_rolls_back() {
+    let mut world = World::good();
+    world.metrics = spike(
+        12,
+        13,
+        MetricSample {
+            error_rate: 0.07,
+            ..normal()
+        },
+    );
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[(Stage::Deploy, Some(Failed)), (Stage::Rollback, Some(Passed))]
+        )
+    );
+    let rb = r.rollback.as_ref().unwrap();
+    assert_eq!(rb.trigger, RollbackTrigger::ErrorRate);
+    assert_eq!(
+        rb.initiated_at,
+        t("2026-12-01T10:17:00Z"),
+        "minute 12 after DEPLOY started"
+    );
+    assert_eq!(rb.restored_version, Some(v("2.4.0")));
+    assert_eq!(r.alerts.len(), 1, "{:?}", r.alerts);
+    let a = &r.alerts[0];
+    assert_eq!(
+        (a.metric, a.action, a.value, a.threshold),
+        (Metric::ErrorRate, AlertAction::Rollback, 0.07, 0.05)
+    );
+    assert_eq!(a.stage, Stage::Deploy);
+    assert_eq!(
+        escalation_reasons(&r),
+        vec![EscalationReason::UnexpectedProductionErrors]
+    );
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+    assert_eq!(
+        notification_kinds(&r),
+        vec![
+            NotificationKind::PreDeployment,
+            NotificationKind::Escalation,
+            NotificationKind::Rollback
+        ]
+    );
+    let plans = run.rollback_plans();
+    assert_eq!(plans.len(), 1);
+    assert_eq!(plans[0].traffic_percent, 50, "minute 12 is in the 50% canary analysis");
+    assert_eq!(plans[0].restore_version, Some(v("2.4.0")));
+    assert!(!plans[0].revert_migrations);
+    assert!(r.markdown.contains("### Status: ROLLBACK"));
+}
+
+#[test]
+fn p99_latency_over_three_times_baseline_rolls_back() {
+    let mut world = World::good();
+    world.metrics = spike(
+        20,
+        100,
+        MetricSample {
+            latency_p99_ms: 350.0,
+            ..normal()
+        },
+    );
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[
+                (Stage::Deploy, Some(Passed)),
+                (Stage::Monitor, Some(Failed)),
+                (Stage::Rollback, Some(Passed))
+            ]
+        )
+    );
+    assert_eq!(
+        r.rollback.as_ref().unwrap().trigger,
+        RollbackTrigger::SeverePerformanceDegradation
+    );
+    assert_eq!(r.alerts.len(), 1);
+    assert_eq!(
+        (
+            r.alerts[0].metric,
+            r.alerts[0].action,
+            r.alerts[0].value,
+            r.alerts[0].threshold
+        ),
+        (Metric::LatencyP99, AlertAction::Rollback, 350.0, 300.0)
+    );
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+}
+
+#[test]
+fn p99_latency_between_two_and_three_times_baseline_only_investigates() {
+    let mut world = World::good();
+    world.metrics = spike(
+        20,
+        26,
+        MetricSample {
+            latency_p99_ms: 250.0,
+            ..normal()
+        },
+    );
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert!(r.rollback.is_none());
+    assert_eq!(r.alerts.len(), 1, "{:?}", r.alerts);
+    assert_eq!(
+        (
+            r.alerts[0].metric,
+            r.alerts[0].action,
+            r.alerts[0].value,
+            r.alerts[0].threshold
+        ),
+        (Metric::LatencyP99, AlertAction::Investigate, 250.0, 200.0)
+    );
+    assert_eq!(r.alerts[0].stage, Stage::Monitor);
+    assert_eq!(escalation_reasons(&r), vec![EscalationReason::PerformanceDegradation]);
+    assert_eq!(r.production_version, Some(v("2.4.1")));
+    assert_eq!(
+        notification_kinds(&r),
+        vec![
+            NotificationKind::PreDeployment,
+            NotificationKind::Escalation,
+            NotificationKind::PostDeployment
+        ]
+    );
+}
+
+#[test]
+fn four_unavailable_metric_reads_escalate_without_rollback_or_promotion() {
+    let mut world = World::good();
+    world.metrics = Box::new(|_| Err("metrics backend timed out".into()));
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::Escalated);
+    assert_eq!(escalation_reasons(&r), vec![EscalationReason::MetricsInconclusive]);
+    assert!(r.rollback.is_none());
+    assert!(run.rollback_plans().is_empty());
+    assert_eq!(stages(&r), with(&UP_TO_APPROVE, &[(Stage::Deploy, Some(Failed))]));
+    // Held at the first canary step: never promoted.
+    assert_eq!(deploy_steps(&r), canary_steps()[..2].to_vec());
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+    assert_eq!(r.monitoring.samples.len(), 4);
+    assert!(r
+        .monitoring
+        .samples
+        .iter()
+        .all(|s| s.sample.is_none() && s.error.is_some() && s.traffic_percent == 5));
+    assert_eq!(r.finished_at, Some(t("2026-12-01T10:09:00Z")));
+    assert!(
+        r.escalations[0].detail.contains("holding traffic at 5%"),
+        "{}",
+        r.escalations[0].detail
+    );
+}
+
+#[test]
+fn three_unavailable_reads_then_a_good_one_do_not_escalate() {
+    let mut world = World::good();
+    world.metrics = Box::new(|m| {
+        if (1..4).contains(&m) {
+            Err("no data".into())
+        } else {
+            Ok(normal())
+        }
+    });
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    assert!(r.escalations.is_empty());
+}
+
+fn irreversible_world() -> World {
+    let mut world = World::good();
+    world.prepare = Ok(PrepareReport {
+        migrations: MigrationKind::Irreversible,
+        ..prepare_report()
+    });
+    world.metrics = spike(
+        12,
+        100,
+        MetricSample {
+            error_rate: 0.09,
+            ..normal()
+        },
+    );
+    world
+}
+
+#[test]
+fn irreversible_migration_freezes_instead_of_rolling_back() {
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut irreversible_world(),
+    );
+
+    assert_eq!(r.status, Status::Escalated);
+    assert!(
+        escalation_reasons(&r).contains(&EscalationReason::IrreversibleMigration),
+        "{:?}",
+        r.escalations
+    );
+    assert!(!r.stages.iter().any(|e| e.stage == Stage::Rollback));
+    assert_eq!(stages(&r), with(&UP_TO_APPROVE, &[(Stage::Deploy, Some(Failed))]));
+    assert!(r.rollback.is_none());
+    assert!(run.rollback_plans().is_empty());
+    assert!(deploy_steps(&r).contains(&("Database migrations run (irreversible)".to_string(), true)));
+    assert!(
+        r.issues.iter().any(|i| i.contains("rollback triggered (error_rate)")),
+        "{:?}",
+        r.issues
+    );
+}
+
+#[test]
+fn irreversible_migration_rolls_back_when_configured_to() {
+    let mut settings = Settings::builtin();
+    settings.rollback.on_irreversible_migration = IrreversiblePolicy::Rollback;
+    let (run, r) = deploy(
+        settings,
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut irreversible_world(),
+    );
+
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[(Stage::Deploy, Some(Failed)), (Stage::Rollback, Some(Passed))]
+        )
+    );
+    assert_eq!(r.rollback.as_ref().unwrap().trigger, RollbackTrigger::ErrorRate);
+    let plans = run.rollback_plans();
+    assert_eq!(plans.len(), 1);
+    assert!(
+        !plans[0].revert_migrations,
+        "an irreversible migration is never reverted"
+    );
+    assert!(!r.rollback.as_ref().unwrap().migrations_reverted);
+    assert!(!escalation_reasons(&r).contains(&EscalationReason::IrreversibleMigration));
+}
+
+#[test]
+fn reversible_migrations_are_reverted_by_the_rollback() {
+    let mut world = irreversible_world();
+    world.prepare = Ok(PrepareReport {
+        migrations: MigrationKind::Reversible,
+        ..prepare_report()
+    });
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::RolledBack);
+    assert!(run.rollback_plans()[0].revert_migrations);
+    assert!(r.rollback.as_ref().unwrap().migrations_reverted);
+}
+
+#[test]
+fn a_failed_rollback_escalates() {
+    let mut world = World::good();
+    world.metrics = spike(
+        12,
+        100,
+        MetricSample {
+            error_rate: 0.2,
+            ..normal()
+        },
+    );
+    world.rollback_restored = false;
+    world.rollback_verified = false;
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::Escalated);
+    assert_eq!(
+        escalation_reasons(&r),
+        vec![
+            EscalationReason::UnexpectedProductionErrors,
+            EscalationReason::UnableToRollback
+        ]
+    );
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[(Stage::Deploy, Some(Failed)), (Stage::Rollback, Some(Failed))]
+        )
+    );
+    let rb = r.rollback.as_ref().unwrap();
+    assert_eq!(rb.restored_version, None);
+    assert!(!rb.verified);
+    assert!(rb.completed_at.is_some());
+    assert!(
+        r.issues
+            .iter()
+            .any(|i| i.contains("rollback failed") && i.contains("orchestrator timed out")),
+        "{:?}",
+        r.issues
+    );
+    // No rollback notice claims success; the escalations went out.
+    assert!(!notification_kinds(&r).contains(&NotificationKind::Rollback));
+}
+
+// ---------------------------------------------------------------------------
+// 11: human approval
+// ---------------------------------------------------------------------------
+
+fn manager_human() -> Settings {
+    let mut s = Settings::builtin();
+    s.agents.manager.mode = ApprovalMode::Human;
+    s
+}
+
+#[test]
+fn a_submitter_cannot_approve_their_own_deployment() {
+    let mut world = World::good();
+    world.decisions = vec![human(Role::Manager, true, "alice"), human(Role::Manager, true, "bob")];
+    let (run, r) = deploy(
+        manager_human(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(
+        approvals(&r),
+        vec![
+            (Role::Manager, Decision::Refused, "alice".to_string()),
+            (Role::Manager, Decision::Granted, "bob".to_string())
+        ]
+    );
+    assert_eq!(run.refusals.len(), 1);
+    assert!(run.refusals[0].contains("separation of duties"), "{}", run.refusals[0]);
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert!(run.facts.iter().any(|f| matches!(
+        f,
+        Fact::Status {
+            status: Status::AwaitingApproval,
+            ..
+        }
+    )));
+    let deadlines: Vec<_> = run
+        .effects()
+        .filter_map(|e| match e {
+            Effect::AwaitDecision { role, deadline } => Some((*role, *deadline)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deadlines,
+        vec![(Role::Manager, t(TUESDAY_IN_WINDOW) + Duration::minutes(1440))]
+    );
+}
+
+#[test]
+fn no_human_decision_times_out_and_rejects() {
+    let (run, r) = deploy(
+        manager_human(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut World::good(),
+    );
+
+    assert_eq!(r.status, Status::Rejected);
+    assert_eq!(
+        approvals(&r),
+        vec![(Role::Manager, Decision::TimedOut, "Manager agent".to_string())]
+    );
+    let deadline = t(TUESDAY_IN_WINDOW) + Duration::minutes(1440);
+    assert_eq!(r.approvals[0].at, deadline);
+    assert_eq!(r.finished_at, Some(deadline));
+    assert_eq!(with(&UP_TO_APPROVE[..3], &[(Stage::Approve, Some(Failed))]), stages(&r));
+    assert!(
+        r.issues.iter().any(|i| i.contains("timed out after 1440 minutes")),
+        "{:?}",
+        r.issues
+    );
+    assert!(r.deploy_log.is_none());
+    assert_eq!(run.finished, 1);
+}
+
+#[test]
+fn a_human_rejection_rejects() {
+    let mut world = World::good();
+    world.decisions = vec![HumanAnswer {
+        after_minutes: 30,
+        ..human(Role::Manager, false, "bob")
+    }];
+    let (_, r) = deploy(
+        manager_human(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::Rejected);
+    assert_eq!(
+        approvals(&r),
+        vec![(Role::Manager, Decision::Denied, "bob".to_string())]
+    );
+    assert_eq!(r.finished_at, Some(t("2026-12-01T10:35:00Z")));
+    assert_eq!(with(&UP_TO_APPROVE[..3], &[(Stage::Approve, Some(Failed))]), stages(&r));
+    assert!(r.deploy_log.is_none());
+}
+
+#[test]
+fn one_person_cannot_grant_two_roles_of_a_hotfix() {
+    let mut s = Settings::builtin();
+    s.agents.manager.mode = ApprovalMode::Human;
+    s.agents.security.mode = ApprovalMode::Human;
+    let mut world = World::good();
+    world.decisions = vec![
+        human(Role::Manager, true, "carol"),
+        human(Role::Security, true, "carol"),
+        HumanAnswer {
+            after_minutes: 10,
+            ..human(Role::Security, true, "dave")
+        },
+    ];
+    let (run, r) = deploy(s, TUESDAY_IN_WINDOW, request(DeploymentType::Hotfix, None), &mut world);
+
+    assert_eq!(
+        approvals(&r),
+        vec![
+            (Role::Manager, Decision::Granted, "carol".to_string()),
+            (Role::Security, Decision::Refused, "carol".to_string()),
+            (Role::Security, Decision::Granted, "dave".to_string()),
+        ]
+    );
+    assert_eq!(run.refusals.len(), 1);
+    assert!(
+        run.refusals[0].contains("already approved as manager"),
+        "{}",
+        run.refusals[0]
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(started(&r, Stage::Deploy), t("2026-12-01T10:15:00Z"));
+}
+
+#[test]
+fn a_decision_when_none_is_pending_is_refused() {
+    let mut run = Run::submit(
+        manager_human(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let mut world = World::good();
+    run.run_until(&mut world, |m| m.stage() == Some(Stage::Validate))
+        .unwrap();
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::HumanDecision {
+                role: Role::Manager,
+                approve: true,
+                by: "bob".into(),
+                reason: "ok".into(),
+            },
+        )
+        .unwrap();
+    assert!(out.refusal.is_some());
+    assert!(out.facts.is_empty());
+}
+
+// ---------------------------------------------------------------------------
+// 12: failing stages
+// ---------------------------------------------------------------------------
+
+#[test]
+fn failing_prepare_fails_the_deployment() {
+    let mut world = World::good();
+    world.prepare = Ok(PrepareReport {
+        tests_passed: false,
+        ..prepare_report()
+    });
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(stages(&r), vec![(Stage::Prepare, Some(Failed))]);
+    assert_eq!(r.issues, vec!["tests failed".to_string()]);
+    assert!(!r.checklist.is_empty(), "the checklist is still recorded");
+    assert_eq!(run.finished, 1);
+    assert!(r.markdown.contains("### Status: FAILED"));
+
+    let mut world = World::good();
+    world.prepare = Err("artifact registry unreachable".into());
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(stages(&r), vec![(Stage::Prepare, Some(Failed))]);
+    assert!(r.issues[0].contains("artifact registry unreachable"));
+}
+
+#[test]
+fn failing_staging_fails_the_deployment() {
+    let mut world = World::good();
+    world.staging = Ok(StagingReport {
+        smoke_tests: false,
+        ..staging_ok()
+    });
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(
+        stages(&r),
+        vec![(Stage::Prepare, Some(Passed)), (Stage::Staging, Some(Failed))]
+    );
+    assert_eq!(r.issues, vec!["smoke tests failed".to_string()]);
+    assert!(r.validation.is_none() && r.approvals.is_empty() && r.deploy_log.is_none());
+}
+
+#[test]
+fn failing_validation_fails_the_deployment() {
+    let mut world = World::good();
+    world.suites = Ok(vec![suite("unit", 150, 0, 2), suite("e2e", 18, 2, 1)]);
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Failed);
+    assert_eq!(
+        stages(&r),
+        vec![
+            (Stage::Prepare, Some(Passed)),
+            (Stage::Staging, Some(Passed)),
+            (Stage::Validate, Some(Failed))
+        ]
+    );
+    assert!(r.issues[0].contains("e2e: 2 failed"), "{:?}", r.issues);
+    assert!(r.approvals.is_empty() && r.notifications.is_empty());
+}
+
+#[test]
+fn critical_vulnerabilities_deny_approval() {
+    let mut world = World::good();
+    world.scan = Ok(ScanReport {
+        critical_vulnerabilities: 2,
+        findings: vec!["CVE-2026-0001".into()],
+    });
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Rejected);
+    assert_eq!(
+        approvals(&r),
+        vec![(Role::Manager, Decision::Denied, "Manager agent".to_string())]
+    );
+    assert!(
+        r.approvals[0].reason.contains("No blocking issues"),
+        "{}",
+        r.approvals[0].reason
+    );
+    assert_eq!(with(&UP_TO_APPROVE[..3], &[(Stage::Approve, Some(Failed))]), stages(&r));
+}
+
+#[test]
+fn an_undelivered_pre_deployment_notice_denies_approval() {
+    let mut world = World::good();
+    world.notify = Box::new(|n| {
+        if n.kind == NotificationKind::PreDeployment {
+            Err("chat is down".into())
+        } else {
+            Ok(())
+        }
+    });
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Rejected);
+    assert!(
+        r.approvals[0].reason.contains("Stakeholder notification sent"),
+        "{}",
+        r.approvals[0].reason
+    );
+    assert!(!r.notifications[0].delivered);
+    assert_eq!(r.notifications[0].error.as_deref(), Some("chat is down"));
+}
+
+// ---------------------------------------------------------------------------
+// 13: strategies
+// ---------------------------------------------------------------------------
+
+#[test]
+fn blue_green_switches_then_decommissions_after_monitoring() {
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, Some(Strategy::BlueGreen)),
+        &mut World::good(),
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec());
+    assert_eq!(
+        deploy_steps(&r),
+        vec![
+            ("Backup created".to_string(), true),
+            ("Deployment initiated on inactive environment (green)".to_string(), true),
+            ("Health checks passed on green".to_string(), true),
+            ("Traffic switched to green".to_string(), true),
+            ("Old environment (blue) decommissioned".to_string(), true),
+        ]
+    );
+    let decommission: Vec<_> = run
+        .effects()
+        .filter_map(|e| match e {
+            Effect::Step {
+                index,
+                step: DeployStep::Decommission { colour },
+            } => Some((*index, *colour)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decommission, vec![(usize::MAX, Colour::Blue)]);
+    // No canary analysis: MONITOR starts with DEPLOY.
+    assert_eq!(started(&r, Stage::Monitor), t(TUESDAY_IN_WINDOW));
+    assert_eq!(checkpoints(&r).len(), 4);
+}
+
+#[test]
+fn rolling_updates_one_instance_at_a_time() {
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, Some(Strategy::Rolling)),
+        &mut World::good(),
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(
+        deploy_steps(&r),
+        vec![
+            ("Backup created".to_string(), true),
+            (
+                "Instance 1/3 drained, updated, health-checked and restored".to_string(),
+                true
+            ),
+            (
+                "Instance 2/3 drained, updated, health-checked and restored".to_string(),
+                true
+            ),
+            (
+                "Instance 3/3 drained, updated, health-checked and restored".to_string(),
+                true
+            ),
+        ]
+    );
+}
+
+#[test]
+fn a_rolling_health_check_failure_rolls_back() {
+    let mut world = World::good();
+    world.step = Box::new(|_, step| match step {
+        DeployStep::UpdateInstances { first: 1, .. } => Err("instance 2 failed its health check".into()),
+        _ => Ok(()),
+    });
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, Some(Strategy::Rolling)),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[(Stage::Deploy, Some(Failed)), (Stage::Rollback, Some(Passed))]
+        )
+    );
+    assert_eq!(
+        r.rollback.as_ref().unwrap().trigger,
+        RollbackTrigger::CriticalFunctionalityBroken
+    );
+    assert_eq!(
+        deploy_steps(&r),
+        vec![
+            ("Backup created".to_string(), true),
+            (
+                "Instance 1/3 drained, updated, health-checked and restored".to_string(),
+                true
+            ),
+            (
+                "Instance 2/3 drained, updated, health-checked and restored".to_string(),
+                false
+            ),
+        ]
+    );
+    assert_eq!(run.rollback_plans()[0].traffic_percent, 33);
+    assert_eq!(run.rollback_plans()[0].strategy, Strategy::Rolling);
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+}
+
+#[test]
+fn a_failing_production_health_check_rolls_back() {
+    let mut world = World::good();
+    world.health = Box::new(|m| Ok(m != 30));
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(
+        r.rollback.as_ref().unwrap().trigger,
+        RollbackTrigger::CriticalFunctionalityBroken
+    );
+    assert_eq!(
+        r.rollback.as_ref().unwrap().initiated_at,
+        t(TUESDAY_IN_WINDOW) + Duration::minutes(30)
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 14: incidents
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_security_incident_during_monitoring_escalates_and_rolls_back() {
+    let mut world = World::good();
+    world.incidents = Box::new(|m| {
+        if m == 40 {
+            vec![Incident {
+                kind: IncidentKind::SecurityVulnerability,
+                detail: "token leak in logs".into(),
+            }]
+        } else {
+            vec![]
+        }
+    });
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(escalation_reasons(&r), vec![EscalationReason::SecurityIncident]);
+    assert_eq!(r.escalations[0].detail, "token leak in logs");
+    let rb = r.rollback.as_ref().unwrap();
+    assert_eq!(rb.trigger, RollbackTrigger::SecurityVulnerability);
+    assert_eq!(rb.initiated_at, t(TUESDAY_IN_WINDOW) + Duration::minutes(40));
+    assert_eq!(
+        stages(&r),
+        with(
+            &UP_TO_APPROVE,
+            &[
+                (Stage::Deploy, Some(Passed)),
+                (Stage::Monitor, Some(Failed)),
+                (Stage::Rollback, Some(Passed))
+            ]
+        )
+    );
+    assert_eq!(
+        r.production_version,
+        Some(v("2.4.0")),
+        "restored after the release had been promoted"
+    );
+    assert_eq!(
+        notification_kinds(&r),
+        vec![
+            NotificationKind::PreDeployment,
+            NotificationKind::Escalation,
+            NotificationKind::Rollback
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// Commands and robustness
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cancel_is_refused_once_production_changes() {
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let mut world = World::good();
+    run.run_until(&mut world, |m| m.stage() == Some(Stage::Monitor))
+        .unwrap();
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::Cancel {
+                by: "bob".into(),
+                reason: "changed my mind".into(),
+            },
+        )
+        .unwrap();
+    assert!(out.refusal.is_some());
+    assert!(out.facts.is_empty());
+    run.absorb(out);
+    let r = run.run(&mut world);
+    assert_eq!(r.status, Status::Succeeded);
+}
+
+#[test]
+fn manual_rollback_during_monitoring() {
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let mut world = World::good();
+    run.run_until(&mut world, |m| m.stage() == Some(Stage::Monitor))
+        .unwrap();
+    run.send(Event::ManualRollback {
+        by: "bob".into(),
+        reason: "customer reports".into(),
+    })
+    .unwrap();
+    let r = run.run(&mut world);
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(r.rollback.as_ref().unwrap().trigger, RollbackTrigger::Manual);
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+}
+
+/// A late or duplicate agent answer must change nothing. A duplicate
+/// `StepDone` of the last canary step arriving during MONITOR instead ends
+/// the deployment at once (see the report: machine.rs, the
+/// `(Phase::Monitoring { .. }, Event::StepDone { .. })` arm).
+#[test]
+fn a_duplicate_step_result_during_monitoring_changes_nothing() {
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let mut world = World::good();
+    run.run_until(&mut world, |m| m.stage() == Some(Stage::Monitor))
+        .unwrap();
+    // The DevOps agent re-sends its answer to the 100% canary step (index 4).
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::StepDone {
+                index: 4,
+                result: Ok(()),
+            },
+        )
+        .unwrap();
+    let facts = out.facts.clone();
+    run.absorb(out);
+    let r = run.run(&mut world);
+    assert!(facts.is_empty(), "a duplicate step result recorded {facts:#?}");
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(stages(&r), FULL_PASSED.to_vec(), "MONITOR must run its 60 minutes");
+    assert_eq!(checkpoints(&r).len(), 4);
+    assert_eq!(deploy_steps(&r), canary_steps());
+}
+
+#[test]
+fn a_held_service_escalates_standard_deployments_but_not_hotfixes() {
+    let held = Some("3 consecutive deployments failed".to_string());
+    let mut run = Run::try_submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+        held.clone(),
+    )
+    .unwrap();
+    let r = run.run(&mut World::good());
+    assert_eq!(r.status, Status::Escalated);
+    assert_eq!(escalation_reasons(&r), vec![EscalationReason::RepeatedFailures]);
+    assert!(r.stages.is_empty());
+
+    let mut run = Run::try_submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Hotfix, None),
+        production(),
+        held,
+    )
+    .unwrap();
+    assert_eq!(run.run(&mut World::good()).status, Status::Succeeded);
+}
+
+// ---------------------------------------------------------------------------
+// 15: replay
+// ---------------------------------------------------------------------------
+
+fn assert_replays(run: &Run) {
+    let replayed = Record::replay(&run.facts).expect("the first fact opens the record");
+    let mut rendered = run.machine.rendered_record();
+    rendered.markdown.clear();
+    assert_eq!(&replayed, run.machine.record());
+    assert_eq!(replayed, rendered);
+}
+
+#[test]
+fn the_facts_replay_to_the_same_record() {
+    let (run, _) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut World::good(),
+    );
+    assert!(matches!(run.facts.first(), Some(Fact::Submitted { .. })));
+    assert_replays(&run);
+
+    let mut world = World::good();
+    world.metrics = spike(
+        12,
+        13,
+        MetricSample {
+            error_rate: 0.07,
+            ..normal()
+        },
+    );
+    let (run, _) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_replays(&run);
+
+    let mut world = World::good();
+    world.decisions = vec![human(Role::Manager, true, "alice"), human(Role::Manager, true, "bob")];
+    let (run, _) = deploy(
+        manager_human(),
+        "2026-11-30T14:00:00Z",
+        request(DeploymentType::Standard, Some(Strategy::BlueGreen)),
+        &mut world,
+    );
+    assert_replays(&run);
+
+    let (run, _) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut irreversible_world(),
+    );
+    assert_replays(&run);
+}
+
+// ---------------------------------------------------------------------------
+// 16: property: any sequence of agent results ends well-formed
+// ---------------------------------------------------------------------------
+
+const PEOPLE: [&str; 4] = ["alice", "bob", "carol", "dave"];
+
+#[derive(Debug, Clone)]
+struct Scenario {
+    kind: DeploymentType,
+    strategy: Strategy,
+    submit_minute: i64,
+    schedule_minute: i64,
+    prepare: Option<(bool, bool, MigrationKind, bool, bool, u32)>,
+    scan: Option<u32>,
+    staging: Option<[bool; 6]>,
+    suite_failures: Option<u32>,
+    notify: Vec<bool>,
+    human: [bool; 3],
+    decisions: Vec<(usize, bool, usize, i64)>,
+    baseline: Vec<bool>,
+    metrics: Vec<Option<(f64, f64, f64, f64)>>,
+    health: Vec<Option<bool>>,
+    incidents: Vec<Option<IncidentKind>>,
+    steps: Vec<bool>,
+    rollback: (bool, bool),
+    irreversible_rollback: bool,
+    breaches: u32,
+    held: bool,
+}
+
+fn sometimes<T: std::fmt::Debug + Clone + 'static>(s: impl Gen<Value = T> + 'static) -> BoxedStrategy<Option<T>> {
+    prop_oneof![1 => Just(None), 6 => s.prop_map(Some)].boxed()
+}
+
+fn mostly(p: f64) -> BoxedStrategy<bool> {
+    proptest::bool::weighted(p).boxed()
+}
+
+fn scenario() -> impl Gen<Value = Scenario> {
+    let kinds = prop::sample::select(DeploymentType::ALL.to_vec());
+    let strategies = prop::sample::select(Strategy::ALL.to_vec());
+    let migrations = prop::sample::select(vec![
+        MigrationKind::None,
+        MigrationKind::Reversible,
+        MigrationKind::Irreversible,
+    ]);
+    let prepare = sometimes((
+        mostly(0.9),
+        mostly(0.95),
+        migrations,
+        mostly(0.9),
+        mostly(0.95),
+        1u32..6,
+    ));
+    let scan = sometimes(prop_oneof![6 => Just(0u32), 1 => 1u32..3]);
+    let staging = sometimes(prop::array::uniform6(mostly(0.95)));
+    let suites = sometimes(prop_oneof![6 => Just(0u32), 1 => 1u32..4]);
+    let metric = sometimes((
+        prop::sample::select(vec![0.0, 0.005, 0.02, 0.07]),
+        prop::sample::select(vec![100.0, 150.0, 250.0, 350.0]),
+        prop::sample::select(vec![0.3, 0.9]),
+        prop::sample::select(vec![0.4, 0.85]),
+    ));
+    let incident = prop_oneof![
+        30 => Just(None),
+        1 => Just(Some(IncidentKind::SecurityVulnerability)),
+        1 => Just(Some(IncidentKind::CriticalFunctionalityBroken)),
+    ];
+    let part1 = (
+        kinds,
+        strategies,
+        0i64..(7 * 24 * 60),
+        0i64..(4 * 24 * 60),
+        prepare,
+        scan,
+        staging,
+        suites,
+        prop::collection::vec(mostly(0.9), 1..5),
+        prop::array::uniform3(mostly(0.4)),
+    );
+    let part2 = (
+        prop::collection::vec((0usize..3, mostly(0.8), 0usize..4, 0i64..2000), 0..5),
+        prop::collection::vec(mostly(0.85), 1..4),
+        prop::collection::vec(metric, 1..30),
+        prop::collection::vec(
+            prop_oneof![20 => Just(Some(true)), 1 => Just(Some(false)), 2 => Just(None)],
+            1..30,
+        ),
+        prop::collection::vec(incident, 1..30),
+        prop::collection::vec(mostly(0.95), 1..10),
+        (mostly(0.8), mostly(0.8)),
+        any::<bool>(),
+        1u32..3,
+        mostly(0.1),
+    );
+    (part1, part2).prop_map(
+        |(
+            (kind, strategy, submit_minute, schedule_minute, prepare, scan, staging, suite_failures, notify, human),
+            (decisions, baseline, metrics, health, incidents, steps, rollback, irreversible_rollback, breaches, held),
+        )| Scenario {
+            kind,
+            strategy,
+            submit_minute,
+            schedule_minute,
+            prepare,
+            scan,
+            staging,
+            suite_failures,
+            notify,
+            human,
+            decisions,
+            baseline,
+            metrics,
+            health,
+            incidents,
+            steps,
+            rollback,
+            irreversible_rollback,
+            breaches,
+            held,
+        },
+    )
+}
+
+fn cycle<T: Clone + 'static>(values: Vec<T>) -> impl FnMut() -> T {
+    let mut i = 0;
+    move || {
+        let v = values[i % values.len()].clone();
+        i += 1;
+        v
+    }
+}
+
+impl Scenario {
+    fn settings(&self) -> Settings {
+        let mut s = Settings::builtin();
+        let mode = |h: bool| if h { ApprovalMode::Human } else { ApprovalMode::Auto };
+        s.agents.manager.mode = mode(self.human[0]);
+        s.agents.security.mode = mode(self.human[1]);
+        s.agents.devops.mode = mode(self.human[2]);
+        s.monitoring.breaches_to_rollback = self.breaches;
+        if self.irreversible_rollback {
+            s.rollback.on_irreversible_migration = IrreversiblePolicy::Rollback;
+        }
+        s
+    }
+
+    fn submitted_at(&self) -> DateTime<Utc> {
+        t("2026-11-30T00:00:00Z") + Duration::minutes(self.submit_minute)
+    }
+
+    fn request(&self) -> Request {
+        let mut r = request(self.kind, Some(self.strategy));
+        if self.kind == DeploymentType::Scheduled {
+            r.scheduled_for = Some(self.submitted_at() + Duration::minutes(self.schedule_minute));
+        }
+        r
+    }
+
+    fn world(&self) -> World {
+        let mut w = World::good();
+        w.prepare = match self.prepare {
+            None => Err("DevOps agent crashed".into()),
+            Some((tests_passed, build_succeeded, migrations, migrations_tested, backup_verified, instances)) => {
+                Ok(PrepareReport {
+                    tests_passed,
+                    build_succeeded,
+                    migrations,
+                    migrations_tested,
+                    backup_verified,
+                    instances,
+                    ..prepare_report()
+                })
+            }
+        };
+        w.scan = self
+            .scan
+            .map(|n| ScanReport {
+                critical_vulnerabilities: n,
+                findings: vec![],
+            })
+            .ok_or_else(|| "scanner offline".to_string());
+        w.staging = self
+            .staging
+            .map(|b| StagingReport {
+                deployed: b[0],
+                application_started: b[1],
+                health_endpoints: b[2],
+                migrations_complete: b[3],
+                external_services: b[4],
+                smoke_tests: b[5],
+            })
+            .ok_or_else(|| "staging cluster down".to_string());
+        w.suites = self
+            .suite_failures
+            .map(|f| {
+                vec![
+                    suite("unit", 100, f, 0),
+                    suite("smoke", 10, 0, 0),
+                    suite("e2e", 20, 0, 1),
+                ]
+            })
+            .ok_or_else(|| "QA runner crashed".to_string());
+        let mut notify = cycle(self.notify.clone());
+        w.notify = Box::new(move |_| {
+            if notify() {
+                Ok(())
+            } else {
+                Err("mail server down".into())
+            }
+        });
+        let roles = [Role::Manager, Role::Security, Role::Devops];
+        w.decisions = self
+            .decisions
+            .iter()
+            .map(|&(role, approve, who, after_minutes)| HumanAnswer {
+                role: roles[role],
+                approve,
+                by: PEOPLE[who].to_string(),
+                after_minutes,
+            })
+            .collect();
+        let mut baseline = cycle(self.baseline.clone());
+        w.baseline = Box::new(move || {
+            if baseline() {
+                Ok(normal())
+            } else {
+                Err("no baseline data".into())
+            }
+        });
+        let mut metrics = cycle(self.metrics.clone());
+        w.metrics = Box::new(move |_| match metrics() {
+            Some((error_rate, latency_p99_ms, cpu, memory)) => Ok(MetricSample {
+                error_rate,
+                latency_p99_ms,
+                cpu,
+                memory,
+            }),
+            None => Err("metrics unavailable".into()),
+        });
+        let mut health = cycle(self.health.clone());
+        w.health = Box::new(move |_| health().ok_or_else(|| "health endpoint timed out".to_string()));
+        let mut incidents = cycle(self.incidents.clone());
+        w.incidents = Box::new(move |_| {
+            incidents()
+                .map(|kind| {
+                    vec![Incident {
+                        kind,
+                        detail: "reported by on-call".into(),
+                    }]
+                })
+                .unwrap_or_default()
+        });
+        let mut steps = cycle(self.steps.clone());
+        w.step = Box::new(move |_, _| if steps() { Ok(()) } else { Err("step failed".into()) });
+        (w.rollback_restored, w.rollback_verified) = self.rollback;
+        w
+    }
+}
+
+/// Checks that the stages follow the type's order, with ROLLBACK only after DEPLOY or MONITOR.
+fn stage_order_violation(order: &[Stage], r: &Record) -> Option<String> {
+    let seen: Vec<Stage> = r.stages.iter().map(|e| e.stage).collect();
+    let Some(first) = seen.first() else { return None };
+    if Some(first) != order.first() {
+        return Some(format!("first stage {first} is not {:?}", order.first()));
+    }
+    for w in seen.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let pa = order.iter().position(|s| *s == a);
+        let pb = order.iter().position(|s| *s == b);
+        let next = matches!((pa, pb), (Some(x), Some(y)) if y == x + 1);
+        let rollback = b == Stage::Rollback && matches!(a, Stage::Deploy | Stage::Monitor) && pa.is_some();
+        if !(next || rollback) {
+            return Some(format!("{a} followed by {b} in {seen:?} (order {order:?})"));
+        }
+    }
+    None
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_agent_results_end_in_a_terminal_well_formed_record(sc in scenario()) {
+        let settings = sc.settings();
+        let order = settings.types.get(sc.kind).stages.clone();
+        let held = if sc.held { Some("3 consecutive deployments failed".to_string()) } else { None };
+        let mut run = Run::try_submit(settings, sc.submitted_at(), sc.request(), production(), held)
+            .map_err(|e| TestCaseError::fail(format!("submit: {e}")))?;
+        let mut world = sc.world();
+        let r = run.try_run(&mut world).map_err(TestCaseError::fail)?;
+
+        prop_assert_eq!(run.finished, 1);
+        prop_assert!(r.status.is_terminal(), "status {}", r.status);
+        prop_assert!(run.events <= EVENT_LIMIT);
+        prop_assert!(r.finished_at.is_some());
+        if let Some(why) = stage_order_violation(&order, &r) {
+            prop_assert!(false, "{}", why);
+        }
+        let open: Vec<Stage> = r.stages.iter().filter(|e| e.outcome.is_none()).map(|e| e.stage).collect();
+        prop_assert!(open.is_empty(), "stages left open at {}: {:?}", r.status, open);
+        match (r.status, sc.kind) {
+            (Status::Succeeded, DeploymentType::Rollback) => prop_assert_eq!(&r.production_version, &r.version),
+            (Status::Succeeded, _) => prop_assert_eq!(&r.production_version, &Some(v("2.4.1"))),
+            (Status::RolledBack, _) => prop_assert_eq!(&r.production_version, &Some(v("2.4.0"))),
+            _ => {}
+        }
+        if r.status == Status::RolledBack {
+            prop_assert!(r.rollback.as_ref().is_some_and(|rb| rb.verified));
+        }
+        let replayed = Record::replay(&run.facts).expect("a record");
+        prop_assert_eq!(&replayed, run.machine.record());
+    }
+}
