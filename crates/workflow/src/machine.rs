@@ -1339,26 +1339,30 @@ impl Machine {
             }),
         );
         // Incidents and broken functionality roll back at once.
-        for incident in &obs.incidents {
-            match incident.kind {
-                IncidentKind::SecurityVulnerability => {
-                    self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
-                    return self.trigger_rollback(
-                        out,
-                        now,
-                        RollbackTrigger::SecurityVulnerability,
-                        incident.detail.clone(),
-                    );
-                }
-                IncidentKind::CriticalFunctionalityBroken => {
-                    return self.trigger_rollback(
-                        out,
-                        now,
-                        RollbackTrigger::CriticalFunctionalityBroken,
-                        incident.detail.clone(),
-                    );
-                }
-            }
+        let security = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::SecurityVulnerability);
+        if let Some(incident) = security {
+            self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
+            return self.trigger_rollback(
+                out,
+                now,
+                RollbackTrigger::SecurityVulnerability,
+                incident.detail.clone(),
+            );
+        }
+        if let Some(incident) = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::CriticalFunctionalityBroken)
+        {
+            return self.trigger_rollback(
+                out,
+                now,
+                RollbackTrigger::CriticalFunctionalityBroken,
+                incident.detail.clone(),
+            );
         }
         if let Ok(healthy) = obs.healthy {
             self.watch.last_healthy = Some(healthy);

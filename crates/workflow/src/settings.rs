@@ -418,8 +418,19 @@ impl Settings {
             return bad("strategies.rolling.batch_size: must be at least 1".into());
         }
         let t = &self.thresholds;
-        if !(t.error_rate_investigate <= t.error_rate_rollback)
-            || !(t.latency_p99_investigate_factor <= t.latency_p99_rollback_factor)
+        let values = [
+            ("error_rate_investigate", t.error_rate_investigate),
+            ("error_rate_rollback", t.error_rate_rollback),
+            ("latency_p99_investigate_factor", t.latency_p99_investigate_factor),
+            ("latency_p99_rollback_factor", t.latency_p99_rollback_factor),
+            ("cpu_scale", t.cpu_scale),
+            ("memory_scale", t.memory_scale),
+        ];
+        if let Some((name, v)) = values.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+            return bad(format!("thresholds.{name}: {v} must be a non-negative number"));
+        }
+        if t.error_rate_investigate > t.error_rate_rollback
+            || t.latency_p99_investigate_factor > t.latency_p99_rollback_factor
         {
             return bad("thresholds: an investigate threshold must not exceed its rollback threshold".into());
         }
@@ -496,7 +507,7 @@ mod tests {
             "0.03".to_string(),
         );
         env.insert("HOME".to_string(), "/root".to_string());
-        let s = Settings::load(&[layer.clone()], &env).unwrap();
+        let s = Settings::load(std::slice::from_ref(&layer), &env).unwrap();
         assert_eq!(s.thresholds.error_rate_rollback, 0.03);
         assert_eq!(s.strategies.canary.steps, vec![10, 100]);
         let s = Settings::load(&[layer], &BTreeMap::new()).unwrap();
