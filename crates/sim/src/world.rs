@@ -270,7 +270,12 @@ impl ports::Environments for World {
             });
         }
         if plan.revert_migrations {
-            steps.push(("Revert database migrations".into(), ok, String::new()));
+            let detail = if ok {
+                String::new()
+            } else {
+                "not attempted: the previous version was not restored".into()
+            };
+            steps.push(("Revert database migrations".into(), ok, detail));
         } else {
             steps.push((
                 "Revert database migrations: not needed or not safe, skipped".into(),
@@ -279,7 +284,12 @@ impl ports::Environments for World {
             ));
         }
         if plan.clear_caches {
-            steps.push(("Clear caches".into(), ok, String::new()));
+            let detail = if ok {
+                String::new()
+            } else {
+                "not attempted: the previous version was not restored".into()
+            };
+            steps.push(("Clear caches".into(), ok, detail));
         }
         steps.push((
             "Verify rollback successful".into(),

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval::{self, Advice};
 use crate::checklist::{self, PrepareReport, ScanReport};
+use crate::record::pct;
 use crate::record::{
     Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
     StagingReport, StepEntry, SuiteResult, ValidationReport,
@@ -859,7 +860,7 @@ impl Machine {
                             out,
                             Fact::DeployStep(StepEntry {
                                 at: now,
-                                step: step.describe(),
+                                step: step.title(),
                                 ok: false,
                                 detail: e.clone(),
                             }),
@@ -875,7 +876,7 @@ impl Machine {
                             index,
                             step_running: false,
                         };
-                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.describe()))
+                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.title()))
                     }
                 }
             }
@@ -891,7 +892,7 @@ impl Machine {
                     out,
                     Fact::DeployStep(StepEntry {
                         at: now,
-                        step: step.describe(),
+                        step: if ok { step.describe() } else { step.title() },
                         ok,
                         detail: detail.clone(),
                     }),
@@ -1776,10 +1777,6 @@ impl Machine {
         }
         Ok(())
     }
-}
-
-fn pct(v: f64) -> String {
-    format!("{}%", crate::record::fmt_num(v * 100.0))
 }
 
 fn staging_failure(r: &StagingReport) -> String {

@@ -563,17 +563,22 @@ impl Record {
                 self.monitoring.checkpoints.push(c);
             }
             Fact::Alert(a) => {
-                self.note(
-                    a.at,
-                    format!(
-                        "Alert: {:?} {} over {} -> {:?}",
-                        a.metric,
-                        fmt_num(a.value),
-                        fmt_num(a.threshold),
-                        a.action
-                    )
-                    .to_lowercase(),
-                );
+                let (metric, value, threshold) = match a.metric {
+                    Metric::ErrorRate => ("error rate", pct(a.value), pct(a.threshold)),
+                    Metric::LatencyP99 => (
+                        "p99 latency",
+                        format!("{} ms", fmt_num(a.value)),
+                        format!("{} ms", fmt_num(a.threshold)),
+                    ),
+                    Metric::Cpu => ("CPU", pct(a.value), pct(a.threshold)),
+                    Metric::Memory => ("memory", pct(a.value), pct(a.threshold)),
+                };
+                let action = match a.action {
+                    AlertAction::Scale => "scale",
+                    AlertAction::Investigate => "investigate",
+                    AlertAction::Rollback => "rollback",
+                };
+                self.note(a.at, format!("Alert: {metric} {value} over {threshold} -> {action}"));
                 self.alerts.push(a);
             }
             Fact::Escalation(e) => {
@@ -646,9 +651,23 @@ impl Record {
     }
 }
 
-/// Formats a number without trailing zeros, for reports.
+/// Formats a number without trailing zeros, for reports: four decimals
+/// below 1, two from 1 on.
 pub fn fmt_num(v: f64) -> String {
-    let s = format!("{v:.4}");
+    let s = if v.abs() < 1.0 {
+        format!("{v:.4}")
+    } else {
+        format!("{v:.2}")
+    };
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+/// A fraction as a percentage, for reports.
+pub fn pct(v: f64) -> String {
+    format!("{}%", fmt_num(v * 100.0))
 }

@@ -8,7 +8,7 @@ use minijinja::{context, Environment, Value};
 
 use crate::approval::role_title;
 use crate::checklist::Source;
-use crate::record::{fmt_num, Decision, Recommendation, Record};
+use crate::record::{fmt_num, pct, Decision, Recommendation, Record};
 use crate::settings::{Settings, WindowRule};
 use crate::types::{EscalationReason, MigrationKind, RollbackTrigger, Status, Strategy};
 
@@ -56,7 +56,12 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 {% for section in checklist %}
 ### {{ section.name }}
 {% for item in section.items %}- [{{ "x" if item.ticked else " " }}] {{ item.title }}{% if item.required %} (required){% endif %} - {{ item.source }}
-{% endfor %}{% endfor %}{% endif %}{% if staging %}
+{% endfor %}{% endfor %}{% endif %}{% if security %}
+## Security Review
+
+- Critical vulnerabilities: {{ security.critical }}
+{% for f in security.findings %}- Finding: {{ f }}
+{% endfor %}{% endif %}{% if staging %}
 ## Staging Deployment
 
 ### Deployment Info
@@ -232,10 +237,6 @@ fn duration(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
     }
 }
 
-fn pct(v: f64) -> String {
-    format!("{}%", fmt_num(v * 100.0))
-}
-
 /// The words the seed's Deployment Record uses for a status.
 pub fn status_word(s: Status) -> &'static str {
     match s {
@@ -301,6 +302,10 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         .into_iter()
         .map(|(name, items)| context! { name, items })
         .collect();
+    let security = r
+        .security
+        .as_ref()
+        .map(|s| context! { critical => s.critical_vulnerabilities, findings => Value::from_serialize(&s.findings) });
     let staging = r.staging.as_ref().map(|s| {
         let at = r
             .stages
@@ -416,12 +421,13 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         approvers => if approvers.is_empty() { "none".to_string() } else { approvers.join(", ") },
         changes => Value::from_serialize(&r.changes),
         timeline => r.timeline.iter().map(|t| context! { at => ts(t.at), event => t.event.replace('|', "/") }).collect::<Vec<_>>(),
-        issues => Value::from_serialize(&r.issues),
+        issues => r.issues.iter().cloned().chain(r.escalations.iter().map(|e| format!("Escalation ({}): {}", e.reason, e.detail))).collect::<Vec<_>>(),
         error_rate,
         latency_change,
         alert_count => r.alerts.len(),
         status => status_word(r.status),
         checklist,
+        security,
         staging,
         validation,
         approvals,
@@ -506,10 +512,19 @@ pub fn rollback_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> 
         .and_then(|x| x.restored_version.as_ref())
         .map(|v| v.to_string())
         .unwrap_or_else(|| "-".into());
-    let subject = format!(
-        "[Rollback] Deployment {} v{} rolled back to v{restored}",
-        r.service,
+    // For a rollback-type deployment the version replaced is the one that
+    // was in production when it was submitted.
+    let replaced = if r.kind == crate::types::DeploymentType::Rollback {
+        r.previous_version
+            .as_ref()
+            .map(|v| v.to_string())
+            .unwrap_or_else(|| "-".into())
+    } else {
         version_of(r)
+    };
+    let subject = format!(
+        "[Rollback] Deployment {} v{replaced} rolled back to v{restored}",
+        r.service
     );
     let time = now
         .with_timezone(&settings.time_zone())
@@ -518,7 +533,7 @@ pub fn rollback_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> 
     let body = render(
         ROLLBACK,
         context! {
-            service => r.service.to_string(), version => version_of(r), time, restored,
+            service => r.service.to_string(), version => replaced, time, restored,
             trigger => rb.map(|x| x.trigger.as_str()).unwrap_or("-"),
             reason => rb.map(|x| x.reason.clone()).unwrap_or_default(),
             contact => settings.notifications.contact.clone(),

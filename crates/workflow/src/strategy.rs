@@ -78,6 +78,28 @@ impl DeployStep {
         }
     }
 
+    /// The step as named before it is known to have succeeded.
+    pub fn title(&self) -> String {
+        match self {
+            DeployStep::Backup => "Backup".into(),
+            DeployStep::RunMigrations { kind } => format!("Database migrations ({kind})"),
+            DeployStep::DeployInactive { colour } => {
+                format!("Deploy to inactive environment ({colour:?})").to_lowercase()
+            }
+            DeployStep::HealthCheckColour { colour } => format!("Health check of {colour:?}").to_lowercase(),
+            DeployStep::SwitchTraffic { colour } => format!("Switch traffic to {colour:?}").to_lowercase(),
+            DeployStep::Decommission { colour } => format!("Decommission {colour:?}").to_lowercase(),
+            DeployStep::CanaryWeight { percent } => format!("Canary at {percent}%"),
+            DeployStep::UpdateInstances { first, count, total } => {
+                if *count == 1 {
+                    format!("Update of instance {}/{total}", first + 1)
+                } else {
+                    format!("Update of instances {}-{}/{total}", first + 1, first + count)
+                }
+            }
+        }
+    }
+
     /// Share of traffic on the new version once this step is done, if it changes.
     pub fn traffic_after(&self) -> Option<u8> {
         match self {
