@@ -54,7 +54,10 @@ fn main() -> ExitCode {
     // Logs go to stderr; RUST_LOG selects the level (default: warnings).
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Simulate { scenario, config, json } => simulate(&scenario, config.as_deref(), json),
         Command::Config { config } => show_config(config.as_deref()),

@@ -29,6 +29,10 @@ use crate::types::{
 };
 use crate::windows::Calendar;
 
+/// The `Effect::Step` index of the blue-green decommission step, which runs
+/// after monitoring rather than as part of the plan.
+pub const DECOMMISSION: usize = usize::MAX;
+
 /// What production looks like when a deployment is submitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Production {
@@ -212,6 +216,8 @@ enum Phase {
     Monitoring {
         since: DateTime<Utc>,
     },
+    /// Blue-green: monitoring passed, the old colour is being removed.
+    Decommissioning,
     RollingBack,
     Done,
 }
@@ -880,7 +886,13 @@ impl Machine {
                     }
                 }
             }
-            (Phase::Monitoring { since }, Event::StepDone { result, .. }) => {
+            (
+                Phase::Decommissioning,
+                Event::StepDone {
+                    index: DECOMMISSION,
+                    result,
+                },
+            ) => {
                 // The decommission step of blue-green, after monitoring passed.
                 let colour = self.production.active_colour;
                 let step = DeployStep::Decommission { colour };
@@ -906,7 +918,6 @@ impl Machine {
                         },
                     );
                 }
-                self.phase = Phase::Monitoring { since };
                 self.complete(out, now)
             }
             (phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }), Event::Observed(obs)) => {
@@ -915,9 +926,16 @@ impl Machine {
                 self.observed(out, now, obs)
             }
             (Phase::RollingBack, Event::RolledBack(outcome)) => self.rolled_back(out, now, outcome),
-            (phase, _event) => {
+            (phase, event) => {
                 // A late or duplicate result (e.g. an agent answering after the
-                // deployment ended) changes nothing.
+                // deployment ended) changes nothing; a person's decision that
+                // nothing awaits is refused so the caller knows.
+                if let Event::HumanDecision { role, .. } = event {
+                    out.refusal = Some(format!(
+                        "no {role} decision is pending for deployment {}",
+                        self.record.id
+                    ));
+                }
                 self.phase = phase;
                 Ok(())
             }
@@ -1365,8 +1383,9 @@ impl Machine {
                 incident.detail.clone(),
             );
         }
+        let health_error = obs.healthy.as_ref().err().cloned();
+        self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
         if let Ok(healthy) = obs.healthy {
-            self.watch.last_healthy = Some(healthy);
             if !healthy {
                 return self.trigger_rollback(
                     out,
@@ -1376,7 +1395,12 @@ impl Machine {
                 );
             }
         }
-        let sample = match obs.metrics {
+        // A health check that could not run is as inconclusive as a failed metrics read.
+        let metrics = match (obs.metrics, health_error) {
+            (Ok(_), Some(e)) => Err(format!("health check could not run: {e}")),
+            (m, _) => m,
+        };
+        let sample = match metrics {
             Ok(s) => s,
             Err(e) => {
                 self.inconclusive(out, now, e, false)?;
@@ -1476,7 +1500,7 @@ impl Machine {
         match self.phase.clone() {
             Phase::Analysing { steps, index, since } => {
                 let minutes = self.settings.strategies.canary.analysis_minutes as i64;
-                if conclusive && now - since >= Duration::minutes(minutes) {
+                if conclusive && self.watch.breaches.is_empty() && now - since >= Duration::minutes(minutes) {
                     self.emit(
                         out,
                         Fact::Note {
@@ -1521,8 +1545,9 @@ impl Machine {
                     );
                     if self.record.strategy == Strategy::BlueGreen {
                         let colour = self.production.active_colour;
+                        self.phase = Phase::Decommissioning;
                         out.effects.push(Effect::Step {
-                            index: usize::MAX,
+                            index: DECOMMISSION,
                             step: DeployStep::Decommission { colour },
                         });
                         return Ok(());
@@ -1579,7 +1604,7 @@ impl Machine {
                 ),
             ),
             CheckpointCheck::AllSystemsNormal => {
-                let ok = thresholds::evaluate(&s, &base, t).is_empty() && self.watch.last_healthy != Some(false);
+                let ok = thresholds::evaluate(&s, &base, t).is_empty() && self.watch.last_healthy == Some(true);
                 (
                     ok,
                     if ok {
@@ -1613,6 +1638,9 @@ impl Machine {
         }
         self.timers.clear();
         self.watch.observing = false;
+        if self.record.deploy_log.as_ref().is_some_and(|d| d.finished_at.is_none()) {
+            self.emit(out, Fact::DeployFinished { at: now });
+        }
         let irreversible = self.migrations_applied == Some(MigrationKind::Irreversible);
         if irreversible && self.settings.rollback.on_irreversible_migration == IrreversiblePolicy::Freeze {
             self.emit(
