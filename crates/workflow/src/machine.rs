@@ -471,6 +471,30 @@ impl Machine {
         out.effects.push(Effect::Notify(entry));
     }
 
+    /// Records an approval decision with the criteria as they stand now.
+    fn approval(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        role: Role,
+        decision: Decision,
+        by: String,
+        reason: String,
+    ) {
+        let criteria = approval::criteria(&self.record, &self.policy.approvers);
+        self.emit(
+            out,
+            Fact::Approval(Approval {
+                role,
+                decision,
+                by,
+                at: now,
+                reason,
+                criteria,
+            }),
+        );
+    }
+
     fn escalate(&mut self, out: &mut Output, now: DateTime<Utc>, reason: EscalationReason, detail: String) {
         self.emit(
             out,
@@ -666,34 +690,13 @@ impl Machine {
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
                 }
-                let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 match advice {
                     Advice::Grant { by, reason } => {
-                        self.emit(
-                            out,
-                            Fact::Approval(Approval {
-                                role,
-                                decision: Decision::Granted,
-                                by,
-                                at: now,
-                                reason,
-                                criteria,
-                            }),
-                        );
+                        self.approval(out, now, role, Decision::Granted, by, reason);
                         roles.insert(role, RoleState::Granted);
                     }
                     Advice::Deny { by, reason } => {
-                        self.emit(
-                            out,
-                            Fact::Approval(Approval {
-                                role,
-                                decision: Decision::Denied,
-                                by,
-                                at: now,
-                                reason: reason.clone(),
-                                criteria,
-                            }),
-                        );
+                        self.approval(out, now, role, Decision::Denied, by, reason.clone());
                         return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
                     }
                     Advice::AskHuman => {
@@ -727,7 +730,6 @@ impl Machine {
                     reason,
                 },
             ) => {
-                let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
                     out.refusal = Some(format!(
                         "no {role} decision is pending for deployment {}",
@@ -737,49 +739,19 @@ impl Machine {
                     return Ok(());
                 }
                 if let Err(why) = approval::may_decide(&self.record, role, &by) {
-                    self.emit(
-                        out,
-                        Fact::Approval(Approval {
-                            role,
-                            decision: Decision::Refused,
-                            by,
-                            at: now,
-                            reason: why.clone(),
-                            criteria,
-                        }),
-                    );
+                    self.approval(out, now, role, Decision::Refused, by, why.clone());
                     out.refusal = Some(why);
                     self.phase = Phase::Approving { notified, roles };
                     return Ok(());
                 }
                 self.timers.retain(|_, p| *p != TimerPurpose::ApprovalDeadline(role));
                 if approve {
-                    self.emit(
-                        out,
-                        Fact::Approval(Approval {
-                            role,
-                            decision: Decision::Granted,
-                            by,
-                            at: now,
-                            reason,
-                            criteria,
-                        }),
-                    );
+                    self.approval(out, now, role, Decision::Granted, by, reason);
                     roles.insert(role, RoleState::Granted);
                     self.phase = Phase::Approving { notified, roles };
                     self.after_review(out, now)
                 } else {
-                    self.emit(
-                        out,
-                        Fact::Approval(Approval {
-                            role,
-                            decision: Decision::Denied,
-                            by: by.clone(),
-                            at: now,
-                            reason: reason.clone(),
-                            criteria,
-                        }),
-                    );
+                    self.approval(out, now, role, Decision::Denied, by.clone(), reason.clone());
                     self.rejected(out, now, format!("{by} ({role}) rejected: {reason}"))
                 }
             }
@@ -1271,19 +1243,10 @@ impl Machine {
                 if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
                     return Ok(());
                 }
-                let criteria = approval::criteria(&self.record, &self.policy.approvers);
                 let minutes = self.settings.agents.get(role).approval_timeout_minutes;
-                self.emit(
-                    out,
-                    Fact::Approval(Approval {
-                        role,
-                        decision: Decision::TimedOut,
-                        by: format!("{} agent", approval::role_title(role)),
-                        at: now,
-                        reason: format!("no decision within {minutes} minutes"),
-                        criteria,
-                    }),
-                );
+                let by = format!("{} agent", approval::role_title(role));
+                let reason = format!("no decision within {minutes} minutes");
+                self.approval(out, now, role, Decision::TimedOut, by, reason);
                 self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
             }
             TimerPurpose::Observe => {
