@@ -260,9 +260,13 @@ impl Coordinator {
         };
         let service = m.record().service.clone();
         let status = m.status();
+        // A deployment held after it reached production (rollback failed,
+        // metrics inconclusive, irreversible migration) failed as well.
+        let failed = matches!(status, Status::Failed | Status::RolledBack)
+            || (status == Status::Escalated && m.record().deploy_log.is_some());
         if self.history.counted.insert(id) {
             match status {
-                Status::Failed | Status::RolledBack => {
+                _ if failed => {
                     let n = self.history.consecutive_failures.entry(service.clone()).or_insert(0);
                     *n += 1;
                     let n = *n;

@@ -58,8 +58,16 @@ pub fn settings_for(
     if let Some((name, text)) = config_file {
         layers.push(Layer { name, toml: text });
     }
-    let table_text = scenario.config.as_ref().map(|t| toml::to_string(t).unwrap_or_default());
     let name = format!("{scenario_file} [config]");
+    let table_text = match scenario.config.as_ref().map(toml::to_string).transpose() {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(SettingsError::Load {
+                source_name: name,
+                message: e.to_string(),
+            })
+        }
+    };
     if let Some(text) = &table_text {
         layers.push(Layer {
             name: &name,

@@ -450,10 +450,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("requests[0]") && e.contains("colour"), "{e}");
-        let e = Scenario::parse("s.toml", "[[requests]]\nservice = \"x\"\n")
+        let e = Scenario::parse("s.toml", &MINIMAL.replace("start = \"2026-12-01T10:05:00Z\"\n", ""))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("start"), "{e}");
+        assert!(e.contains("missing field \"start\""), "{e}");
         let e = Scenario::parse("s.toml", &MINIMAL.replace("version = \"2.4.1\"\n", ""))
             .unwrap_err()
             .to_string();

@@ -62,29 +62,7 @@ fn every_scenario_meets_its_expectations() {
         let records = doc["records"].as_array().expect("records array");
         assert!(!records.is_empty(), "{}: no records", file.display());
         for r in records {
-            for key in [
-                "id",
-                "service",
-                "version",
-                "previous_version",
-                "type",
-                "strategy",
-                "submitted_by",
-                "status",
-                "production_version",
-                "stages",
-                "approvals",
-                "validation",
-                "alerts",
-                "rollback",
-                "escalations",
-                "notifications",
-                "timeline",
-                "markdown",
-            ] {
-                assert!(r.get(key).is_some(), "{}: record lacks {key}", file.display());
-            }
-            assert!(r["markdown"].as_str().unwrap().contains("## Deployment Record"));
+            check_record_shape(file, r);
         }
     }
     assert!(
@@ -97,7 +75,7 @@ fn every_scenario_meets_its_expectations() {
 
 #[test]
 fn simulation_is_reproducible_byte_for_byte() {
-    for file in scenarios().iter().take(6) {
+    for file in &scenarios() {
         let a = stagecoach(&["simulate", file.to_str().unwrap(), "--json"]);
         let b = stagecoach(&["simulate", file.to_str().unwrap(), "--json"]);
         assert_eq!(a.stdout, b.stdout, "{} differs between runs", file.display());
@@ -160,7 +138,7 @@ fn bad_configuration_exits_2_naming_the_key() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("error_rate_rollback"), "{err}");
+    assert!(err.contains("bad.toml") && err.contains("error_rate_rollback"), "{err}");
     let out = stagecoach(&["simulate", "does-not-exist.toml"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does-not-exist.toml: cannot read"));
@@ -193,4 +171,175 @@ fn environment_overrides_reach_the_simulation() {
     assert_eq!(run(None), "rolled_back");
     assert_eq!(run(Some("0.10")), "succeeded");
     std::fs::remove_dir_all(&dir).ok();
+}
+
+fn one_of(file: &Path, what: &str, v: &serde_json::Value, allowed: &[&str]) {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: {what} is not a string: {v}", file.display()));
+    assert!(
+        allowed.contains(&s),
+        "{}: {what} = {s:?} is not one of {allowed:?}",
+        file.display()
+    );
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` followed by `Z` or an offset.
+fn timestamp(file: &Path, what: &str, v: &serde_json::Value) {
+    let s = v
+        .as_str()
+        .unwrap_or_else(|| panic!("{}: {what} is not a string: {v}", file.display()));
+    let b = s.as_bytes();
+    let ok = b.len() >= 20
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b[10] == b'T'
+        && b[13] == b':'
+        && b[16] == b':'
+        && (s.ends_with('Z') || s[19..].contains('+') || s[19..].contains('-'));
+    assert!(ok, "{}: {what} = {s:?} is not an RFC 3339 timestamp", file.display());
+}
+
+/// The RECORD contract of `simulate --json`: field names, value sets, timestamps.
+fn check_record_shape(file: &Path, r: &serde_json::Value) {
+    for key in [
+        "id",
+        "service",
+        "type",
+        "strategy",
+        "submitted_by",
+        "status",
+        "markdown",
+    ] {
+        assert!(r[key].is_string(), "{}: record.{key} is not a string", file.display());
+    }
+    for key in ["version", "previous_version", "production_version"] {
+        assert!(
+            r[key].is_string() || r[key].is_null(),
+            "{}: record.{key}",
+            file.display()
+        );
+    }
+    one_of(
+        file,
+        "type",
+        &r["type"],
+        &["standard", "hotfix", "rollback", "scheduled"],
+    );
+    one_of(file, "strategy", &r["strategy"], &["blue-green", "canary", "rolling"]);
+    let statuses = [
+        "succeeded",
+        "rolled_back",
+        "failed",
+        "rejected",
+        "escalated",
+        "cancelled",
+    ];
+    one_of(file, "status", &r["status"], &statuses);
+    let stages = [
+        "prepare", "staging", "validate", "approve", "deploy", "monitor", "rollback",
+    ];
+    for s in r["stages"].as_array().expect("stages array") {
+        one_of(file, "stages[].stage", &s["stage"], &stages);
+        one_of(
+            file,
+            "stages[].outcome",
+            &s["outcome"],
+            &["passed", "failed", "skipped"],
+        );
+        timestamp(file, "stages[].started_at", &s["started_at"]);
+        timestamp(file, "stages[].finished_at", &s["finished_at"]);
+    }
+    for a in r["approvals"].as_array().expect("approvals array") {
+        one_of(
+            file,
+            "approvals[].role",
+            &a["role"],
+            &["manager", "security", "devops", "qa"],
+        );
+        one_of(
+            file,
+            "approvals[].decision",
+            &a["decision"],
+            &["granted", "denied", "refused", "timed_out"],
+        );
+        assert!(
+            a["by"].is_string() && a["reason"].is_string(),
+            "{}: approval by/reason",
+            file.display()
+        );
+        timestamp(file, "approvals[].at", &a["at"]);
+    }
+    if !r["validation"].is_null() {
+        for s in r["validation"]["suites"].as_array().expect("suites array") {
+            assert!(s["name"].is_string(), "{}: validation.suites[].name", file.display());
+            for k in ["passed", "failed", "skipped"] {
+                assert!(s[k].is_u64(), "{}: validation.suites[].{k}", file.display());
+            }
+        }
+        let rec = &r["validation"]["recommendation"];
+        one_of(file, "validation.recommendation", rec, &["ready", "needs_fixes"]);
+    }
+    for a in r["alerts"].as_array().expect("alerts array") {
+        one_of(
+            file,
+            "alerts[].action",
+            &a["action"],
+            &["investigate", "rollback", "scale"],
+        );
+        one_of(
+            file,
+            "alerts[].metric",
+            &a["metric"],
+            &["error_rate", "latency_p99", "cpu", "memory"],
+        );
+        assert!(
+            a["value"].is_f64() && a["threshold"].is_f64(),
+            "{}: alert value/threshold",
+            file.display()
+        );
+        timestamp(file, "alerts[].at", &a["at"]);
+    }
+    if !r["rollback"].is_null() {
+        let rb = &r["rollback"];
+        let triggers = [
+            "error_rate",
+            "critical_functionality_broken",
+            "security_vulnerability",
+            "severe_performance_degradation",
+            "deployment_failed",
+            "manual",
+        ];
+        one_of(file, "rollback.trigger", &rb["trigger"], &triggers);
+        assert!(rb["reason"].is_string(), "{}: rollback.reason", file.display());
+        assert!(
+            rb["migrations_reverted"].is_boolean(),
+            "{}: rollback.migrations_reverted",
+            file.display()
+        );
+        assert!(rb["restored_version"].is_string() || rb["restored_version"].is_null());
+        timestamp(file, "rollback.initiated_at", &rb["initiated_at"]);
+        timestamp(file, "rollback.completed_at", &rb["completed_at"]);
+    }
+    for e in r["escalations"].as_array().expect("escalations array") {
+        assert!(
+            e["reason"].is_string() && e["detail"].is_string(),
+            "{}: escalation",
+            file.display()
+        );
+        timestamp(file, "escalations[].at", &e["at"]);
+    }
+    let kinds = ["pre_deployment", "post_deployment", "rollback", "escalation"];
+    for n in r["notifications"].as_array().expect("notifications array") {
+        one_of(file, "notifications[].kind", &n["kind"], &kinds);
+        assert!(n["subject"].is_string(), "{}: notification subject", file.display());
+        timestamp(file, "notifications[].at", &n["at"]);
+    }
+    let timeline = r["timeline"].as_array().expect("timeline array");
+    assert!(!timeline.is_empty(), "{}: empty timeline", file.display());
+    for t in timeline {
+        timestamp(file, "timeline[].at", &t["at"]);
+        assert!(t["event"].is_string(), "{}: timeline[].event", file.display());
+    }
+    assert!(r["markdown"].as_str().unwrap().contains("## Deployment Record"));
 }

@@ -1636,6 +1636,8 @@ impl Machine {
             );
             return Ok(());
         }
+        // Check the transition before recording anything, so a refused one changes nothing.
+        transitions::check(&self.policy.stages, self.stage, Stage::Rollback)?;
         self.emit(
             out,
             Fact::Issue {

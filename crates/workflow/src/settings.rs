@@ -337,14 +337,19 @@ impl Settings {
         use config::{Config, Environment, File, FileFormat};
         let mut builder = Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
         for layer in layers {
-            // Parse each layer on its own first so a syntax error names its source.
-            Config::builder()
+            // Check each layer over the defaults on its own first, so that a
+            // syntax error, an unknown key or a wrong type names its source.
+            let alone = Config::builder()
+                .add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml))
                 .add_source(File::from_str(layer.toml, FileFormat::Toml))
                 .build()
-                .map_err(|e| SettingsError::Load {
+                .and_then(|c| c.try_deserialize::<Settings>());
+            if let Err(e) = alone {
+                return Err(SettingsError::Load {
                     source_name: layer.name.to_string(),
                     message: e.to_string(),
-                })?;
+                });
+            }
             builder = builder.add_source(File::from_str(layer.toml, FileFormat::Toml));
         }
         let env_map: config::Map<String, String> = env
@@ -358,6 +363,20 @@ impl Settings {
                 .prefix_separator("__")
                 .separator("__")
                 .list_separator(",")
+                .with_list_parse_key("types.standard.stages")
+                .with_list_parse_key("types.hotfix.stages")
+                .with_list_parse_key("types.rollback.stages")
+                .with_list_parse_key("types.scheduled.stages")
+                .with_list_parse_key("types.standard.approvers")
+                .with_list_parse_key("types.hotfix.approvers")
+                .with_list_parse_key("types.rollback.approvers")
+                .with_list_parse_key("types.scheduled.approvers")
+                .with_list_parse_key("qa.critical_suites")
+                .with_list_parse_key("windows.never_days")
+                .with_list_parse_key("windows.holidays")
+                .with_list_parse_key("strategies.canary.steps")
+                .with_list_parse_key("checklist.attested")
+                .with_list_parse_key("checklist.required")
                 .try_parsing(true)
                 .source(Some(env_map)),
         );
@@ -515,6 +534,26 @@ mod tests {
     }
 
     #[test]
+    fn environment_overrides_strings_enums_and_lists() {
+        let mut env = BTreeMap::new();
+        env.insert(
+            "STAGECOACH__WINDOWS__TIME_ZONE".to_string(),
+            "Europe/Berlin".to_string(),
+        );
+        env.insert("STAGECOACH__DEFAULTS__STRATEGY".to_string(), "rolling".to_string());
+        env.insert(
+            "STAGECOACH__STRATEGIES__CANARY__STEPS".to_string(),
+            "10,50,100".to_string(),
+        );
+        env.insert("STAGECOACH__WINDOWS__NEVER_DAYS".to_string(), "fri,mon".to_string());
+        let s = Settings::load(&[], &env).unwrap();
+        assert_eq!(s.windows.time_zone, "Europe/Berlin");
+        assert_eq!(s.defaults.strategy, Strategy::Rolling);
+        assert_eq!(s.strategies.canary.steps, vec![10, 50, 100]);
+        assert_eq!(s.windows.never_days, vec![Day::Fri, Day::Mon]);
+    }
+
+    #[test]
     fn errors_name_the_source_and_field() {
         let err = Settings::load(
             &[Layer {
@@ -551,6 +590,21 @@ mod tests {
             &BTreeMap::new(),
         )
         .unwrap_err();
-        assert!(err.to_string().contains("error_rate_rollbak"), "{err}");
+        assert!(
+            err.to_string().starts_with("my.toml:") && err.to_string().contains("error_rate_rollbak"),
+            "{err}"
+        );
+        let err = Settings::load(
+            &[Layer {
+                name: "my.toml",
+                toml: "[thresholds]\nerror_rate_rollback = \"high\"\n",
+            }],
+            &BTreeMap::new(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("my.toml:") && err.to_string().contains("error_rate_rollback"),
+            "{err}"
+        );
     }
 }
