@@ -107,6 +107,15 @@ impl World {
         }
     }
 
+    /// The new version now serves all traffic: it becomes current.
+    fn promote(&self, target: &Target) {
+        let version = target.version.clone();
+        self.update(&target.service, |s| {
+            s.previous = s.current.take();
+            s.current = version;
+        });
+    }
+
     fn applies(version: &Option<Version>, target: &Target) -> bool {
         version.is_none() || version == &target.version
     }
@@ -211,30 +220,18 @@ impl ports::Environments for World {
                     }
                 }
                 if first + count >= *total {
-                    let version = target.version.clone();
-                    self.update(&target.service, |s| {
-                        s.previous = s.current.take();
-                        s.current = version;
-                    });
+                    self.promote(target);
                 }
                 Ok(())
             }
             DeployStep::SwitchTraffic { colour } => {
                 let colour = *colour;
-                let version = target.version.clone();
-                self.update(&target.service, |s| {
-                    s.colour = colour;
-                    s.previous = s.current.take();
-                    s.current = version;
-                });
+                self.update(&target.service, |s| s.colour = colour);
+                self.promote(target);
                 Ok(())
             }
             DeployStep::CanaryWeight { percent: 100 } => {
-                let version = target.version.clone();
-                self.update(&target.service, |s| {
-                    s.previous = s.current.take();
-                    s.current = version;
-                });
+                self.promote(target);
                 Ok(())
             }
             _ => Ok(()),
