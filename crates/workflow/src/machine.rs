@@ -205,7 +205,6 @@ enum Phase {
     Deploying {
         steps: Vec<DeployStep>,
         index: usize,
-        step_running: bool,
     },
     /// Canary analysis after step `index`, started at `since`.
     Analysing {
@@ -792,7 +791,7 @@ impl Machine {
                     self.inconclusive(out, now, e, true)
                 }
             },
-            (Phase::Deploying { steps, index, .. }, Event::StepDone { index: done, result }) if done == index => {
+            (Phase::Deploying { steps, index }, Event::StepDone { index: done, result }) if done == index => {
                 let step = steps[index].clone();
                 match result {
                     Ok(()) => {
@@ -849,11 +848,7 @@ impl Machine {
                             | DeployStep::UpdateInstances { .. } => RollbackTrigger::CriticalFunctionalityBroken,
                             _ => RollbackTrigger::DeploymentFailed,
                         };
-                        self.phase = Phase::Deploying {
-                            steps,
-                            index,
-                            step_running: false,
-                        };
+                        self.phase = Phase::Deploying { steps, index };
                         self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.title()))
                     }
                 }
@@ -1215,11 +1210,7 @@ impl Machine {
             index,
             step: steps[index].clone(),
         });
-        self.phase = Phase::Deploying {
-            steps,
-            index,
-            step_running: true,
-        };
+        self.phase = Phase::Deploying { steps, index };
         Ok(())
     }
 
