@@ -1,16 +1,29 @@
 //! The Coordinator: owns one [`Machine`] per deployment, feeds it the
 //! agents' answers, carries out the effects it returns, and enforces the
-//! rules that span deployments (repeated failures, manual rollbacks).
+//! rules that span deployments (repeated failures, manual rollbacks, one
+//! deployment per service past APPROVE).
 //!
 //! It is the only actor that changes a deployment's stage, and it does so
 //! only through the machine, which refuses illegal transitions.
+//!
+//! Every input is journaled before anything acts on it: the submission
+//! (with the settings and production it was judged against) and every event
+//! with the facts it produced. Because the machine is a pure function of
+//! those inputs and their times, [`Coordinator::new`] rebuilds every
+//! deployment by replaying the journal, and [`Actor::started`] re-runs the
+//! work a crash interrupted (as a retry) and re-arms the timers at their
+//! original times.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::time::Instant;
 
 use actix::prelude::*;
-use workflow::machine::{Event, Machine, Observation};
-use workflow::types::{DeploymentId, DeploymentType, ServiceName, Stage, Status};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use workflow::machine::{Event, Machine, Observation, Production};
+use workflow::record::{Fact, Request};
+use workflow::types::{DeploymentId, DeploymentType, EscalationReason, ServiceName, Stage, Status};
 use workflow::{Effect, Output, Settings};
 
 use crate::messages::*;
@@ -26,44 +39,118 @@ pub struct Agents {
     pub manager: Addr<Manager>,
 }
 
+/// The body of one journal entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum JournalEntry {
+    /// A request was accepted, judged against these settings and this production state.
+    Submitted {
+        request: Request,
+        production: Production,
+        held: Option<String>,
+        settings: Box<Settings>,
+        facts: Vec<Fact>,
+    },
+    /// An input to the deployment's machine and the facts it produced.
+    Event { event: Event, facts: Vec<Fact> },
+    /// The daemon restarted and re-runs these interrupted effects.
+    Resumed { effects: Vec<Effect> },
+}
+
+impl JournalEntry {
+    fn kind(&self) -> &'static str {
+        match self {
+            JournalEntry::Submitted { .. } => "submitted",
+            JournalEntry::Event { .. } => "event",
+            JournalEntry::Resumed { .. } => "resumed",
+        }
+    }
+}
+
 /// Per-service memory across deployments.
 #[derive(Debug, Default)]
 struct ServiceHistory {
     consecutive_failures: BTreeMap<ServiceName, u32>,
-    /// Services held after repeated failures, with the reason.
-    held: BTreeMap<ServiceName, String>,
+    /// Services held after repeated failures: the reason and the deployment that escalated.
+    held: BTreeMap<ServiceName, (String, DeploymentId)>,
     counted: BTreeSet<DeploymentId>,
 }
+
+/// An effect asked for and not answered yet, with how often it was tried.
+#[derive(Debug, Clone)]
+struct Pending {
+    effect: Effect,
+    attempt: u32,
+}
+
+/// Journal write latency, for /metrics.
+#[derive(Debug, Default)]
+struct WriteStats {
+    count: u64,
+    sum: f64,
+    max: f64,
+    buckets: Vec<u64>,
+}
+
+const WRITE_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
 pub struct Coordinator {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
     people: Arc<dyn People>,
     agents: Agents,
+    journal: Box<dyn journal::Store>,
+    entries: tokio::sync::broadcast::Sender<journal::Entry>,
     machines: BTreeMap<DeploymentId, Machine>,
     next_id: u64,
     history: ServiceHistory,
     subscribers: Vec<Recipient<Finished>>,
     /// Rollback-type deployments that already stopped in-flight releases.
     superseded: BTreeSet<DeploymentId>,
+    pending: BTreeMap<DeploymentId, Vec<Pending>>,
+    /// The deployment of each service that is past APPROVE.
+    slots: BTreeMap<ServiceName, DeploymentId>,
+    /// Approved deployments waiting for their service's slot.
+    waiting: BTreeMap<ServiceName, BTreeSet<DeploymentId>>,
+    writes: WriteStats,
 }
 
 impl Coordinator {
-    pub fn new(settings: Arc<Settings>, clock: Arc<dyn Clock>, people: Arc<dyn People>, agents: Agents) -> Self {
-        Coordinator {
+    /// A coordinator with the state the journal holds: every deployment in
+    /// it is rebuilt by replaying its entries.
+    pub fn new(
+        settings: Arc<Settings>,
+        clock: Arc<dyn Clock>,
+        people: Arc<dyn People>,
+        agents: Agents,
+        journal: Box<dyn journal::Store>,
+    ) -> Result<Self, String> {
+        let (entries, _) = tokio::sync::broadcast::channel(1024);
+        let mut c = Coordinator {
             settings,
             clock,
             people,
             agents,
+            journal,
+            entries,
             machines: BTreeMap::new(),
             next_id: 1,
             history: ServiceHistory::default(),
             subscribers: vec![],
             superseded: BTreeSet::new(),
-        }
+            pending: BTreeMap::new(),
+            slots: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            writes: WriteStats {
+                buckets: vec![0; WRITE_BUCKETS.len()],
+                ..WriteStats::default()
+            },
+        };
+        c.replay()?;
+        Ok(c)
     }
 
-    fn target(m: &Machine) -> Target {
+    fn target(m: &Machine, attempt: u32) -> Target {
         let r = m.record();
         Target {
             id: r.id,
@@ -72,23 +159,221 @@ impl Coordinator {
             kind: r.kind,
             strategy: r.strategy,
             submitted_by: r.submitted_by.clone(),
+            attempt,
         }
     }
 
-    /// Feeds one event to a deployment's machine and carries out the result.
-    fn feed(&mut self, id: DeploymentId, event: Event, ctx: &mut Context<Self>) -> Option<String> {
-        let now = self.clock.now();
-        let machine = self.machines.get_mut(&id)?;
-        match machine.handle(now, event) {
-            Ok(out) => {
-                let refusal = out.refusal.clone();
-                self.run(id, out, ctx);
-                refusal
+    // ---- journal ------------------------------------------------------------
+
+    /// Appends durably; nothing may act on `entry` before this returns Ok.
+    fn write(&mut self, id: DeploymentId, at: DateTime<Utc>, entry: &JournalEntry) -> Result<(), CommandError> {
+        let body = serde_json::to_string(entry)
+            .map_err(|e| CommandError::Unavailable(format!("cannot encode a journal entry: {e}")))?;
+        let started = Instant::now();
+        let written = self
+            .journal
+            .append(journal::NewEntry {
+                deployment: id.0,
+                at,
+                kind: entry.kind().to_string(),
+                body,
+            })
+            .map_err(|e| {
+                tracing::error!(deployment = %id, error = %e, "journal write failed; the command was not carried out");
+                CommandError::Unavailable(format!("journal write failed, nothing was changed: {e}"))
+            })?;
+        let secs = started.elapsed().as_secs_f64();
+        self.writes.count += 1;
+        self.writes.sum += secs;
+        self.writes.max = self.writes.max.max(secs);
+        for (i, bound) in WRITE_BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.writes.buckets[i] += 1;
             }
+        }
+        // Nobody listening is fine.
+        let _ = self.entries.send(written);
+        Ok(())
+    }
+
+    /// Rebuilds every deployment from the journal, in the order it was written.
+    fn replay(&mut self) -> Result<(), String> {
+        let entries = self.journal.all().map_err(|e| e.to_string())?;
+        for e in entries {
+            let id = DeploymentId(e.deployment);
+            let body: JournalEntry = serde_json::from_str(&e.body).map_err(|err| {
+                format!(
+                    "journal entry {} (seq {}) of {id} cannot be read: {err}",
+                    e.index, e.seq
+                )
+            })?;
+            self.next_id = self.next_id.max(id.0 + 1);
+            match body {
+                JournalEntry::Submitted {
+                    request,
+                    production,
+                    held,
+                    settings,
+                    ..
+                } => {
+                    let (machine, out) = Machine::submit(id, e.at, request, production, Arc::new(*settings), held)
+                        .map_err(|err| {
+                            format!(
+                                "journal entry {} of {id}: the submission no longer opens: {err}",
+                                e.index
+                            )
+                        })?;
+                    self.machines.insert(id, machine);
+                    self.track(id, &out);
+                }
+                JournalEntry::Event { event, facts } => {
+                    let Some(machine) = self.machines.get_mut(&id) else {
+                        return Err(format!(
+                            "journal entry {} of {id}: an event before the submission",
+                            e.index
+                        ));
+                    };
+                    let out = match machine.handle(e.at, event.clone()) {
+                        Ok(out) => out,
+                        Err(illegal) => {
+                            tracing::error!(deployment = %id, error = %illegal, "replay: the journaled event is refused now");
+                            continue;
+                        }
+                    };
+                    if out.facts != facts {
+                        tracing::warn!(deployment = %id, index = e.index, "replay: the event produced other facts than journaled");
+                    }
+                    self.answered(id, &event);
+                    self.after_event(id, &event, &out);
+                    self.track(id, &out);
+                    if out.effects.contains(&Effect::Finished) {
+                        self.count_finished(id);
+                        self.release_slot(id);
+                    }
+                    if out.facts.is_empty() && out.effects.is_empty() {
+                        continue;
+                    }
+                    if let Some(m) = self.machines.get(&id) {
+                        if m.record().kind == DeploymentType::Rollback && m.stage() == Some(Stage::Rollback) {
+                            self.superseded.insert(id);
+                        }
+                    }
+                }
+                JournalEntry::Resumed { .. } => {
+                    for p in self.pending.get_mut(&id).into_iter().flatten() {
+                        p.attempt += 1;
+                    }
+                }
+            }
+        }
+        let live = self.machines.values().filter(|m| !m.is_finished()).count();
+        if !self.machines.is_empty() {
+            tracing::info!(deployments = self.machines.len(), in_flight = live, "journal replayed");
+        }
+        Ok(())
+    }
+
+    /// Remembers the effects of `out` that await an answer. A deployment
+    /// that finished awaits nothing (its timers were cancelled).
+    fn track(&mut self, id: DeploymentId, out: &Output) {
+        if out.effects.contains(&Effect::Finished) {
+            self.pending.remove(&id);
+            return;
+        }
+        let pending = self.pending.entry(id).or_default();
+        for effect in &out.effects {
+            match effect {
+                Effect::Finished | Effect::AwaitDecision { .. } => {}
+                Effect::AcquireSlot => {
+                    let service = self.machines[&id].record().service.clone();
+                    self.waiting.entry(service).or_default().insert(id);
+                    pending.push(Pending {
+                        effect: effect.clone(),
+                        attempt: 1,
+                    });
+                }
+                _ => pending.push(Pending {
+                    effect: effect.clone(),
+                    attempt: 1,
+                }),
+            }
+        }
+    }
+
+    fn answered(&mut self, id: DeploymentId, event: &Event) {
+        if let Some(pending) = self.pending.get_mut(&id) {
+            if let Some(i) = pending.iter().position(|p| p.effect.answered_by(event)) {
+                pending.remove(i);
+            }
+        }
+    }
+
+    /// Bookkeeping outside the machine that an event implies, live and on replay.
+    fn after_event(&mut self, id: DeploymentId, event: &Event, out: &Output) {
+        let Some(m) = self.machines.get(&id) else {
+            return;
+        };
+        let service = m.record().service.clone();
+        match event {
+            Event::SlotGranted { .. } => {
+                self.slots.insert(service.clone(), id);
+                if let Some(w) = self.waiting.get_mut(&service) {
+                    w.remove(&id);
+                }
+            }
+            Event::Acknowledge { index, .. } if out.refusal.is_none() => {
+                let repeated = index
+                    .checked_sub(1)
+                    .and_then(|i| m.record().escalations.get(i))
+                    .is_some_and(|e| e.reason == EscalationReason::RepeatedFailures);
+                if repeated {
+                    self.history.held.remove(&service);
+                    self.history.consecutive_failures.insert(service, 0);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Journals one event, feeds it to a deployment's machine and carries out
+    /// the result. If the journal cannot record it, the machine is left as it
+    /// was and nothing is carried out.
+    fn feed(&mut self, id: DeploymentId, event: Event, ctx: &mut Context<Self>) -> Result<(), CommandError> {
+        let now = self.clock.now();
+        let machine = self.machines.get_mut(&id).ok_or(CommandError::NotFound(id))?;
+        let before = machine.clone();
+        let out = match machine.handle(now, event.clone()) {
+            Ok(out) => out,
             Err(illegal) => {
                 tracing::error!(deployment = %id, error = %illegal, "refused an illegal stage transition");
-                Some(illegal.to_string())
+                *machine = before;
+                return Err(CommandError::Refused(illegal.to_string()));
             }
+        };
+        let entry = JournalEntry::Event {
+            event: event.clone(),
+            facts: out.facts.clone(),
+        };
+        if let Err(e) = self.write(id, now, &entry) {
+            self.machines.insert(id, before);
+            return Err(e);
+        }
+        let refusal = out.refusal.clone();
+        self.answered(id, &event);
+        self.after_event(id, &event, &out);
+        self.track(id, &out);
+        self.run(id, out.effects, 1, ctx);
+        match refusal {
+            Some(r) => Err(CommandError::Refused(r)),
+            None => Ok(()),
+        }
+    }
+
+    /// Feeds an agent's answer; a failure is logged (the effect stays
+    /// pending and is re-run after a restart).
+    fn feed_answer(&mut self, id: DeploymentId, event: Event, ctx: &mut Context<Self>) {
+        if let Err(CommandError::Unavailable(e)) = self.feed(id, event, ctx) {
+            tracing::error!(deployment = %id, error = %e, "an agent's answer could not be journaled");
         }
     }
 
@@ -103,19 +388,20 @@ impl Coordinator {
         addr.send(msg)
             .into_actor(self)
             .map(move |res, act, ctx| {
-                act.feed(id, to_event(res), ctx);
+                act.feed_answer(id, to_event(res), ctx);
             })
             .spawn(ctx);
     }
 
-    fn run(&mut self, id: DeploymentId, out: Output, ctx: &mut Context<Self>) {
+    /// Carries out effects; `attempt` is passed on to the agents.
+    fn run(&mut self, id: DeploymentId, effects: Vec<Effect>, attempt: u32, ctx: &mut Context<Self>) {
         let Some(machine) = self.machines.get(&id) else {
             return;
         };
-        let target = Self::target(machine);
+        let target = Self::target(machine, attempt);
         let agents = self.agents.clone();
         let lost = |e: MailboxError| format!("agent unavailable: {e}");
-        for effect in out.effects {
+        for effect in effects {
             let t = target.clone();
             match effect {
                 Effect::Prepare => self.call(ctx, id, &agents.devops, Prepare(t), move |r| {
@@ -196,7 +482,7 @@ impl Coordinator {
                     }
                     .into_actor(self)
                     .map(move |obs, act, ctx| {
-                        act.feed(id, Event::Observed(obs), ctx);
+                        act.feed_answer(id, Event::Observed(obs), ctx);
                     })
                     .spawn(ctx);
                 }
@@ -212,13 +498,63 @@ impl Coordinator {
                 Effect::Timer { at, token } => {
                     let delay = (at - self.clock.now()).to_std().unwrap_or_default();
                     ctx.run_later(delay, move |act, ctx| {
-                        act.feed(id, Event::Timer(token), ctx);
+                        act.feed_answer(id, Event::Timer(token), ctx);
                     });
+                }
+                Effect::AcquireSlot => {
+                    let service = target.service.clone();
+                    self.grant_slot(&service, ctx);
                 }
                 Effect::Finished => self.finished(id, ctx),
             }
         }
         self.supersede(id, ctx);
+    }
+
+    // ---- the production slot of each service ----------------------------------
+
+    fn release_slot(&mut self, id: DeploymentId) {
+        let Some(m) = self.machines.get(&id) else {
+            return;
+        };
+        let service = m.record().service.clone();
+        if self.slots.get(&service) == Some(&id) {
+            self.slots.remove(&service);
+        }
+        if let Some(w) = self.waiting.get_mut(&service) {
+            w.remove(&id);
+        }
+    }
+
+    /// Gives a free slot to the earliest submitted deployment waiting for it.
+    fn grant_slot(&mut self, service: &ServiceName, ctx: &mut Context<Self>) {
+        if self.slots.contains_key(service) {
+            return;
+        }
+        let Some(next) = self.waiting.get(service).and_then(|w| w.first().copied()) else {
+            return;
+        };
+        // Reserve it now; the grant is journaled once production is read.
+        self.slots.insert(service.clone(), next);
+        let name = service.clone();
+        self.agents
+            .devops
+            .send(Inspect(service.clone()))
+            .into_actor(self)
+            .map(move |production, act, ctx| match production {
+                Ok(Ok(production)) => act.feed_answer(next, Event::SlotGranted { production }, ctx),
+                other => {
+                    let why = match other {
+                        Ok(Err(e)) => e,
+                        Err(e) => e.to_string(),
+                        Ok(Ok(_)) => unreachable!(),
+                    };
+                    tracing::error!(service = %name, deployment = %next, error = %why, "cannot read production to start the next deployment; retrying in 30 s");
+                    act.slots.remove(&name);
+                    ctx.run_later(std::time::Duration::from_secs(30), move |act, ctx| act.grant_slot(&name, ctx));
+                }
+            })
+            .spawn(ctx);
     }
 
     /// A rollback-type deployment that reached ROLLBACK stops every release
@@ -243,7 +579,7 @@ impl Coordinator {
             .map(|o| o.id())
             .collect();
         for other in in_flight {
-            self.feed(
+            let _ = self.feed(
                 other,
                 Event::ManualRollback {
                     by: by.clone(),
@@ -254,53 +590,133 @@ impl Coordinator {
         }
     }
 
-    fn finished(&mut self, id: DeploymentId, ctx: &mut Context<Self>) {
-        let Some(m) = self.machines.get(&id) else {
-            return;
-        };
+    /// Counts a finished deployment in its service's failure streak. Returns
+    /// the streak when this failure puts the service on hold.
+    fn count_finished(&mut self, id: DeploymentId) -> Option<u32> {
+        let m = self.machines.get(&id)?;
         let service = m.record().service.clone();
         let status = m.status();
         // A deployment held after it reached production (rollback failed,
         // metrics inconclusive, irreversible migration) failed as well.
         let failed = matches!(status, Status::Failed | Status::RolledBack)
             || (status == Status::Escalated && m.record().deploy_log.is_some());
-        if self.history.counted.insert(id) {
-            match status {
-                _ if failed => {
-                    let n = self.history.consecutive_failures.entry(service.clone()).or_insert(0);
-                    *n += 1;
-                    let n = *n;
-                    if n >= self.settings.escalation.repeated_failures && !self.history.held.contains_key(&service) {
-                        self.history.held.insert(
-                            service.clone(),
-                            format!("{service} is held after {n} consecutive failed deployments (last: {id}); acknowledge to release"),
-                        );
-                        self.feed(id, Event::RepeatedFailures { count: n }, ctx);
-                        return;
-                    }
-                }
-                Status::Succeeded => {
-                    self.history.consecutive_failures.insert(service, 0);
-                }
-                _ => {}
+        if !self.history.counted.insert(id) {
+            return None;
+        }
+        if failed {
+            let n = self.history.consecutive_failures.entry(service.clone()).or_insert(0);
+            *n += 1;
+            let n = *n;
+            if n >= self.settings.escalation.repeated_failures && !self.history.held.contains_key(&service) {
+                let why = format!(
+                    "{service} is held after {n} consecutive failed deployments (last: {id}); acknowledge escalation 1 of {id} to release"
+                );
+                self.history.held.insert(service, (why, id));
+                return Some(n);
             }
+        } else if status == Status::Succeeded {
+            self.history.consecutive_failures.insert(service, 0);
+        }
+        None
+    }
+
+    fn finished(&mut self, id: DeploymentId, ctx: &mut Context<Self>) {
+        if let Some(count) = self.count_finished(id) {
+            let _ = self.feed(id, Event::RepeatedFailures { count }, ctx);
+            return;
+        }
+        if let Some(m) = self.machines.get(&id) {
+            let service = m.record().service.clone();
+            self.release_slot(id);
+            self.grant_slot(&service, ctx);
         }
         for s in &self.subscribers {
             s.do_send(Finished(id));
         }
     }
+
+    /// After a restart: re-run what was interrupted, re-arm timers at their
+    /// original times, and hand out free slots.
+    fn resume(&mut self, ctx: &mut Context<Self>) {
+        let ids: Vec<DeploymentId> = self.pending.keys().copied().collect();
+        for id in ids {
+            let pending = std::mem::take(self.pending.get_mut(&id).expect("key from the map"));
+            if pending.is_empty() {
+                continue;
+            }
+            let rerun: Vec<Effect> = pending
+                .iter()
+                .filter(|p| !matches!(p.effect, Effect::Timer { .. } | Effect::AcquireSlot))
+                .map(|p| p.effect.clone())
+                .collect();
+            let mut kept = pending.clone();
+            if !rerun.is_empty() {
+                let now = self.clock.now();
+                if let Err(e) = self.write(id, now, &JournalEntry::Resumed { effects: rerun.clone() }) {
+                    tracing::error!(deployment = %id, error = %e, "cannot journal the resumption; the deployment stays paused");
+                    self.pending.insert(id, pending);
+                    continue;
+                }
+                for p in kept.iter_mut().filter(|p| rerun.contains(&p.effect)) {
+                    p.attempt += 1;
+                }
+                tracing::info!(deployment = %id, effects = rerun.len(), "resuming interrupted work");
+            }
+            self.pending.insert(id, kept.clone());
+            for p in kept {
+                match p.effect {
+                    Effect::AcquireSlot => {}
+                    effect => self.run(id, vec![effect], p.attempt, ctx),
+                }
+            }
+        }
+        let services: Vec<ServiceName> = self.waiting.keys().cloned().collect();
+        for s in services {
+            self.grant_slot(&s, ctx);
+        }
+    }
+
+    /// One deployment's record, with its Markdown rendered.
+    pub fn record(&self, id: DeploymentId) -> Option<workflow::Record> {
+        self.machines.get(&id).map(|m| m.rendered_record())
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for m in self.machines.values() {
+            *s.by_status.entry(m.status().as_str().to_string()).or_insert(0) += 1;
+            for st in &m.record().stages {
+                if let Some(end) = st.finished_at {
+                    let secs = (end - st.started_at).num_milliseconds() as f64 / 1000.0;
+                    s.stage_seconds.push((st.stage.as_str().to_string(), secs));
+                }
+            }
+        }
+        s.queue_depth = self.waiting.values().map(|w| w.len() as u64).sum();
+        s.journal_writes = self.writes.count;
+        s.journal_write_seconds_sum = self.writes.sum;
+        s.journal_write_seconds_max = self.writes.max;
+        s.journal_write_buckets = WRITE_BUCKETS
+            .iter()
+            .copied()
+            .zip(self.writes.buckets.iter().copied())
+            .collect();
+        s
+    }
 }
 
 impl Actor for Coordinator {
     type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        self.resume(ctx);
+    }
 }
 
 impl Handler<Submit> for Coordinator {
     type Result = ResponseActFuture<Self, Result<DeploymentId, CommandError>>;
 
     fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) -> Self::Result {
-        let id = DeploymentId(self.next_id);
-        self.next_id += 1;
         let request = msg.0;
         let inspect = self.agents.devops.send(Inspect(request.service.clone()));
         Box::pin(inspect.into_actor(self).map(move |production, act, ctx| {
@@ -309,13 +725,35 @@ impl Handler<Submit> for Coordinator {
                 .map_err(|e| {
                     CommandError::Refused(format!("cannot read production state of {}: {e}", request.service))
                 })?;
-            let held = act.history.held.get(&request.service).cloned();
+            // The id is taken only once the request is known to be valid.
+            let id = DeploymentId(act.next_id);
+            let held = act.history.held.get(&request.service).map(|(why, _)| why.clone());
             let now = act.clock.now();
-            let (machine, out) = Machine::submit(id, now, request, production, act.settings.clone(), held)
-                .map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let (machine, out) = Machine::submit(
+                id,
+                now,
+                request.clone(),
+                production.clone(),
+                act.settings.clone(),
+                held.clone(),
+            )
+            .map_err(|e| CommandError::Invalid(e.to_string()))?;
+            let entry = JournalEntry::Submitted {
+                request,
+                production,
+                held,
+                settings: Box::new((*act.settings).clone()),
+                facts: out.facts.clone(),
+            };
+            act.write(id, now, &entry)?;
+            act.next_id += 1;
             act.machines.insert(id, machine);
-            act.run(id, out, ctx);
-            act.feed(id, Event::Start, ctx);
+            act.track(id, &out);
+            act.run(id, out.effects, 1, ctx);
+            if let Err(e) = act.feed(id, Event::Start, ctx) {
+                // The submission is journaled; the start is retried on the next restart.
+                tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
+            }
             Ok(id)
         }))
     }
@@ -325,39 +763,75 @@ impl Handler<Decide> for Coordinator {
     type Result = Result<(), CommandError>;
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
         let d = msg.0;
-        if !self.machines.contains_key(&d.id) {
-            return Err(CommandError::NotFound(d.id));
-        }
         let event = Event::HumanDecision {
             role: d.role,
             approve: d.approve,
             by: d.by,
             reason: d.reason,
         };
-        match self.feed(d.id, event, ctx) {
-            Some(refusal) => Err(CommandError::Refused(refusal)),
-            None => Ok(()),
-        }
+        self.feed(d.id, event, ctx)
     }
 }
 
 impl Handler<Cancel> for Coordinator {
     type Result = Result<(), CommandError>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> Self::Result {
-        if !self.machines.contains_key(&msg.id) {
-            return Err(CommandError::NotFound(msg.id));
+        let event = Event::Cancel {
+            by: msg.by,
+            reason: msg.reason,
+        };
+        self.feed(msg.id, event, ctx)
+    }
+}
+
+impl Handler<RequestRollback> for Coordinator {
+    type Result = Result<(), CommandError>;
+    fn handle(&mut self, msg: RequestRollback, ctx: &mut Context<Self>) -> Self::Result {
+        let m = self.machines.get(&msg.id).ok_or(CommandError::NotFound(msg.id))?;
+        if m.status() == Status::Succeeded {
+            let service = m.record().service.clone();
+            let later = self
+                .machines
+                .values()
+                .find(|o| o.id() > msg.id && o.record().service == service && o.record().deploy_log.is_some());
+            if let Some(later) = later {
+                return Err(CommandError::Refused(format!(
+                    "{} has gone out since {}; roll back {} instead, or submit a rollback deployment",
+                    later.id(),
+                    msg.id,
+                    later.id()
+                )));
+            }
         }
-        match self.feed(
-            msg.id,
-            Event::Cancel {
-                by: msg.by,
-                reason: msg.reason,
-            },
-            ctx,
-        ) {
-            Some(refusal) => Err(CommandError::Refused(refusal)),
-            None => Ok(()),
-        }
+        let event = Event::ManualRollback {
+            by: msg.by,
+            reason: msg.reason,
+        };
+        self.feed(msg.id, event, ctx)
+    }
+}
+
+impl Handler<Acknowledge> for Coordinator {
+    type Result = Result<(), CommandError>;
+    fn handle(&mut self, msg: Acknowledge, ctx: &mut Context<Self>) -> Self::Result {
+        let event = Event::Acknowledge {
+            index: msg.index,
+            by: msg.by,
+        };
+        self.feed(msg.id, event, ctx)
+    }
+}
+
+impl Handler<Refuse> for Coordinator {
+    type Result = Result<(), CommandError>;
+    fn handle(&mut self, msg: Refuse, ctx: &mut Context<Self>) -> Self::Result {
+        let event = Event::Refused {
+            by: msg.by,
+            role: msg.role,
+            what: msg.what,
+            reason: msg.reason,
+        };
+        self.feed(msg.id, event, ctx)
     }
 }
 
@@ -365,6 +839,62 @@ impl Handler<GetRecord> for Coordinator {
     type Result = Option<workflow::Record>;
     fn handle(&mut self, msg: GetRecord, _: &mut Context<Self>) -> Self::Result {
         self.machines.get(&msg.0).map(|m| m.rendered_record())
+    }
+}
+
+impl Handler<List> for Coordinator {
+    type Result = MessageResult<List>;
+    fn handle(&mut self, msg: List, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(
+            self.machines
+                .values()
+                .filter(|m| msg.service.as_ref().is_none_or(|s| *s == m.record().service))
+                .filter(|m| msg.status.is_none_or(|s| s == m.status()))
+                .map(|m| m.record().clone())
+                .collect(),
+        )
+    }
+}
+
+impl Handler<Verify> for Coordinator {
+    type Result = Result<journal::Verification, CommandError>;
+    fn handle(&mut self, msg: Verify, _: &mut Context<Self>) -> Self::Result {
+        if !self.machines.contains_key(&msg.0) {
+            return Err(CommandError::NotFound(msg.0));
+        }
+        self.journal
+            .verify(msg.0 .0)
+            .map_err(|e| CommandError::Unavailable(e.to_string()))
+    }
+}
+
+impl Handler<WatchJournal> for Coordinator {
+    type Result = Result<(Vec<journal::Entry>, tokio::sync::broadcast::Receiver<journal::Entry>), CommandError>;
+    fn handle(&mut self, msg: WatchJournal, _: &mut Context<Self>) -> Self::Result {
+        let rx = self.entries.subscribe();
+        let backlog = match (msg.deployment, msg.after) {
+            (Some(id), after) => {
+                if !self.machines.contains_key(&id) {
+                    return Err(CommandError::NotFound(id));
+                }
+                let mut all = self.journal.deployment(id.0);
+                if let (Ok(v), Some(after)) = (&mut all, after) {
+                    v.retain(|e| e.seq > after);
+                }
+                all
+            }
+            (None, Some(after)) => self.journal.since(after),
+            (None, None) => Ok(vec![]),
+        }
+        .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        Ok((backlog, rx))
+    }
+}
+
+impl Handler<GetStats> for Coordinator {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.stats())
     }
 }
 

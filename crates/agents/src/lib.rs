@@ -15,7 +15,7 @@ use std::sync::Arc;
 use actix::Actor;
 use workflow::Settings;
 
-pub use coordinator::{Agents, Coordinator};
+pub use coordinator::{Agents, Coordinator, JournalEntry};
 
 /// The ports one set of agents works through.
 #[derive(Clone)]
@@ -30,9 +30,20 @@ pub struct Ports {
     pub people: Arc<dyn ports::People>,
 }
 
-/// Starts the four agents and the coordinator on the current arbiter.
-pub fn start(settings: Arc<Settings>, ports: Ports) -> actix::Addr<Coordinator> {
-    let agents = Agents {
+/// A coordinator rebuilt from `journal`, not started: for inspecting what
+/// the journal holds (and for checking that a replay reproduces a run).
+pub fn replay(settings: Arc<Settings>, ports: Ports, journal: Box<dyn journal::Store>) -> Result<Coordinator, String> {
+    Coordinator::new(
+        settings.clone(),
+        ports.clock.clone(),
+        ports.people.clone(),
+        agents(&settings, ports),
+        journal,
+    )
+}
+
+fn agents(settings: &Settings, ports: Ports) -> Agents {
+    Agents {
         devops: roles::DevOps {
             build: ports.build,
             environments: ports.environments,
@@ -56,6 +67,17 @@ pub fn start(settings: Arc<Settings>, ports: Ports) -> actix::Addr<Coordinator> 
             settings: settings.agents.manager.clone(),
         }
         .start(),
-    };
-    Coordinator::new(settings, ports.clock, ports.people, agents).start()
+    }
+}
+
+/// Starts the four agents and the coordinator on the current arbiter. The
+/// coordinator first rebuilds every deployment the journal holds and then
+/// resumes the ones still in flight; a journal it cannot read is an error.
+pub fn start(
+    settings: Arc<Settings>,
+    ports: Ports,
+    journal: Box<dyn journal::Store>,
+) -> Result<actix::Addr<Coordinator>, String> {
+    let agents = agents(&settings, ports.clone());
+    Ok(Coordinator::new(settings, ports.clock, ports.people, agents, journal)?.start())
 }

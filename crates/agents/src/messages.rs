@@ -91,6 +91,9 @@ pub enum CommandError {
     NotFound(DeploymentId),
     #[error("{0}")]
     Refused(String),
+    /// The journal could not record the command, so nothing was done.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Submit a deployment request; returns its id.
@@ -110,6 +113,77 @@ pub struct Cancel {
     pub by: String,
     pub reason: String,
 }
+
+/// Roll back a deployment in production, or one that succeeded while no
+/// later deployment of its service has gone out.
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct RequestRollback {
+    pub id: DeploymentId,
+    pub by: String,
+    pub reason: String,
+}
+
+/// Acknowledge escalation `index` (from 1) of a deployment.
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct Acknowledge {
+    pub id: DeploymentId,
+    pub index: usize,
+    pub by: String,
+}
+
+/// Journal a command someone was not allowed to give.
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct Refuse {
+    pub id: DeploymentId,
+    pub by: String,
+    /// The approval role, when the command was an approval decision.
+    pub role: Option<Role>,
+    pub what: String,
+    pub reason: String,
+}
+
+/// Records of every deployment matching the filters, in submission order.
+#[derive(Message)]
+#[rtype(result = "Vec<Record>")]
+pub struct List {
+    pub service: Option<ServiceName>,
+    pub status: Option<workflow::types::Status>,
+}
+
+/// Check a deployment's journal chain.
+#[derive(Message)]
+#[rtype(result = "Result<journal::Verification, CommandError>")]
+pub struct Verify(pub DeploymentId);
+
+/// Journal entries as they are written: the backlog (a deployment's whole
+/// chain, or every entry after `after`) and a receiver for what follows.
+#[derive(Message)]
+#[rtype(result = "Result<(Vec<journal::Entry>, tokio::sync::broadcast::Receiver<journal::Entry>), CommandError>")]
+pub struct WatchJournal {
+    pub deployment: Option<DeploymentId>,
+    pub after: Option<u64>,
+}
+
+/// Counters for the daemon's /metrics.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub by_status: std::collections::BTreeMap<String, u64>,
+    /// (stage, seconds) of every finished stage.
+    pub stage_seconds: Vec<(String, f64)>,
+    pub queue_depth: u64,
+    pub journal_writes: u64,
+    pub journal_write_seconds_sum: f64,
+    pub journal_write_seconds_max: f64,
+    /// Journal write latency histogram: (upper bound in seconds, cumulative count).
+    pub journal_write_buckets: Vec<(f64, u64)>,
+}
+
+#[derive(Message)]
+#[rtype(result = "Stats")]
+pub struct GetStats;
 
 /// The record of one deployment, with its Markdown rendered.
 #[derive(Message)]

@@ -23,6 +23,9 @@ pub struct Target {
     pub kind: DeploymentType,
     pub strategy: Strategy,
     pub submitted_by: String,
+    /// 1 for the first try of an action; more when the daemon re-runs an
+    /// action that a crash interrupted.
+    pub attempt: u32,
 }
 
 /// Where the current time comes from. Only `SystemClock` reads the system clock.

@@ -43,6 +43,37 @@ pub enum SimError {
     },
     #[error("simulation stalled: {0}")]
     Stalled(String),
+    #[error("replaying the journal gave a different result: {0}")]
+    Replay(String),
+}
+
+/// The simulation's journal: kept in memory and shared, so the run can be
+/// replayed from it afterwards.
+#[derive(Clone, Default)]
+struct SharedStore(Arc<std::sync::Mutex<journal::MemoryStore>>);
+
+impl SharedStore {
+    fn lock(&self) -> std::sync::MutexGuard<'_, journal::MemoryStore> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl journal::Store for SharedStore {
+    fn append(&mut self, entry: journal::NewEntry) -> Result<journal::Entry, journal::StoreError> {
+        self.lock().append(entry)
+    }
+    fn all(&self) -> Result<Vec<journal::Entry>, journal::StoreError> {
+        self.lock().all()
+    }
+    fn since(&self, after: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
+        self.lock().since(after)
+    }
+    fn deployment(&self, deployment: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
+        self.lock().deployment(deployment)
+    }
+    fn max_deployment(&self) -> Result<u64, journal::StoreError> {
+        self.lock().max_deployment()
+    }
 }
 
 /// Loads the configuration for a scenario: bundled defaults, then the
@@ -119,7 +150,9 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
         notifier: world.clone(),
         people: world.clone(),
     };
-    let coordinator = agents::start(settings, ports);
+    let store = SharedStore::default();
+    let coordinator =
+        agents::start(settings.clone(), ports.clone(), Box::new(store.clone())).map_err(SimError::Replay)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     coordinator.do_send(Subscribe(Collector(tx).start().recipient()));
 
@@ -139,6 +172,7 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
             changes: r.changes.clone(),
             scheduled_for: r.scheduled_for,
             attest: r.attest.clone(),
+            window_override: None,
         };
         let refused = |message: String| SimError::Refused {
             file: file.to_string(),
@@ -194,6 +228,16 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
             }
         }
         records.push(record);
+    }
+    // Every record must come back identical from the journal alone.
+    let replayed = agents::replay(settings, ports, Box::new(store)).map_err(SimError::Replay)?;
+    for r in &records {
+        if replayed.record(r.id).as_ref() != Some(r) {
+            return Err(SimError::Replay(format!(
+                "{} differs after replaying its journal",
+                r.id
+            )));
+        }
     }
     Ok(Outcome {
         records,

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval::{self, Advice};
 use crate::checklist::{self, PrepareReport, ScanReport};
-use crate::record::pct;
+use crate::record::{fmt_num, pct};
 use crate::record::{
     Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
     StagingReport, StepEntry, SuiteResult, ValidationReport,
@@ -116,6 +116,9 @@ pub enum Effect {
     Rollback(RollbackPlan),
     /// Wake the machine with `Event::Timer(token)` at `at`.
     Timer { at: DateTime<Utc>, token: u64 },
+    /// Ask for the service's production slot: at most one deployment per
+    /// service is past APPROVE. Answered by `Event::SlotGranted`.
+    AcquireSlot,
     /// The deployment reached a terminal status and nothing is pending.
     Finished,
 }
@@ -162,6 +165,45 @@ pub enum Event {
     RepeatedFailures {
         count: u32,
     },
+    /// The service's production slot is this deployment's; `production` is
+    /// what runs in production now (the deployment ahead may have changed it).
+    SlotGranted {
+        production: Production,
+    },
+    /// A person acknowledged escalation number `index` (from 1) of this deployment.
+    Acknowledge {
+        index: usize,
+        by: String,
+    },
+    /// Someone tried a command they may not give (for `role`'s approval when set).
+    Refused {
+        by: String,
+        role: Option<Role>,
+        what: String,
+        reason: String,
+    },
+}
+
+impl Effect {
+    /// Whether `event` is the answer to this effect. A journal replay uses
+    /// it to find the effects that were still outstanding when it stopped.
+    pub fn answered_by(&self, event: &Event) -> bool {
+        match (self, event) {
+            (Effect::Prepare, Event::Prepared(_))
+            | (Effect::Scan, Event::Scanned(_))
+            | (Effect::DeployStaging, Event::Staged(_))
+            | (Effect::Validate { .. }, Event::Validated(_))
+            | (Effect::MeasureBaseline, Event::BaselineMeasured(_))
+            | (Effect::Observe { .. }, Event::Observed(_))
+            | (Effect::Rollback(_), Event::RolledBack(_))
+            | (Effect::AcquireSlot, Event::SlotGranted { .. }) => true,
+            (Effect::Notify(n), Event::Notified { id, .. }) => n.id == *id,
+            (Effect::Review { role, .. }, Event::Reviewed { role: r, .. }) => role == r,
+            (Effect::Step { index, .. }, Event::StepDone { index: i, .. }) => index == i,
+            (Effect::Timer { token, .. }, Event::Timer(t)) => token == t,
+            _ => false,
+        }
+    }
 }
 
 /// Result of handling one event.
@@ -201,6 +243,8 @@ enum Phase {
         roles: BTreeMap<Role, RoleState>,
     },
     WaitingForWindow,
+    /// Approved, waiting for the service's production slot.
+    AwaitingSlot,
     Baseline,
     Deploying {
         steps: Vec<DeployStep>,
@@ -256,6 +300,9 @@ pub struct Machine {
     finished_sent: bool,
     held: Option<String>,
     attest: Vec<checklist::ItemKey>,
+    /// Whether this deployment holds its service's production slot.
+    slot: bool,
+    window_override: Option<crate::record::WindowOverride>,
 }
 
 /// Why a request cannot be submitted at all.
@@ -301,6 +348,7 @@ impl Machine {
         };
         let strategy = request.strategy.unwrap_or(settings.defaults.strategy);
         let attest = request.attest.clone();
+        let window_override = request.window_override.clone();
         let submitted = Fact::Submitted {
             id,
             at: now,
@@ -331,6 +379,8 @@ impl Machine {
             finished_sent: false,
             held,
             attest,
+            slot: false,
+            window_override: None,
         };
         let mut out = Output {
             facts: vec![submitted],
@@ -344,6 +394,20 @@ impl Machine {
                 note: String::new(),
             },
         );
+        if let Some(o) = window_override {
+            m.window_override = Some(o.clone());
+            m.emit(
+                &mut out,
+                Fact::Approval(Approval {
+                    role: Role::Manager,
+                    decision: Decision::WindowOverride,
+                    by: o.by,
+                    at: now,
+                    reason: o.reason,
+                    criteria: vec![],
+                }),
+            );
+        }
         Ok((m, out))
     }
 
@@ -501,6 +565,8 @@ impl Machine {
                 at: now,
                 reason,
                 detail: detail.clone(),
+                acknowledged_by: None,
+                acknowledged_at: None,
             }),
         );
         let (subject, body) = report::escalation_message(&self.record, reason, &detail, now, &self.settings);
@@ -563,7 +629,61 @@ impl Machine {
                 self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
                 return Ok(());
             }
+            Event::Acknowledge { index, by } => {
+                match index.checked_sub(1).and_then(|i| self.record.escalations.get(i)) {
+                    None => {
+                        out.refusal = Some(format!(
+                            "deployment {} has no escalation {index} (it has {})",
+                            self.record.id,
+                            self.record.escalations.len()
+                        ))
+                    }
+                    Some(e) if e.acknowledged_by.is_some() => {
+                        out.refusal = Some(format!(
+                            "escalation {index} of {} was already acknowledged by {}",
+                            self.record.id,
+                            e.acknowledged_by.clone().unwrap_or_default()
+                        ))
+                    }
+                    Some(_) => self.emit(out, Fact::Acknowledged { at: now, index, by }),
+                }
+                return Ok(());
+            }
+            Event::Refused { by, role, what, reason } => {
+                match role {
+                    Some(role) => self.approval(out, now, role, Decision::Refused, by, reason),
+                    None => self.emit(
+                        out,
+                        Fact::Note {
+                            at: now,
+                            event: format!("Refused: {by} may not {what}: {reason}"),
+                        },
+                    ),
+                }
+                return Ok(());
+            }
             Event::ManualRollback { by, reason } => {
+                if self.record.status == Status::Succeeded
+                    && self.record.kind != DeploymentType::Rollback
+                    && self.record.deploy_log.is_some()
+                {
+                    // Rolling back a release that succeeded: production runs it,
+                    // so restore what ran before.
+                    self.finished_sent = false;
+                    self.phase = Phase::Monitoring { since: now };
+                    self.set_status(
+                        out,
+                        now,
+                        Status::InProgress,
+                        format!("Rollback after success requested by {by}"),
+                    );
+                    return self.trigger_rollback(
+                        out,
+                        now,
+                        RollbackTrigger::Manual,
+                        format!("requested by {by} after the deployment succeeded: {reason}"),
+                    );
+                }
                 if !self.in_production() {
                     out.refusal = Some(format!(
                         "deployment {} is not in production; nothing to roll back",
@@ -601,7 +721,7 @@ impl Machine {
                         return Ok(());
                     }
                 }
-                if self.policy.windows == WindowRule::Scheduled {
+                if self.policy.windows == WindowRule::Scheduled && self.window_override.is_none() {
                     let at = self.record.scheduled_for.expect("checked at submission");
                     if let Err(why) = Calendar::new(&self.settings.windows).check(at) {
                         self.emit(
@@ -700,7 +820,7 @@ impl Machine {
                     }
                     Advice::AskHuman => {
                         let minutes = self.settings.agents.get(role).approval_timeout_minutes;
-                        let deadline = now + Duration::minutes(minutes as i64);
+                        let deadline = now + crate::settings::minutes(minutes);
                         roles.insert(role, RoleState::AwaitingHuman { deadline });
                         self.emit(
                             out,
@@ -822,7 +942,8 @@ impl Machine {
                                     at: now,
                                     event: format!(
                                         "Canary analysis at {}% for {} min",
-                                        self.traffic, self.settings.strategies.canary.analysis_minutes
+                                        self.traffic,
+                                        fmt_num(self.settings.strategies.canary.analysis_minutes)
                                     ),
                                 },
                             );
@@ -893,6 +1014,29 @@ impl Machine {
                 self.observed(out, now, obs)
             }
             (Phase::RollingBack, Event::RolledBack(outcome)) => self.rolled_back(out, now, outcome),
+            (Phase::AwaitingSlot, Event::SlotGranted { production }) => {
+                self.slot = true;
+                if production.current_version != self.production.current_version {
+                    self.emit(
+                        out,
+                        Fact::ProductionSeen {
+                            at: now,
+                            previous_version: production.current_version.clone(),
+                            note: format!(
+                                "Production changed while queued: {} now runs {}",
+                                self.record.service,
+                                production
+                                    .current_version
+                                    .as_ref()
+                                    .map(|v| v.to_string())
+                                    .unwrap_or_else(|| "nothing".into())
+                            ),
+                        },
+                    );
+                }
+                self.production = production;
+                self.start_deploy(out, now)
+            }
             (phase, event) => {
                 // A late or duplicate result (e.g. an agent answering after the
                 // deployment ended) changes nothing; a person's decision that
@@ -912,7 +1056,7 @@ impl Machine {
 
 impl Machine {
     fn interval(&self) -> Duration {
-        Duration::minutes(self.settings.monitoring.sample_interval_minutes as i64)
+        crate::settings::minutes(self.settings.monitoring.sample_interval_minutes)
     }
 
     fn minute(&self, now: DateTime<Utc>) -> u32 {
@@ -1003,8 +1147,16 @@ impl Machine {
         Ok(())
     }
 
+    /// The window rule that applies: a manager's override lifts the calendar.
+    fn window_rule(&self) -> WindowRule {
+        match (self.policy.windows, &self.window_override) {
+            (WindowRule::Wait, Some(_)) => WindowRule::Bypass,
+            (rule, _) => rule,
+        }
+    }
+
     fn planned_deploy_time(&self, now: DateTime<Utc>) -> DateTime<Utc> {
-        match self.policy.windows {
+        match self.window_rule() {
             WindowRule::Bypass => now,
             WindowRule::Scheduled => self.record.scheduled_for.unwrap_or(now).max(now),
             WindowRule::Wait => Calendar::new(&self.settings.windows).next_allowed(now).unwrap_or(now),
@@ -1106,13 +1258,14 @@ impl Machine {
     fn wait_for_window(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         let settings = self.settings.clone();
         let calendar = Calendar::new(&settings.windows);
-        let start_at = match self.policy.windows {
+        let overridden = self.window_override.is_some();
+        let start_at = match self.window_rule() {
             WindowRule::Bypass => Some(now),
             WindowRule::Scheduled => {
                 let at = self.record.scheduled_for.unwrap_or(now);
                 if at >= now {
                     Some(at)
-                } else if calendar.check(now).is_ok() {
+                } else if overridden || calendar.check(now).is_ok() {
                     Some(now)
                 } else {
                     self.emit(
@@ -1154,7 +1307,7 @@ impl Machine {
     }
 
     fn start_deploy(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
-        if self.policy.windows == WindowRule::Wait {
+        if self.window_rule() == WindowRule::Wait {
             // A freeze or holiday added while waiting still applies.
             if let Err(b) = Calendar::new(&self.settings.windows).check(now) {
                 self.emit(
@@ -1166,6 +1319,20 @@ impl Machine {
                 );
                 return self.wait_for_window(out, now);
             }
+        }
+        if !self.slot {
+            self.phase = Phase::AwaitingSlot;
+            self.set_status(
+                out,
+                now,
+                Status::Queued,
+                format!(
+                    "Approved; waiting for the deployment of {} ahead of it",
+                    self.record.service
+                ),
+            );
+            out.effects.push(Effect::AcquireSlot);
+            return Ok(());
         }
         self.enter(out, now, Stage::Deploy)?;
         self.set_status(out, now, Status::InProgress, "");
@@ -1236,6 +1403,7 @@ impl Machine {
                 }
                 let minutes = self.settings.agents.get(role).approval_timeout_minutes;
                 let by = format!("{} agent", approval::role_title(role));
+                let minutes = fmt_num(minutes);
                 let reason = format!("no decision within {minutes} minutes");
                 self.approval(out, now, role, Decision::TimedOut, by, reason);
                 self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
@@ -1453,8 +1621,8 @@ impl Machine {
     ) -> Result<(), IllegalTransition> {
         match self.phase.clone() {
             Phase::Analysing { steps, index, since } => {
-                let minutes = self.settings.strategies.canary.analysis_minutes as i64;
-                if conclusive && self.watch.breaches.is_empty() && now - since >= Duration::minutes(minutes) {
+                let length = crate::settings::minutes(self.settings.strategies.canary.analysis_minutes);
+                if conclusive && self.watch.breaches.is_empty() && now - since >= length {
                     self.emit(
                         out,
                         Fact::Note {
@@ -1466,7 +1634,7 @@ impl Machine {
                 }
             }
             Phase::Monitoring { since } => {
-                let elapsed = (now - since).num_minutes().max(0) as u32;
+                let elapsed = (now - since).num_milliseconds().max(0) as f64 / 60_000.0;
                 let due: Vec<_> = self
                     .settings
                     .monitoring
@@ -1495,7 +1663,7 @@ impl Machine {
                         out,
                         now,
                         Outcome::Passed,
-                        format!("{} min monitoring complete", self.policy.monitoring_minutes),
+                        format!("{} min monitoring complete", fmt_num(self.policy.monitoring_minutes)),
                     );
                     if self.record.strategy == Strategy::BlueGreen {
                         let colour = self.production.active_colour;

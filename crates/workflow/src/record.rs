@@ -29,6 +29,16 @@ pub struct Request {
     pub scheduled_for: Option<DateTime<Utc>>,
     /// Checklist items the submitter attests.
     pub attest: Vec<ItemKey>,
+    /// A manager's permission to deploy outside the allowed windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_override: Option<WindowOverride>,
+}
+
+/// Permission to deploy outside the allowed windows, given by a manager.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowOverride {
+    pub by: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,6 +140,8 @@ pub enum Decision {
     Denied,
     Refused,
     TimedOut,
+    /// A manager allowed a deployment outside the allowed windows.
+    WindowOverride,
 }
 
 /// One approval criterion and whether it held.
@@ -165,6 +177,11 @@ pub struct Escalation {
     pub at: DateTime<Utc>,
     pub reason: EscalationReason,
     pub detail: String,
+    /// Who acknowledged it, and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -214,9 +231,9 @@ pub struct SampleEntry {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointEntry {
-    pub minute: u32,
+    pub minute: f64,
     pub check: CheckpointCheck,
     pub at: DateTime<Utc>,
     pub passed: bool,
@@ -364,6 +381,18 @@ pub enum Fact {
         version: Option<Version>,
         note: String,
     },
+    /// A person acknowledged escalation number `index` (from 1).
+    Acknowledged {
+        at: DateTime<Utc>,
+        index: usize,
+        by: String,
+    },
+    /// Production changed while the deployment waited in the queue.
+    ProductionSeen {
+        at: DateTime<Utc>,
+        previous_version: Option<Version>,
+        note: String,
+    },
     Issue {
         at: DateTime<Utc>,
         issue: String,
@@ -509,6 +538,7 @@ impl Record {
                     Decision::Denied => "denied",
                     Decision::Refused => "refused",
                     Decision::TimedOut => "timed out",
+                    Decision::WindowOverride => "window override granted",
                 };
                 self.note(
                     a.at,
@@ -631,6 +661,23 @@ impl Record {
                 if !note.is_empty() {
                     self.note(at, note);
                 }
+            }
+            Fact::Acknowledged { at, index, by } => {
+                if let Some(e) = index.checked_sub(1).and_then(|i| self.escalations.get_mut(i)) {
+                    e.acknowledged_by = Some(by.clone());
+                    e.acknowledged_at = Some(at);
+                    let reason = e.reason;
+                    self.note(at, format!("Escalation {index} ({reason}) acknowledged by {by}"));
+                }
+            }
+            Fact::ProductionSeen {
+                at,
+                previous_version,
+                note,
+            } => {
+                self.production_version = previous_version.clone();
+                self.previous_version = previous_version;
+                self.note(at, note);
             }
             Fact::Issue { at, issue } => {
                 self.note(at, format!("Issue: {issue}"));

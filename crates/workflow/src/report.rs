@@ -150,7 +150,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 {{ rollback.incident }}
 {% endif %}{% if escalations %}
 ## Escalations
-{% for e in escalations %}- {{ e.at }} {{ e.reason }}: {{ e.detail }}
+{% for e in escalations %}- {{ e.at }} {{ e.reason }}: {{ e.detail }}{% if e.acknowledged_by %} (acknowledged by {{ e.acknowledged_by }} at {{ e.acknowledged_at }}){% endif %}
 {% endfor %}{% endif %}{% if notifications %}
 ## Notifications
 {% for n in notifications %}- {{ n.at }} [{{ n.kind }}] {{ n.subject }}{% if not n.delivered %} (NOT DELIVERED: {{ n.error }}){% endif %}
@@ -339,6 +339,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
                 Decision::Denied => "DENIED",
                 Decision::Refused => "REFUSED",
                 Decision::TimedOut => "TIMED OUT",
+                Decision::WindowOverride => "WINDOW OVERRIDE",
             };
             let by = if a.by.ends_with(" agent") { format!("{} Agent", role_title(a.role)) } else { a.by.clone() };
             context! { by, role => a.role.as_str(), at => ts(a.at), decision, reason => a.reason.clone(), criteria => Value::from_serialize(&a.criteria) }
@@ -435,21 +436,21 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         monitoring,
         alerts,
         rollback,
-        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone() }).collect::<Vec<_>>(),
+        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone(), acknowledged_by => e.acknowledged_by.clone(), acknowledged_at => e.acknowledged_at.map(ts) }).collect::<Vec<_>>(),
         notifications => r.notifications.iter().map(|n| context! { at => ts(n.at), kind => n.kind.as_str(), subject => n.subject.clone(), delivered => n.delivered, error => n.error.clone().unwrap_or_default() }).collect::<Vec<_>>(),
     };
     render(DEPLOYMENT_RECORD, ctx)
 }
 
 /// Estimated minutes from the start of DEPLOY to the end of MONITOR.
-pub fn expected_minutes(r: &Record, settings: &Settings) -> u32 {
+pub fn expected_minutes(r: &Record, settings: &Settings) -> f64 {
     let policy = settings.types.get(r.kind);
     let analysis = match r.strategy {
         Strategy::Canary => {
-            (settings.strategies.canary.steps.len() as u32).saturating_sub(1)
+            settings.strategies.canary.steps.len().saturating_sub(1) as f64
                 * settings.strategies.canary.analysis_minutes
         }
-        _ => 0,
+        _ => 0.0,
     };
     analysis + policy.monitoring_minutes
 }
@@ -476,7 +477,7 @@ pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Set
         context! {
             service => r.service.to_string(), version => version_of(r), date, time,
             changes => Value::from_serialize(&r.changes),
-            duration => format!("about {} minutes including monitoring", expected_minutes(r, settings)),
+            duration => format!("about {} minutes including monitoring", fmt_num(expected_minutes(r, settings))),
             impact, contact => settings.notifications.contact.clone(),
         },
     );

@@ -17,6 +17,14 @@ use crate::types::{DeploymentType, Role, Stage, Strategy};
 /// The bundled defaults, compiled in.
 pub const BUILTIN_AGENTS_TOML: &str = include_str!("../../../agents.toml");
 
+/// The shortest duration a setting in minutes may have: one second.
+pub const MIN_MINUTES: f64 = 1.0 / 60.0;
+
+/// A duration given in (possibly fractional) minutes, to the millisecond.
+pub fn minutes(m: f64) -> chrono::Duration {
+    chrono::Duration::milliseconds((m * 60_000.0).round() as i64)
+}
+
 /// Prefix of environment overrides: `STAGECOACH__SECTION__KEY`.
 pub const ENV_PREFIX: &str = "STAGECOACH";
 
@@ -87,7 +95,7 @@ pub struct TypePolicy {
     pub approvers: Vec<Role>,
     pub windows: WindowRule,
     pub qa_suites: SuiteSelection,
-    pub monitoring_minutes: u32,
+    pub monitoring_minutes: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,7 +129,7 @@ pub enum ApprovalMode {
 #[serde(deny_unknown_fields)]
 pub struct AgentSettings {
     pub mode: ApprovalMode,
-    pub approval_timeout_minutes: u32,
+    pub approval_timeout_minutes: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,7 +222,7 @@ pub struct Strategies {
 #[serde(deny_unknown_fields)]
 pub struct CanarySettings {
     pub steps: Vec<u8>,
-    pub analysis_minutes: u32,
+    pub analysis_minutes: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -252,14 +260,14 @@ impl CheckpointCheck {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
-    pub minute: u32,
+    pub minute: f64,
     pub check: CheckpointCheck,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MonitoringSettings {
-    pub sample_interval_minutes: u32,
+    pub sample_interval_minutes: f64,
     pub breaches_to_rollback: u32,
     pub inconclusive_escalate_after: u32,
     pub checkpoints: Vec<Checkpoint>,
@@ -425,8 +433,44 @@ impl Settings {
                 "strategies.canary.steps: {steps:?} must be increasing percentages between 1 and 100 ending at 100"
             ));
         }
-        if self.monitoring.sample_interval_minutes == 0 {
-            return bad("monitoring.sample_interval_minutes: must be at least 1".into());
+        let durations = [
+            (
+                "monitoring.sample_interval_minutes",
+                self.monitoring.sample_interval_minutes,
+            ),
+            (
+                "strategies.canary.analysis_minutes",
+                self.strategies.canary.analysis_minutes,
+            ),
+            (
+                "agents.manager.approval_timeout_minutes",
+                self.agents.manager.approval_timeout_minutes,
+            ),
+            (
+                "agents.security.approval_timeout_minutes",
+                self.agents.security.approval_timeout_minutes,
+            ),
+            (
+                "agents.devops.approval_timeout_minutes",
+                self.agents.devops.approval_timeout_minutes,
+            ),
+            (
+                "agents.qa.approval_timeout_minutes",
+                self.agents.qa.approval_timeout_minutes,
+            ),
+        ];
+        if let Some((name, v)) = durations.iter().find(|(_, v)| !v.is_finite() || *v < MIN_MINUTES) {
+            return bad(format!(
+                "{name}: {v} must be a number of minutes of at least {MIN_MINUTES} (fractions such as 0.25 = 15 s are allowed)"
+            ));
+        }
+        for (i, c) in self.monitoring.checkpoints.iter().enumerate() {
+            if !c.minute.is_finite() || c.minute < 0.0 {
+                return bad(format!(
+                    "monitoring.checkpoints[{i}].minute: {} must be a non-negative number",
+                    c.minute
+                ));
+            }
         }
         if self.monitoring.breaches_to_rollback == 0 || self.monitoring.inconclusive_escalate_after == 0 {
             return bad(
@@ -476,9 +520,14 @@ impl Settings {
                     "types.{name}.stages: must contain exactly one of \"deploy\" or \"rollback\""
                 ));
             }
-            if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes == 0 {
+            if !p.monitoring_minutes.is_finite() || p.monitoring_minutes < 0.0 {
                 return bad(format!(
-                    "types.{name}.monitoring_minutes: must be at least 1 when the type runs \"monitor\""
+                    "types.{name}.monitoring_minutes: must be a non-negative number"
+                ));
+            }
+            if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes < MIN_MINUTES {
+                return bad(format!(
+                    "types.{name}.monitoring_minutes: must be at least {MIN_MINUTES} when the type runs \"monitor\""
                 ));
             }
         }
@@ -500,8 +549,8 @@ mod tests {
         assert_eq!(s.types.standard.approvers, vec![Role::Manager]);
         assert_eq!(s.types.hotfix.approvers, vec![Role::Manager, Role::Security]);
         assert_eq!(s.types.rollback.approvers, vec![Role::Devops]);
-        assert_eq!(s.types.hotfix.monitoring_minutes, 30);
-        assert_eq!(s.types.standard.monitoring_minutes, 60);
+        assert_eq!(s.types.hotfix.monitoring_minutes, 30.0);
+        assert_eq!(s.types.standard.monitoring_minutes, 60.0);
         assert_eq!(s.strategies.canary.steps, vec![5, 25, 50, 100]);
         assert_eq!(s.thresholds.error_rate_investigate, 0.01);
         assert_eq!(s.thresholds.error_rate_rollback, 0.05);
@@ -509,8 +558,8 @@ mod tests {
         assert_eq!(s.monitoring.inconclusive_escalate_after, 4);
         assert_eq!(s.escalation.repeated_failures, 3);
         assert_eq!(s.rollback.on_irreversible_migration, IrreversiblePolicy::Freeze);
-        let minutes: Vec<u32> = s.monitoring.checkpoints.iter().map(|c| c.minute).collect();
-        assert_eq!(minutes, vec![5, 15, 30, 60]);
+        let minutes: Vec<f64> = s.monitoring.checkpoints.iter().map(|c| c.minute).collect();
+        assert_eq!(minutes, vec![5.0, 15.0, 30.0, 60.0]);
         assert_eq!(s.qa.critical_suites, vec!["unit", "smoke"]);
     }
 

@@ -57,6 +57,7 @@ fn request(kind: DeploymentType, strategy: Option<Strategy>) -> Request {
         changes: vec!["New payment provider".into(), "Faster cart".into()],
         scheduled_for: None,
         attest: vec![],
+        window_override: None,
     }
 }
 
@@ -262,6 +263,8 @@ struct Run {
     events: usize,
     /// Commands sent once the run has handled that many events.
     commands: VecDeque<(usize, Event)>,
+    /// Production as submitted; nothing else deploys the service meanwhile.
+    production: Production,
 }
 
 impl Run {
@@ -277,7 +280,14 @@ impl Run {
         held: Option<String>,
     ) -> Result<Run, SubmitError> {
         let settings = Arc::new(settings);
-        let (machine, out) = Machine::submit(DeploymentId(1), now, request, production, settings.clone(), held)?;
+        let (machine, out) = Machine::submit(
+            DeploymentId(1),
+            now,
+            request,
+            production.clone(),
+            settings.clone(),
+            held,
+        )?;
         let mut run = Run {
             machine,
             settings,
@@ -291,6 +301,7 @@ impl Run {
             finished: 0,
             events: 0,
             commands: VecDeque::new(),
+            production,
         };
         run.absorb(out);
         Ok(run)
@@ -370,6 +381,10 @@ impl Run {
                 incidents: (world.incidents)(minute),
             }),
             Effect::Rollback(plan) => Event::RolledBack(world.rollback_outcome(&plan)),
+            // A single deployment has its service to itself.
+            Effect::AcquireSlot => Event::SlotGranted {
+                production: self.production.clone(),
+            },
             Effect::Timer { .. } | Effect::Finished => unreachable!("never queued"),
         };
         self.send(event)
@@ -492,7 +507,7 @@ fn checkpoints(r: &Record) -> Vec<(u32, CheckpointCheck, bool)> {
     r.monitoring
         .checkpoints
         .iter()
-        .map(|c| (c.minute, c.check, c.passed))
+        .map(|c| (c.minute as u32, c.check, c.passed))
         .collect()
 }
 
@@ -2095,8 +2110,8 @@ impl Scenario {
         s.agents.devops.mode = mode(self.human[2]);
         s.monitoring.breaches_to_rollback = self.breaches;
         let (interval, analysis, batch, checks) = self.tuning;
-        s.monitoring.sample_interval_minutes = interval;
-        s.strategies.canary.analysis_minutes = analysis;
+        s.monitoring.sample_interval_minutes = interval as f64;
+        s.strategies.canary.analysis_minutes = analysis as f64;
         s.strategies.rolling.batch_size = batch;
         s.strategies.blue_green.pre_switch_health_checks = checks;
         if self.irreversible_rollback {
