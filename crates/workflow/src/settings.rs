@@ -326,6 +326,90 @@ pub enum SettingsError {
     Invalid(String),
 }
 
+/// Keys whose environment values are comma-separated lists.
+const LIST_KEYS: &[&str] = &[
+    "types.standard.stages",
+    "types.hotfix.stages",
+    "types.rollback.stages",
+    "types.scheduled.stages",
+    "types.standard.approvers",
+    "types.hotfix.approvers",
+    "types.rollback.approvers",
+    "types.scheduled.approvers",
+    "qa.critical_suites",
+    "windows.never_days",
+    "windows.holidays",
+    "strategies.canary.steps",
+    "checklist.attested",
+    "checklist.required",
+];
+
+/// Merges `base`, then `layers` in order, then the `STAGECOACH__…` entries
+/// of `env` into a `T`, naming the layer (or the environment) at fault.
+fn load_layers<T: serde::de::DeserializeOwned>(
+    base: Option<&str>,
+    layers: &[(&str, String)],
+    env: &BTreeMap<String, String>,
+    list_keys: &[&str],
+) -> Result<T, SettingsError> {
+    use config::{Config, Environment, File, FileFormat};
+    let start = || {
+        let b = Config::builder();
+        match base {
+            Some(text) => b.add_source(File::from_str(text, FileFormat::Toml)),
+            None => b,
+        }
+    };
+    let mut builder = start();
+    for (name, text) in layers {
+        // Check each layer over the defaults on its own first, so that a
+        // syntax error, an unknown key or a wrong type names its source.
+        let alone = start()
+            .add_source(File::from_str(text, FileFormat::Toml))
+            .build()
+            .and_then(|c| c.try_deserialize::<T>());
+        if let Err(e) = alone {
+            return Err(SettingsError::Load {
+                source_name: name.to_string(),
+                message: e.to_string(),
+            });
+        }
+        builder = builder.add_source(File::from_str(text, FileFormat::Toml));
+    }
+    let env_map: config::Map<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let has_env = !env_map.is_empty();
+    let mut source = Environment::with_prefix(ENV_PREFIX)
+        .prefix_separator("__")
+        .separator("__")
+        .list_separator(",")
+        .try_parsing(true);
+    for key in list_keys {
+        source = source.with_list_parse_key(key);
+    }
+    builder = builder.add_source(source.source(Some(env_map)));
+    let name = if has_env {
+        "configuration (with STAGECOACH__ environment overrides)"
+    } else {
+        "configuration"
+    };
+    builder
+        .build()
+        .and_then(|c| c.try_deserialize::<T>())
+        .map_err(|e| SettingsError::Load {
+            source_name: name.to_string(),
+            message: e.to_string(),
+        })
+}
+
+/// No tables beyond the workflow's.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoExtra {}
+
 /// One layer of configuration text, named for error messages.
 #[derive(Debug, Clone)]
 pub struct Layer<'a> {
@@ -342,67 +426,46 @@ impl Settings {
     /// Merges the bundled defaults, then `layers` in order, then the
     /// `STAGECOACH__…` entries of `env`, and validates the result.
     pub fn load(layers: &[Layer<'_>], env: &BTreeMap<String, String>) -> Result<Settings, SettingsError> {
-        use config::{Config, Environment, File, FileFormat};
-        let mut builder = Config::builder().add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml));
+        Settings::load_with::<NoExtra>(layers, env, &[]).map(|(s, _)| s)
+    }
+
+    /// Like [`Settings::load`], for a file that also has the top-level
+    /// tables `extra` (the daemon's `[server]`, `[[principals]]`, …): those
+    /// are read into `X` from the same layers and environment.
+    pub fn load_with<X: serde::de::DeserializeOwned>(
+        layers: &[Layer<'_>],
+        env: &BTreeMap<String, String>,
+        extra: &[&str],
+    ) -> Result<(Settings, X), SettingsError> {
+        // Each layer is split in two: the workflow's tables and the `extra` ones.
+        let mut mine = vec![];
+        let mut theirs = vec![];
         for layer in layers {
-            // Check each layer over the defaults on its own first, so that a
-            // syntax error, an unknown key or a wrong type names its source.
-            let alone = Config::builder()
-                .add_source(File::from_str(BUILTIN_AGENTS_TOML, FileFormat::Toml))
-                .add_source(File::from_str(layer.toml, FileFormat::Toml))
-                .build()
-                .and_then(|c| c.try_deserialize::<Settings>());
-            if let Err(e) = alone {
-                return Err(SettingsError::Load {
-                    source_name: layer.name.to_string(),
-                    message: e.to_string(),
-                });
-            }
-            builder = builder.add_source(File::from_str(layer.toml, FileFormat::Toml));
+            let load = |message: String| SettingsError::Load {
+                source_name: layer.name.to_string(),
+                message,
+            };
+            let table: toml::Table = layer.toml.parse().map_err(|e: toml::de::Error| load(e.to_string()))?;
+            let (x, w): (toml::Table, toml::Table) = table.into_iter().partition(|(k, _)| extra.contains(&k.as_str()));
+            mine.push((layer.name, toml::to_string(&w).map_err(|e| load(e.to_string()))?));
+            theirs.push((layer.name, toml::to_string(&x).map_err(|e| load(e.to_string()))?));
         }
-        let env_map: config::Map<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with(&format!("{ENV_PREFIX}__")))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let has_env = !env_map.is_empty();
-        builder = builder.add_source(
-            Environment::with_prefix(ENV_PREFIX)
-                .prefix_separator("__")
-                .separator("__")
-                .list_separator(",")
-                .with_list_parse_key("types.standard.stages")
-                .with_list_parse_key("types.hotfix.stages")
-                .with_list_parse_key("types.rollback.stages")
-                .with_list_parse_key("types.scheduled.stages")
-                .with_list_parse_key("types.standard.approvers")
-                .with_list_parse_key("types.hotfix.approvers")
-                .with_list_parse_key("types.rollback.approvers")
-                .with_list_parse_key("types.scheduled.approvers")
-                .with_list_parse_key("qa.critical_suites")
-                .with_list_parse_key("windows.never_days")
-                .with_list_parse_key("windows.holidays")
-                .with_list_parse_key("strategies.canary.steps")
-                .with_list_parse_key("checklist.attested")
-                .with_list_parse_key("checklist.required")
-                .try_parsing(true)
-                .source(Some(env_map)),
-        );
-        let name = if has_env {
-            "configuration (with STAGECOACH__ environment overrides)"
-        } else {
-            "configuration"
+        let is_extra = |key: &str| {
+            let section = key
+                .strip_prefix(&format!("{ENV_PREFIX}__"))
+                .and_then(|rest| rest.split("__").next())
+                .unwrap_or("")
+                .to_ascii_lowercase();
+            extra.contains(&section.as_str())
         };
-        let merged = builder.build().map_err(|e| SettingsError::Load {
-            source_name: name.to_string(),
-            message: e.to_string(),
-        })?;
-        let settings: Settings = merged.try_deserialize().map_err(|e| SettingsError::Load {
-            source_name: name.to_string(),
-            message: e.to_string(),
-        })?;
+        let env_mine: BTreeMap<String, String> =
+            env.iter().filter(|(k, _)| !is_extra(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env_theirs: BTreeMap<String, String> =
+            env.iter().filter(|(k, _)| is_extra(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let settings: Settings = load_layers(Some(BUILTIN_AGENTS_TOML), &mine, &env_mine, LIST_KEYS)?;
         settings.validate()?;
-        Ok(settings)
+        let x: X = load_layers(None, &theirs, &env_theirs, &[])?;
+        Ok((settings, x))
     }
 
     /// Checks the rules that the schema alone cannot express.
