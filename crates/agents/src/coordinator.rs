@@ -156,6 +156,7 @@ impl Coordinator {
             id: r.id,
             service: r.service.clone(),
             version: r.version.clone(),
+            previous_version: r.previous_version.clone(),
             kind: r.kind,
             strategy: r.strategy,
             submitted_by: r.submitted_by.clone(),
@@ -676,6 +677,11 @@ impl Coordinator {
         }
     }
 
+    /// Every deployment's record (Markdown not rendered), in submission order.
+    pub fn records(&self) -> Vec<workflow::Record> {
+        self.machines.values().map(|m| m.record().clone()).collect()
+    }
+
     /// One deployment's record, with its Markdown rendered.
     pub fn record(&self, id: DeploymentId) -> Option<workflow::Record> {
         self.machines.get(&id).map(|m| m.rendered_record())
@@ -763,13 +769,18 @@ impl Handler<Decide> for Coordinator {
     type Result = Result<(), CommandError>;
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
         let d = msg.0;
+        let m = self.machines.get(&d.id).ok_or(CommandError::NotFound(d.id))?;
+        let forbidden = workflow::approval::may_decide(m.record(), d.role, &d.by).err();
         let event = Event::HumanDecision {
             role: d.role,
             approve: d.approve,
             by: d.by,
             reason: d.reason,
         };
-        self.feed(d.id, event, ctx)
+        match (self.feed(d.id, event, ctx), forbidden) {
+            (Err(CommandError::Refused(r)), Some(why)) if r == why => Err(CommandError::Forbidden(r)),
+            (result, _) => result,
+        }
     }
 }
 

@@ -91,6 +91,9 @@ pub enum CommandError {
     NotFound(DeploymentId),
     #[error("{0}")]
     Refused(String),
+    /// The person may not do this (separation of duties).
+    #[error("{0}")]
+    Forbidden(String),
     /// The journal could not record the command, so nothing was done.
     #[error("{0}")]
     Unavailable(String),

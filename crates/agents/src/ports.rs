@@ -20,6 +20,8 @@ pub struct Target {
     pub id: DeploymentId,
     pub service: ServiceName,
     pub version: Option<Version>,
+    /// What production ran before this deployment.
+    pub previous_version: Option<Version>,
     pub kind: DeploymentType,
     pub strategy: Strategy,
     pub submitted_by: String,

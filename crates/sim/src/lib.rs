@@ -105,7 +105,8 @@ pub fn settings_for(
             toml: text,
         });
     }
-    Settings::load(&layers, env)
+    // A configuration file shared with the daemon may carry its tables too.
+    Settings::load_with::<serde::de::IgnoredAny>(&layers, env, workflow::settings::DAEMON_TABLES).map(|(s, _)| s)
 }
 
 struct Collector(tokio::sync::mpsc::UnboundedSender<workflow::types::DeploymentId>);

@@ -86,6 +86,15 @@ impl World {
         self.request_of.lock().expect("world lock").insert(id, request);
     }
 
+    /// Sets what production runs for `service`: its current and previous
+    /// versions (the daemon seeds them from its journal at start-up).
+    pub fn set_production(&self, service: &ServiceName, current: Option<Version>, previous: Option<Version>) {
+        self.update(service, |s| {
+            s.current = current;
+            s.previous = previous;
+        });
+    }
+
     fn state(&self, service: &ServiceName) -> ServiceState {
         self.services
             .lock()

@@ -200,13 +200,27 @@ mod hhmm {
     use chrono::NaiveTime;
     use serde::{Deserialize, Deserializer, Serializer};
 
+    /// "24:00", the end of the day: the last instant of it.
+    fn end_of_day() -> NaiveTime {
+        NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("a valid time")
+    }
+
     pub fn serialize<S: Serializer>(t: &NaiveTime, s: S) -> Result<S::Ok, S::Error> {
+        if *t == end_of_day() {
+            return s.serialize_str("24:00");
+        }
         s.serialize_str(&t.format("%H:%M").to_string())
     }
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<NaiveTime, D::Error> {
         let s = String::deserialize(d)?;
-        NaiveTime::parse_from_str(&s, "%H:%M")
-            .map_err(|_| serde::de::Error::custom(format!("time {s:?} is not HH:MM (24-hour clock)")))
+        if s == "24:00" {
+            return Ok(end_of_day());
+        }
+        NaiveTime::parse_from_str(&s, "%H:%M").map_err(|_| {
+            serde::de::Error::custom(format!(
+                "time {s:?} is not HH:MM (24-hour clock; \"24:00\" ends the day)"
+            ))
+        })
     }
 }
 
@@ -405,6 +419,10 @@ fn load_layers<T: serde::de::DeserializeOwned>(
         })
 }
 
+/// The top-level tables of `agents.toml` that configure the daemon rather
+/// than the workflow (read by the `daemon` crate; ignored by the simulator).
+pub const DAEMON_TABLES: &[&str] = &["server", "storage", "principals", "services"];
+
 /// No tables beyond the workflow's.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -458,10 +476,16 @@ impl Settings {
                 .to_ascii_lowercase();
             extra.contains(&section.as_str())
         };
-        let env_mine: BTreeMap<String, String> =
-            env.iter().filter(|(k, _)| !is_extra(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
-        let env_theirs: BTreeMap<String, String> =
-            env.iter().filter(|(k, _)| is_extra(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+        let env_mine: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| !is_extra(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let env_theirs: BTreeMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| is_extra(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let settings: Settings = load_layers(Some(BUILTIN_AGENTS_TOML), &mine, &env_mine, LIST_KEYS)?;
         settings.validate()?;
         let x: X = load_layers(None, &theirs, &env_theirs, &[])?;

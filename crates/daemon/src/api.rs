@@ -1,0 +1,729 @@
+//! The HTTP API (actix-web). Every `/v1` route authenticates a principal by
+//! bearer token, checks its roles, and talks to the Coordinator only by
+//! message; refusals of commands on a deployment are journaled with who
+//! tried. `docs/api.md` documents the routes; `/v1/openapi.json` serves the
+//! OpenAPI description.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::http::{header, StatusCode};
+use actix_web::web::{self, Bytes};
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use agents::messages::{self as msg, CommandError};
+use agents::ports::HumanDecision;
+use agents::Coordinator;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::json;
+use workflow::record::{Record, Request, WindowOverride};
+use workflow::settings::WindowRule;
+use workflow::types::{DeploymentId, DeploymentType, Role, ServiceName, Status, Strategy, Version};
+use workflow::Settings;
+
+use crate::auth::Principals;
+use crate::config::{Principal, PrincipalRole};
+
+/// Largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+
+/// The OpenAPI description of this API.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub struct AppState {
+    pub coordinator: Addr<Coordinator>,
+    pub principals: Principals,
+    pub settings: Arc<Settings>,
+}
+
+/// An error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid", message)
+    }
+    fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}): {}", self.status, self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status).json(json!({"error": {"code": self.code, "message": self.message}}))
+    }
+}
+
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Invalid(m) => ApiError::invalid(m),
+            CommandError::NotFound(id) => {
+                ApiError::not_found(format!("no deployment {id}; list them with `stagecoach list`"))
+            }
+            CommandError::Refused(m) => ApiError::new(StatusCode::CONFLICT, "conflict", m),
+            CommandError::Forbidden(m) => ApiError::forbidden(m),
+            CommandError::Unavailable(m) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+        }
+    }
+}
+
+fn mailbox(e: actix::MailboxError) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("the coordinator is not running ({e}); the daemon is shutting down, retry after it restarts"),
+    )
+}
+
+type ApiResult = Result<HttpResponse, ApiError>;
+
+// ---- authentication ----------------------------------------------------------
+
+fn principal<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Principal, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| unauthorized("missing Authorization header; send `Authorization: Bearer TOKEN`"))?;
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
+    state
+        .principals
+        .find(token)
+        .ok_or_else(|| unauthorized("unknown token; check --token, STAGECOACH_TOKEN or the state dir's admin.token"))
+}
+
+fn need(p: &Principal, roles: &[PrincipalRole], what: &str) -> Result<(), ApiError> {
+    if roles.iter().any(|r| p.has(*r)) {
+        return Ok(());
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    Err(ApiError::forbidden(format!(
+        "{} may not {what}: it needs the {} role",
+        p.name,
+        names.join(" or ")
+    )))
+}
+
+/// Like [`need`] for a command on a deployment: a refusal is journaled.
+async fn need_on(
+    state: &AppState,
+    id: DeploymentId,
+    p: &Principal,
+    roles: &[PrincipalRole],
+    approval: Option<Role>,
+    what: &str,
+) -> Result<(), ApiError> {
+    let Err(e) = need(p, roles, what) else {
+        return Ok(());
+    };
+    let refusal = msg::Refuse {
+        id,
+        by: p.name.clone(),
+        role: approval,
+        what: what.to_string(),
+        reason: e.message.clone(),
+    };
+    match state.coordinator.send(refusal).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => tracing::error!(deployment = %id, error = %err, "could not journal a refused command"),
+        Err(err) => tracing::error!(deployment = %id, error = %err, "could not journal a refused command"),
+    }
+    Err(e)
+}
+
+// ---- request parsing -------------------------------------------------------------
+
+async fn body(payload: web::Payload) -> Result<Bytes, ApiError> {
+    match payload.to_bytes_limited(MAX_BODY).await {
+        Ok(Ok(b)) => Ok(b),
+        Ok(Err(e)) => Err(ApiError::bad_request(format!("cannot read the request body: {e}"))),
+        Err(_) => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the request body is over {MAX_BODY} bytes"),
+        )),
+    }
+}
+
+/// Parses a JSON body; an empty body is `{}`.
+fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+}
+
+fn parse_enum<T: DeserializeOwned + Copy>(
+    field: &str,
+    value: &str,
+    all: &[T],
+    show: fn(T) -> &'static str,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::String(value.to_string())).map_err(|_| {
+        let names: Vec<&str> = all.iter().map(|t| show(*t)).collect();
+        ApiError::invalid(format!("{field}: {value:?} is not one of {}", names.join(", ")))
+    })
+}
+
+fn deployment_id(raw: &str) -> Result<DeploymentId, ApiError> {
+    if let Ok(n) = raw.parse::<u64>() {
+        return Ok(DeploymentId(n));
+    }
+    DeploymentId::try_from(raw.to_string())
+        .map_err(|_| ApiError::not_found(format!("{raw:?} is not a deployment id such as d-000001")))
+}
+
+async fn record(state: &AppState, id: DeploymentId) -> Result<Record, ApiError> {
+    state
+        .coordinator
+        .send(msg::GetRecord(id))
+        .await
+        .map_err(mailbox)?
+        .ok_or_else(|| ApiError::from(CommandError::NotFound(id)))
+}
+
+// ---- routes ------------------------------------------------------------------------
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/metrics", web::get().to(metrics))
+        .service(
+            web::scope("/v1")
+                .route("/openapi.json", web::get().to(openapi))
+                .route("/deployments", web::post().to(submit))
+                .route("/deployments", web::get().to(list))
+                .route("/deployments/{id}", web::get().to(get))
+                .route("/deployments/{id}/record.md", web::get().to(markdown))
+                .route("/deployments/{id}/verify", web::get().to(verify))
+                .route("/deployments/{id}/approvals", web::post().to(approve))
+                .route("/deployments/{id}/rollback", web::post().to(rollback))
+                .route("/deployments/{id}/cancel", web::post().to(cancel))
+                .route("/escalations/{id}/ack", web::post().to(ack))
+                .route("/events", web::get().to(events))
+                .default_service(web::to(|| async {
+                    ApiError::not_found("no such route; see /v1/openapi.json").error_response()
+                })),
+        );
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn openapi(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
+    principal(&req, &state)?;
+    Ok(HttpResponse::Ok().content_type("application/json").body(OPENAPI))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitBody {
+    service: String,
+    version: Option<String>,
+    #[serde(rename = "type", default)]
+    kind: Option<String>,
+    strategy: Option<String>,
+    #[serde(default)]
+    changes: Vec<String>,
+    scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    target_version: Option<String>,
+    override_window_reason: Option<String>,
+    #[serde(default)]
+    attest: Vec<String>,
+}
+
+async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let b: SubmitBody = parse(&body(payload).await?)?;
+    need(p, &[PrincipalRole::Deployer], "submit deployments")?;
+    let service = ServiceName::parse(&b.service).map_err(|e| ApiError::invalid(format!("service: {e}")))?;
+    let kind = match &b.kind {
+        Some(k) => parse_enum("type", k, DeploymentType::ALL, DeploymentType::as_str)?,
+        None => DeploymentType::Standard,
+    };
+    let strategy = b
+        .strategy
+        .as_deref()
+        .map(|s| parse_enum("strategy", s, Strategy::ALL, Strategy::as_str))
+        .transpose()?;
+    let version = |field: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(Version::parse)
+            .transpose()
+            .map_err(|e| ApiError::invalid(format!("{field}: {e}")))
+    };
+    let mut v = version("version", &b.version)?;
+    let target = version("target_version", &b.target_version)?;
+    if target.is_some() {
+        if kind != DeploymentType::Rollback {
+            return Err(ApiError::invalid(
+                "target_version: only a rollback deployment takes a target_version",
+            ));
+        }
+        if v.is_some() && v != target {
+            return Err(ApiError::invalid(
+                "version and target_version disagree; give only target_version for a rollback",
+            ));
+        }
+        v = target;
+    }
+    let attest = b
+        .attest
+        .iter()
+        .map(|a| {
+            serde_json::from_value(serde_json::Value::String(a.clone()))
+                .map_err(|e| ApiError::invalid(format!("attest: {a:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let window_override = match b.override_window_reason {
+        None => None,
+        Some(reason) => {
+            need(p, &[PrincipalRole::Manager], "override the deployment windows")?;
+            if reason.trim().is_empty() {
+                return Err(ApiError::invalid(
+                    "override_window_reason: write why the windows are overridden",
+                ));
+            }
+            Some(WindowOverride {
+                by: p.name.clone(),
+                reason,
+            })
+        }
+    };
+    if kind == DeploymentType::Scheduled && window_override.is_none() {
+        if let (Some(at), WindowRule::Scheduled) = (b.scheduled_for, state.settings.types.get(kind).windows) {
+            if let Err(why) = workflow::windows::Calendar::new(&state.settings.windows).check(at) {
+                return Err(ApiError::invalid(format!(
+                    "scheduled_for: {} is outside the allowed deployment windows ({why}); pick a time inside a window, or ask a manager to override with override_window_reason",
+                    at.to_rfc3339()
+                )));
+            }
+        }
+    }
+    let request = Request {
+        service,
+        version: v,
+        kind,
+        strategy,
+        submitted_by: p.name.clone(),
+        changes: b.changes,
+        scheduled_for: b.scheduled_for,
+        attest,
+        window_override,
+    };
+    let id = state.coordinator.send(msg::Submit(request)).await.map_err(mailbox)??;
+    let r = record(&state, id).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, format!("/v1/deployments/{id}")))
+        .json(r))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    service: Option<String>,
+    status: Option<String>,
+}
+
+async fn list(req: HttpRequest, state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
+    principal(&req, &state)?;
+    let service = q
+        .service
+        .as_deref()
+        .map(ServiceName::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("service: {e}")))?;
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| parse_enum("status", s, Status::ALL, Status::as_str))
+        .transpose()?;
+    let deployments = state
+        .coordinator
+        .send(msg::List { service, status })
+        .await
+        .map_err(mailbox)?;
+    Ok(HttpResponse::Ok().json(json!({ "deployments": deployments })))
+}
+
+async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    Ok(HttpResponse::Ok().json(record(&state, id).await?))
+}
+
+async fn markdown(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    let r = record(&state, id).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/markdown; charset=utf-8")
+        .body(r.markdown))
+}
+
+async fn verify(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
+    principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    let v = state.coordinator.send(msg::Verify(id)).await.map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(verification_json(id, &v)))
+}
+
+/// The JSON form of a chain check, shared with the offline `stagecoach verify`.
+pub fn verification_json(id: DeploymentId, v: &journal::Verification) -> serde_json::Value {
+    json!({
+        "deployment": id.to_string(),
+        "entries": v.entries,
+        "intact": v.intact,
+        "problems": v.problems,
+        "head": v.head,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalBody {
+    role: String,
+    decision: String,
+    reason: Option<String>,
+}
+
+async fn approve(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    let b: ApprovalBody = parse(&body(payload).await?)?;
+    let role = parse_enum("role", &b.role, Role::ALL, Role::as_str)?;
+    let approve = match b.decision.as_str() {
+        "approve" => true,
+        "reject" => false,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "decision: {other:?} is not one of approve, reject"
+            )))
+        }
+    };
+    let reason = b.reason.unwrap_or_default();
+    if !approve && reason.trim().is_empty() {
+        return Err(ApiError::invalid("reason: say why the deployment is rejected"));
+    }
+    record(&state, id).await?;
+    let what = format!("decide the {role} approval");
+    need_on(&state, id, p, &[PrincipalRole::for_approval(role)], Some(role), &what).await?;
+    let decision = HumanDecision {
+        id,
+        role,
+        approve,
+        by: p.name.clone(),
+        reason: if reason.trim().is_empty() {
+            "approved".into()
+        } else {
+            reason
+        },
+    };
+    state.coordinator.send(msg::Decide(decision)).await.map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(record(&state, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: Option<String>,
+}
+
+async fn rollback(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    let b: ReasonBody = parse(&body(payload).await?)?;
+    let reason = b.reason.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(ApiError::invalid("reason: say why the deployment is rolled back"));
+    }
+    record(&state, id).await?;
+    let roles = [PrincipalRole::Deployer, PrincipalRole::Devops, PrincipalRole::Manager];
+    need_on(&state, id, p, &roles, None, "roll back deployments").await?;
+    state
+        .coordinator
+        .send(msg::RequestRollback {
+            id,
+            by: p.name.clone(),
+            reason,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Accepted().json(record(&state, id).await?))
+}
+
+async fn cancel(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    id: web::Path<String>,
+    payload: web::Payload,
+) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let id = deployment_id(&id)?;
+    let b: ReasonBody = parse(&body(payload).await?)?;
+    record(&state, id).await?;
+    let roles = [PrincipalRole::Deployer, PrincipalRole::Manager];
+    need_on(&state, id, p, &roles, None, "cancel deployments").await?;
+    let reason = b
+        .reason
+        .filter(|r| !r.trim().is_empty())
+        .unwrap_or_else(|| "no reason given".into());
+    state
+        .coordinator
+        .send(msg::Cancel {
+            id,
+            by: p.name.clone(),
+            reason,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(record(&state, id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AckBody {
+    #[allow(dead_code)]
+    note: Option<String>,
+}
+
+/// `d-000001-e2` → (d-000001, 2).
+fn escalation_id(raw: &str) -> Result<(DeploymentId, usize), ApiError> {
+    let bad = || ApiError::not_found(format!("{raw:?} is not an escalation id such as d-000001-e1"));
+    let (d, e) = raw.rsplit_once("-e").ok_or_else(bad)?;
+    let index: usize = e.parse().map_err(|_| bad())?;
+    Ok((deployment_id(d)?, index))
+}
+
+async fn ack(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, payload: web::Payload) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let (id, index) = escalation_id(&id)?;
+    let _: AckBody = parse(&body(payload).await?)?;
+    let r = record(&state, id).await?;
+    if index == 0 || index > r.escalations.len() {
+        return Err(ApiError::not_found(format!(
+            "{id} has no escalation e{index} (it has {})",
+            r.escalations.len()
+        )));
+    }
+    let roles = [PrincipalRole::Manager, PrincipalRole::Devops];
+    need_on(&state, id, p, &roles, None, "acknowledge escalations").await?;
+    state
+        .coordinator
+        .send(msg::Acknowledge {
+            id,
+            index,
+            by: p.name.clone(),
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(record(&state, id).await?))
+}
+
+// ---- events ------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct EventsQuery {
+    deployment: Option<String>,
+    after: Option<u64>,
+}
+
+/// One journal entry as the event stream and clients see it.
+pub fn entry_json(e: &journal::Entry) -> serde_json::Value {
+    json!({
+        "seq": e.seq,
+        "deployment": DeploymentId(e.deployment).to_string(),
+        "index": e.index,
+        "at": e.at,
+        "kind": e.kind,
+        "hash": e.hash,
+        "prev_hash": e.prev_hash,
+        "body": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+fn sse(e: &journal::Entry) -> Bytes {
+    Bytes::from(format!("id: {}\nevent: entry\ndata: {}\n\n", e.seq, entry_json(e)))
+}
+
+struct Stream {
+    backlog: VecDeque<journal::Entry>,
+    rx: tokio::sync::broadcast::Receiver<journal::Entry>,
+    deployment: Option<u64>,
+    last: u64,
+    done: bool,
+}
+
+async fn events(req: HttpRequest, state: web::Data<AppState>, q: web::Query<EventsQuery>) -> ApiResult {
+    principal(&req, &state)?;
+    let deployment = q.deployment.as_deref().map(deployment_id).transpose()?;
+    let resume = req
+        .headers()
+        .get("Last-Event-ID")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let after = q.after.or(resume);
+    let (backlog, rx) = state
+        .coordinator
+        .send(msg::WatchJournal { deployment, after })
+        .await
+        .map_err(mailbox)??;
+    let start = Stream {
+        last: backlog.last().map(|e| e.seq).or(after).unwrap_or(0),
+        backlog: backlog.into(),
+        rx,
+        deployment: deployment.map(|d| d.0),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(start, |mut s| async move {
+        if s.done {
+            return None;
+        }
+        if let Some(e) = s.backlog.pop_front() {
+            let chunk = sse(&e);
+            return Some((Ok::<_, actix_web::Error>(chunk), s));
+        }
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
+                Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
+                Ok(Ok(e)) => {
+                    if e.seq <= s.last || s.deployment.is_some_and(|d| d != e.deployment) {
+                        continue;
+                    }
+                    s.last = e.seq;
+                    let chunk = sse(&e);
+                    return Some((Ok(chunk), s));
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    // The client reconnects with Last-Event-ID and catches up from the journal.
+                    s.done = true;
+                    return Some((Ok(Bytes::from_static(b": lagged, reconnect with Last-Event-ID\n\n")), s));
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+            }
+        }
+    });
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/event-stream"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .streaming(stream))
+}
+
+// ---- metrics -----------------------------------------------------------------------
+
+async fn metrics(state: web::Data<AppState>) -> ApiResult {
+    let s = state.coordinator.send(msg::GetStats).await.map_err(mailbox)?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(prometheus_text(&s)))
+}
+
+/// Renders the daemon's counters in the Prometheus text format.
+pub fn prometheus_text(s: &msg::Stats) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP stagecoach_deployments Deployments known to the daemon, by status."
+    );
+    let _ = writeln!(out, "# TYPE stagecoach_deployments gauge");
+    for status in Status::ALL {
+        let n = s.by_status.get(status.as_str()).copied().unwrap_or(0);
+        let _ = writeln!(out, "stagecoach_deployments{{status=\"{status}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stagecoach_stage_duration_seconds Duration of finished stages."
+    );
+    let _ = writeln!(out, "# TYPE stagecoach_stage_duration_seconds summary");
+    for stage in workflow::types::Stage::ALL {
+        let secs: Vec<f64> = s
+            .stage_seconds
+            .iter()
+            .filter(|(st, _)| st == stage.as_str())
+            .map(|(_, v)| *v)
+            .collect();
+        let _ = writeln!(
+            out,
+            "stagecoach_stage_duration_seconds_sum{{stage=\"{stage}\"}} {}",
+            secs.iter().sum::<f64>()
+        );
+        let _ = writeln!(
+            out,
+            "stagecoach_stage_duration_seconds_count{{stage=\"{stage}\"}} {}",
+            secs.len()
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP stagecoach_queue_depth Approved deployments waiting for their service's slot."
+    );
+    let _ = writeln!(out, "# TYPE stagecoach_queue_depth gauge");
+    let _ = writeln!(out, "stagecoach_queue_depth {}", s.queue_depth);
+    let _ = writeln!(
+        out,
+        "# HELP stagecoach_journal_write_seconds Latency of durable journal appends."
+    );
+    let _ = writeln!(out, "# TYPE stagecoach_journal_write_seconds histogram");
+    for (le, n) in &s.journal_write_buckets {
+        let _ = writeln!(out, "stagecoach_journal_write_seconds_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "stagecoach_journal_write_seconds_bucket{{le=\"+Inf\"}} {}",
+        s.journal_writes
+    );
+    let _ = writeln!(
+        out,
+        "stagecoach_journal_write_seconds_sum {}",
+        s.journal_write_seconds_sum
+    );
+    let _ = writeln!(out, "stagecoach_journal_write_seconds_count {}", s.journal_writes);
+    out
+}

@@ -1,0 +1,226 @@
+//! The daemon's part of `agents.toml`: `[server]`, `[storage]`,
+//! `[[principals]]` and `[services.NAME]`. These tables are read from the
+//! same layers and `STAGECOACH__…` environment as the workflow settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use workflow::settings::{Layer, Settings, SettingsError};
+
+/// Top-level tables of `agents.toml` that belong to the daemon.
+pub const TABLES: &[&str] = workflow::settings::DAEMON_TABLES;
+
+/// Default address of the API: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
+/// Default state directory, relative to the working directory.
+pub const DEFAULT_STATE_DIR: &str = ".stagecoach";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonConfig {
+    #[serde(default)]
+    pub server: ServerConfig,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub principals: Vec<Principal>,
+    #[serde(default)]
+    pub services: BTreeMap<String, ServiceConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address the daemon listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Where clients reach the daemon; defaults to `http://` + `listen`.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            url: None,
+        }
+    }
+}
+
+fn default_listen() -> String {
+    DEFAULT_LISTEN.to_string()
+}
+
+impl ServerConfig {
+    /// The URL clients use.
+    pub fn client_url(&self) -> String {
+        self.url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// State directory: the journal (`journal.sqlite`) and `admin.token`.
+    #[serde(default = "default_state_dir")]
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: default_state_dir(),
+        }
+    }
+}
+
+fn default_state_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_STATE_DIR)
+}
+
+/// What a principal may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrincipalRole {
+    /// Submit deployments, cancel and roll back.
+    Deployer,
+    Manager,
+    Security,
+    Devops,
+    Qa,
+    /// Everything.
+    Admin,
+}
+
+impl PrincipalRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrincipalRole::Deployer => "deployer",
+            PrincipalRole::Manager => "manager",
+            PrincipalRole::Security => "security",
+            PrincipalRole::Devops => "devops",
+            PrincipalRole::Qa => "qa",
+            PrincipalRole::Admin => "admin",
+        }
+    }
+
+    /// The principal role that gives a workflow approval role.
+    pub fn for_approval(role: workflow::types::Role) -> PrincipalRole {
+        match role {
+            workflow::types::Role::Manager => PrincipalRole::Manager,
+            workflow::types::Role::Security => PrincipalRole::Security,
+            workflow::types::Role::Devops => PrincipalRole::Devops,
+            workflow::types::Role::Qa => PrincipalRole::Qa,
+        }
+    }
+}
+
+/// Someone (or some CI job) allowed to call the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Principal {
+    pub name: String,
+    pub roles: Vec<PrincipalRole>,
+    /// Hex SHA-256 of the bearer token. The token itself is never stored.
+    pub token_sha256: String,
+}
+
+impl Principal {
+    pub fn has(&self, role: PrincipalRole) -> bool {
+        self.roles.contains(&role) || self.roles.contains(&PrincipalRole::Admin)
+    }
+}
+
+/// How one service's agent actions are carried out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// Commands by action name (`tests`, `build`, `backup`, `migrate`,
+    /// `deploy`, `health`, `smoke`, `set_traffic`, `decommission`,
+    /// `rollback`, `clear_cache`, `scan`, `validate`). An action without a
+    /// command is simulated.
+    #[serde(default)]
+    pub actions: BTreeMap<String, hooks::CommandSpec>,
+}
+
+/// Action names a service may configure.
+pub const ACTIONS: &[&str] = &[
+    "tests",
+    "build",
+    "backup",
+    "migrate",
+    "deploy",
+    "health",
+    "smoke",
+    "set_traffic",
+    "decommission",
+    "rollback",
+    "clear_cache",
+    "scan",
+    "validate",
+];
+
+impl DaemonConfig {
+    /// Checks what serde cannot: names, hashes, actions.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut names = std::collections::BTreeSet::new();
+        for (i, p) in self.principals.iter().enumerate() {
+            if p.name.trim().is_empty() {
+                return Err(format!("principals[{i}].name: must not be empty"));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(format!("principals[{i}].name: {:?} appears twice", p.name));
+            }
+            if p.roles.is_empty() {
+                return Err(format!("principals[{i}] ({}): roles must name at least one of deployer, manager, security, devops, qa, admin", p.name));
+            }
+            let h = &p.token_sha256;
+            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(format!(
+                    "principals[{i}] ({}).token_sha256: must be 64 hex digits, the SHA-256 of the token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
+                    p.name
+                ));
+            }
+        }
+        for (name, service) in &self.services {
+            workflow::types::ServiceName::parse(name).map_err(|e| format!("services.{name}: {e}"))?;
+            for (action, spec) in &service.actions {
+                if !ACTIONS.contains(&action.as_str()) {
+                    return Err(format!(
+                        "services.{name}.actions.{action}: unknown action; use one of {}",
+                        ACTIONS.join(", ")
+                    ));
+                }
+                spec.validate(&format!("services.{name}.actions.{action}"))?;
+            }
+        }
+        if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "server.listen: {:?} is not an address such as \"127.0.0.1:7400\"",
+                self.server.listen
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
+        self.services.get(name)
+    }
+}
+
+/// Loads the workflow settings and the daemon's tables from the bundled
+/// defaults, an optional `--config` file and the environment.
+pub fn load(
+    config_file: Option<(&str, &str)>,
+    env: &BTreeMap<String, String>,
+) -> Result<(Settings, DaemonConfig), SettingsError> {
+    let layers: Vec<Layer<'_>> = config_file
+        .map(|(name, toml)| Layer { name, toml })
+        .into_iter()
+        .collect();
+    let (settings, daemon): (Settings, DaemonConfig) = Settings::load_with(&layers, env, TABLES)?;
+    daemon.validate().map_err(SettingsError::Invalid)?;
+    Ok((settings, daemon))
+}

@@ -1,0 +1,120 @@
+//! Stagecoach's daemon: keeps the agents running, serves the HTTP API and
+//! resumes every in-flight deployment from the journal after a restart.
+//!
+//! Start-up order: load the configuration, open the journal in the state
+//! dir (exclusively: one daemon per state dir), settle the principals,
+//! rebuild every deployment by replaying the journal, tell the ports what
+//! production runs, then start the agents (which re-run interrupted work)
+//! and the HTTP server. SIGINT/SIGTERM stop the server; the journal write in
+//! flight completes first because writes happen inside the coordinator's
+//! message handling.
+
+pub mod api;
+pub mod auth;
+pub mod config;
+pub mod world;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix::Actor;
+use workflow::types::{ServiceName, Version};
+use workflow::Record;
+
+pub use config::DaemonConfig;
+
+/// File name of the journal inside the state dir.
+pub const JOURNAL_FILE: &str = "journal.sqlite";
+
+/// What `stagecoach daemon` was asked to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub settings: workflow::Settings,
+    pub config: DaemonConfig,
+}
+
+/// The journal of a state dir.
+pub fn journal_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(JOURNAL_FILE)
+}
+
+/// What production runs for each service, as far as the journal knows:
+/// replayed in the order deployments last changed production.
+pub fn production_from(records: &[Record]) -> BTreeMap<ServiceName, (Option<Version>, Option<Version>)> {
+    let mut changed: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.deploy_log.is_some() || r.rollback.is_some())
+        .collect();
+    changed.sort_by_key(|r| (r.timeline.last().map(|t| t.at), r.id));
+    let mut out: BTreeMap<ServiceName, (Option<Version>, Option<Version>)> = BTreeMap::new();
+    for r in changed {
+        let entry = out
+            .entry(r.service.clone())
+            .or_insert_with(|| (r.previous_version.clone(), None));
+        if entry.0 != r.production_version {
+            let before = entry.0.take();
+            *entry = (r.production_version.clone(), before);
+        }
+    }
+    out
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub fn run(opts: Options) -> Result<(), String> {
+    let Options { settings, config } = opts;
+    let state_dir = config.storage.path.clone();
+    std::fs::create_dir_all(&state_dir).map_err(|e| {
+        format!(
+            "cannot create the state dir {}: {e}; check its permissions or pass --state-dir",
+            state_dir.display()
+        )
+    })?;
+    let store = journal::SqliteStore::open_exclusive(&journal_path(&state_dir)).map_err(|e| e.to_string())?;
+    let (principals, created) = auth::principals(&config.principals, &state_dir)?;
+    if let Some(path) = &created {
+        tracing::warn!(
+            token_file = %path.display(),
+            "no [[principals]] configured: created an admin principal; its token is in the token file (mode 0600), the CLI reads it from there"
+        );
+    } else if config.principals.is_empty() {
+        tracing::info!(token_file = %state_dir.join(auth::ADMIN_TOKEN_FILE).display(), "no [[principals]] configured: using the admin token");
+    } else {
+        tracing::info!(principals = principals.len(), "principals loaded");
+    }
+    let settings = Arc::new(settings);
+    let listen = config.server.listen.clone();
+    let system = actix_web::rt::System::new();
+    system.block_on(async move {
+        let world = world::HookWorld::new(config.services.clone());
+        let coordinator = agents::replay(settings.clone(), world.ports(), Box::new(store))?;
+        for (service, (current, previous)) in production_from(&coordinator.records()) {
+            world.set_production(&service, current, previous);
+        }
+        let coordinator = coordinator.start();
+        let data = actix_web::web::Data::new(api::AppState {
+            coordinator,
+            principals,
+            settings,
+        });
+        let server = actix_web::HttpServer::new(move || {
+            actix_web::App::new().app_data(data.clone()).configure(api::routes)
+        })
+        .workers(2)
+        .shutdown_timeout(5)
+        .bind(&listen)
+        .map_err(|e| {
+            format!("cannot listen on {listen}: {e}; is another daemon running? choose another address with --listen")
+        })?;
+        for addr in server.addrs() {
+            tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on http://{addr}");
+        }
+        server
+            .run()
+            .await
+            .map_err(|e| format!("the HTTP server stopped: {e}"))?;
+        tracing::info!("stopped accepting requests; shutting down");
+        Ok::<(), String>(())
+    })?;
+    Ok(())
+}

@@ -1,0 +1,670 @@
+//! The daemon's world: every agent port, carried out by the commands
+//! configured per service (`[services.NAME.actions.ACTION]` in
+//! `agents.toml`), and by the simulated world (`sim::world::World`, with
+//! zero durations) for every action that has no command.
+//!
+//! Every command gets the deployment in its environment (added after the
+//! inherited environment and the command's own `env`, so these values win):
+//!
+//! | variable | value |
+//! |---|---|
+//! | `STAGECOACH_SERVICE` | the service |
+//! | `STAGECOACH_VERSION` | the version being deployed; for `rollback` (and the `clear_cache`/`health` that follow it): the version restored |
+//! | `STAGECOACH_PREVIOUS_VERSION` | what production ran before (for `rollback`: the version rolled back from); empty when none |
+//! | `STAGECOACH_ENVIRONMENT` | `production` for `backup` and every production step, health check and rollback; `staging` for everything else (`tests`, `build`, `scan`, `validate` and the staging deployment) |
+//! | `STAGECOACH_STRATEGY` | `blue-green`, `canary` or `rolling` |
+//! | `STAGECOACH_WEIGHT` | percent of traffic for the step (canary steps, `set_traffic` = 100, `rollback` = traffic on the new version); empty when n/a |
+//! | `STAGECOACH_INSTANCE` | 1-based instance number of a rolling update; empty when n/a |
+//! | `STAGECOACH_COLOUR` | `blue` or `green` for blue-green steps; empty when n/a |
+//! | `STAGECOACH_ATTEMPT` | 1 for the first try of an action, more when the daemon re-runs it after a crash |
+//! | `STAGECOACH_DEPLOYMENT_ID` | e.g. `d-000001` |
+//! | `STAGECOACH_ACTION` | the action name |
+//! | `STAGECOACH_REVERT_MIGRATIONS` | `rollback` only: `true` when the rollback must revert the release's (reversible) migrations |
+//! | `STAGECOACH_SUITES` | `validate` only: `all` or `critical` |
+//!
+//! A sequence of commands (prepare: `tests`, `build`, `backup`; staging:
+//! `deploy`, `migrate`, `health`, `smoke`; a production step) stops at the
+//! first command that fails.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use agents::ports::{self, DecisionSink, SystemClock, Target};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use hooks::Outcome;
+use sim::scenario::{Durations, Scenario, World as WorldSpec};
+use sim::world::World;
+use workflow::checklist::{PrepareReport, ScanReport};
+use workflow::machine::{Incident, Production, RollbackOutcome, RollbackPlan};
+use workflow::record::{NotificationEntry, StagingReport, SuiteResult};
+use workflow::settings::SuiteSelection;
+use workflow::strategy::{Colour, DeployStep};
+use workflow::thresholds::MetricSample;
+use workflow::types::{Role, ServiceName, Strategy, Version};
+
+use crate::config::ServiceConfig;
+
+/// Detail of a rollback step that was not tried because the restore failed.
+const NOT_RESTORED: &str = "not attempted: the previous version was not restored";
+
+/// Every port of the daemon: configured commands first, the simulated world otherwise.
+pub struct HookWorld {
+    services: BTreeMap<String, ServiceConfig>,
+    sim: Arc<World>,
+}
+
+/// Where a command acts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Environment {
+    Staging,
+    Production,
+}
+
+impl Environment {
+    fn as_str(self) -> &'static str {
+        match self {
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+fn colour_name(colour: Colour) -> &'static str {
+    match colour {
+        Colour::Blue => "blue",
+        Colour::Green => "green",
+    }
+}
+
+/// One command invocation: its action and the `STAGECOACH_*` values that vary from call to call.
+#[derive(Debug, Clone)]
+struct Call {
+    action: &'static str,
+    environment: Environment,
+    version: Option<Version>,
+    previous: Option<Version>,
+    strategy: Strategy,
+    weight: Option<u8>,
+    instance: Option<u32>,
+    colour: Option<Colour>,
+    extra: Vec<(&'static str, String)>,
+}
+
+impl Call {
+    fn new(action: &'static str, environment: Environment, target: &Target) -> Call {
+        Call {
+            action,
+            environment,
+            version: target.version.clone(),
+            previous: target.previous_version.clone(),
+            strategy: target.strategy,
+            weight: None,
+            instance: None,
+            colour: None,
+            extra: vec![],
+        }
+    }
+
+    fn weight(mut self, percent: u8) -> Call {
+        self.weight = Some(percent);
+        self
+    }
+
+    fn instance(mut self, number: u32) -> Call {
+        self.instance = Some(number);
+        self
+    }
+
+    fn colour(mut self, colour: Colour) -> Call {
+        self.colour = Some(colour);
+        self
+    }
+
+    fn with(mut self, name: &'static str, value: impl Into<String>) -> Call {
+        self.extra.push((name, value.into()));
+        self
+    }
+
+    /// The action as named in messages, e.g. `deploy` or `deploy for instance 3`.
+    fn label(&self) -> String {
+        match self.instance {
+            Some(n) => format!("{} for instance {n}", self.action),
+            None => self.action.to_string(),
+        }
+    }
+
+    fn env(&self, target: &Target) -> Vec<(String, String)> {
+        let text = |v: &Option<Version>| v.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        let mut env = vec![
+            ("STAGECOACH_SERVICE", target.service.to_string()),
+            ("STAGECOACH_VERSION", text(&self.version)),
+            ("STAGECOACH_PREVIOUS_VERSION", text(&self.previous)),
+            ("STAGECOACH_ENVIRONMENT", self.environment.as_str().to_string()),
+            ("STAGECOACH_STRATEGY", self.strategy.as_str().to_string()),
+            (
+                "STAGECOACH_WEIGHT",
+                self.weight.map(|w| w.to_string()).unwrap_or_default(),
+            ),
+            (
+                "STAGECOACH_INSTANCE",
+                self.instance.map(|i| i.to_string()).unwrap_or_default(),
+            ),
+            (
+                "STAGECOACH_COLOUR",
+                self.colour.map(colour_name).unwrap_or_default().to_string(),
+            ),
+            ("STAGECOACH_ATTEMPT", target.attempt.to_string()),
+            ("STAGECOACH_DEPLOYMENT_ID", target.id.to_string()),
+            ("STAGECOACH_ACTION", self.action.to_string()),
+        ];
+        env.extend(self.extra.iter().cloned());
+        env.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    }
+}
+
+/// What became of one configured command.
+#[derive(Debug)]
+enum Ran {
+    /// Exit code 0 within its timeout.
+    Succeeded(Outcome),
+    /// Started, but exited non-zero, was killed or timed out; the message
+    /// names the action and quotes the output.
+    Failed(Outcome, String),
+    /// Could not be started; the message names the action and why.
+    Error(String),
+}
+
+impl Ran {
+    /// `Ok` when the command succeeded; otherwise the message of its failure.
+    fn result(self) -> Result<Outcome, String> {
+        match self {
+            Ran::Succeeded(outcome) => Ok(outcome),
+            Ran::Failed(_, message) | Ran::Error(message) => Err(message),
+        }
+    }
+
+    /// Success and a one-line detail (empty on success) for a rollback step.
+    fn step(self, call: &Call) -> (bool, String) {
+        match self {
+            Ran::Succeeded(_) => (true, String::new()),
+            Ran::Failed(outcome, _) => (false, failure_line(call, &outcome)),
+            Ran::Error(message) => (false, message),
+        }
+    }
+}
+
+/// `deploy failed: exit 3 in 0.1 s: <last line>`.
+fn failure_line(call: &Call, outcome: &Outcome) -> String {
+    format!("{} failed: {}", call.label(), outcome.summary())
+}
+
+/// The failure line, followed by the output tail unless the summary already quotes all of it.
+fn failure(call: &Call, outcome: &Outcome) -> String {
+    let line = failure_line(call, outcome);
+    let tail = outcome.output_tail.trim();
+    if tail.is_empty() || line.ends_with(tail) {
+        line
+    } else {
+        format!("{line}\n{tail}")
+    }
+}
+
+/// The last non-blank line of a command's output.
+fn last_line(output: &str) -> Option<String> {
+    output
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(str::to_string)
+}
+
+/// One command of a sequence that stops at the first failure.
+#[derive(Debug)]
+enum Stage {
+    /// No command is configured: the simulated world's value stands.
+    Simulated,
+    /// An earlier command of the sequence failed; this one did not run.
+    Skipped,
+    Passed(Outcome),
+    Failed(Outcome),
+}
+
+impl Stage {
+    /// Whether the stage's checks hold, given the simulated world's value.
+    fn ok(&self, simulated: bool) -> bool {
+        match self {
+            Stage::Simulated => simulated,
+            Stage::Passed(_) => true,
+            Stage::Skipped | Stage::Failed(_) => false,
+        }
+    }
+}
+
+/// The simulated world behind every action without a command: default
+/// scripted values (everything succeeds) and no simulated time.
+fn simulated_world() -> Arc<World> {
+    let world = WorldSpec {
+        durations: Durations {
+            prepare: 0,
+            scan: 0,
+            staging: 0,
+            validate: 0,
+            deploy_step: 0,
+            rollback: 0,
+        },
+        ..WorldSpec::default()
+    };
+    let scenario = Scenario {
+        start: "2026-01-01T00:00:00Z".parse().unwrap_or_default(),
+        description: Some("built-in daemon world".into()),
+        requests: vec![],
+        world,
+        decisions: vec![],
+        config: None,
+    };
+    World::new(&scenario)
+}
+
+impl HookWorld {
+    /// A world running the commands of `services` (keyed by service name).
+    pub fn new(services: BTreeMap<String, ServiceConfig>) -> Arc<HookWorld> {
+        Arc::new(HookWorld {
+            services,
+            sim: simulated_world(),
+        })
+    }
+
+    /// Seeds what production runs (the daemon derives it from the journal at start-up).
+    pub fn set_production(&self, service: &ServiceName, current: Option<Version>, previous: Option<Version>) {
+        self.sim.set_production(service, current, previous);
+    }
+
+    /// All ports, with `clock` = [`SystemClock`].
+    pub fn ports(self: &Arc<Self>) -> agents::Ports {
+        agents::Ports {
+            clock: Arc::new(SystemClock),
+            build: self.clone(),
+            environments: self.clone(),
+            metrics: self.clone(),
+            suites: self.clone(),
+            security: self.clone(),
+            notifier: self.clone(),
+            people: self.clone(),
+        }
+    }
+
+    fn command(&self, service: &ServiceName, action: &str) -> Option<&hooks::CommandSpec> {
+        self.services.get(service.as_str())?.actions.get(action)
+    }
+
+    /// Runs the command configured for `call.action`; `None` when there is none.
+    async fn invoke(&self, target: &Target, call: &Call) -> Option<Ran> {
+        let spec = self.command(&target.service, call.action)?;
+        tracing::debug!(
+            deployment = %target.id,
+            service = %target.service,
+            action = call.action,
+            attempt = target.attempt,
+            argv = ?spec.argv,
+            "running action command"
+        );
+        let ran = match hooks::run(spec, &call.env(target)).await {
+            Ok(outcome) if outcome.success => {
+                tracing::info!(
+                    deployment = %target.id,
+                    service = %target.service,
+                    action = call.action,
+                    attempt = target.attempt,
+                    outcome = %outcome.summary(),
+                    "action command succeeded"
+                );
+                Ran::Succeeded(outcome)
+            }
+            Ok(outcome) => {
+                tracing::warn!(
+                    deployment = %target.id,
+                    service = %target.service,
+                    action = call.action,
+                    attempt = target.attempt,
+                    outcome = %outcome.summary(),
+                    output = %outcome.output_tail,
+                    "action command failed"
+                );
+                let message = failure(call, &outcome);
+                Ran::Failed(outcome, message)
+            }
+            Err(e) => {
+                tracing::error!(
+                    deployment = %target.id,
+                    service = %target.service,
+                    action = call.action,
+                    attempt = target.attempt,
+                    error = %e,
+                    "action command could not be run"
+                );
+                Ran::Error(format!("{} could not be run: {e}", call.label()))
+            }
+        };
+        Some(ran)
+    }
+
+    /// Runs `call` as part of a sequence: not at all once `stopped` (an
+    /// earlier command failed), and sets `stopped` when it fails. `Err` when
+    /// the command could not be started.
+    async fn stage(&self, target: &Target, call: Call, stopped: &mut bool) -> Result<Stage, String> {
+        if *stopped {
+            return Ok(Stage::Skipped);
+        }
+        match self.invoke(target, &call).await {
+            None => Ok(Stage::Simulated),
+            Some(Ran::Succeeded(outcome)) => Ok(Stage::Passed(outcome)),
+            Some(Ran::Failed(outcome, _)) => {
+                *stopped = true;
+                Ok(Stage::Failed(outcome))
+            }
+            Some(Ran::Error(message)) => Err(message),
+        }
+    }
+}
+
+/// The commands of one production step, in order.
+fn step_calls(target: &Target, step: &DeployStep) -> Vec<Call> {
+    let production = |action| Call::new(action, Environment::Production, target);
+    match step {
+        DeployStep::Backup => vec![production("backup")],
+        DeployStep::RunMigrations { .. } => vec![production("migrate")],
+        DeployStep::DeployInactive { colour } => vec![production("deploy").colour(*colour)],
+        DeployStep::HealthCheckColour { colour } => vec![production("health").colour(*colour)],
+        DeployStep::SwitchTraffic { colour } => vec![production("set_traffic").weight(100).colour(*colour)],
+        DeployStep::Decommission { colour } => vec![production("decommission").colour(*colour)],
+        DeployStep::CanaryWeight { percent } => vec![
+            production("deploy").weight(*percent),
+            production("health").weight(*percent),
+        ],
+        DeployStep::UpdateInstances { first, count, .. } => (*first..first.saturating_add(*count))
+            .flat_map(|i| {
+                [
+                    production("deploy").instance(i + 1),
+                    production("health").instance(i + 1),
+                ]
+            })
+            .collect(),
+    }
+}
+
+#[async_trait]
+impl ports::Build for HookWorld {
+    async fn prepare(&self, target: &Target) -> Result<PrepareReport, String> {
+        let sim = self.sim.prepare(target).await?;
+        let mut stopped = false;
+        let tests = self
+            .stage(target, Call::new("tests", Environment::Staging, target), &mut stopped)
+            .await?;
+        let build = self
+            .stage(target, Call::new("build", Environment::Staging, target), &mut stopped)
+            .await?;
+        let backup = self
+            .stage(
+                target,
+                Call::new("backup", Environment::Production, target),
+                &mut stopped,
+            )
+            .await?;
+        let artifact = match &build {
+            Stage::Simulated => sim.artifact.clone(),
+            Stage::Passed(outcome) => last_line(&outcome.output_tail).unwrap_or_else(|| {
+                let program = self
+                    .command(&target.service, "build")
+                    .and_then(|spec| spec.argv.first())
+                    .map(String::as_str)
+                    .unwrap_or("the build command");
+                format!("built by {program}")
+            }),
+            Stage::Failed(outcome) => format!("none (build failed: {})", outcome.summary()),
+            Stage::Skipped => "none (not built: the tests failed)".into(),
+        };
+        Ok(PrepareReport {
+            tests_passed: tests.ok(sim.tests_passed),
+            build_succeeded: build.ok(sim.build_succeeded),
+            artifact,
+            backup_verified: backup.ok(sim.backup_verified),
+            ..sim
+        })
+    }
+}
+
+#[async_trait]
+impl ports::Environments for HookWorld {
+    async fn production(&self, service: &ServiceName) -> Result<Production, String> {
+        self.sim.production(service).await
+    }
+
+    async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String> {
+        let sim = self.sim.deploy_staging(target).await?;
+        let staging = |action| Call::new(action, Environment::Staging, target);
+        let mut stopped = false;
+        let deploy = self.stage(target, staging("deploy"), &mut stopped).await?;
+        let migrate = self.stage(target, staging("migrate"), &mut stopped).await?;
+        let health = self.stage(target, staging("health"), &mut stopped).await?;
+        let smoke = self.stage(target, staging("smoke"), &mut stopped).await?;
+        Ok(StagingReport {
+            deployed: deploy.ok(sim.deployed),
+            application_started: deploy.ok(sim.application_started),
+            migrations_complete: migrate.ok(sim.migrations_complete),
+            health_endpoints: health.ok(sim.health_endpoints),
+            external_services: sim.external_services && !matches!(health, Stage::Skipped),
+            smoke_tests: smoke.ok(sim.smoke_tests),
+        })
+    }
+
+    async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
+        let mut configured = false;
+        for call in step_calls(target, step) {
+            if let Some(ran) = self.invoke(target, &call).await {
+                configured = true;
+                ran.result()?;
+            }
+        }
+        // The simulated world tracks what production runs (promotion, active colour).
+        let simulated = self.sim.step(target, step).await;
+        if configured {
+            Ok(())
+        } else {
+            simulated
+        }
+    }
+
+    async fn health(&self, target: &Target, minute: u32) -> Result<bool, String> {
+        match self
+            .invoke(target, &Call::new("health", Environment::Production, target))
+            .await
+        {
+            None => self.sim.health(target, minute).await,
+            Some(Ran::Succeeded(_)) => Ok(true),
+            Some(Ran::Failed(..)) => Ok(false),
+            Some(Ran::Error(message)) => Err(message),
+        }
+    }
+
+    async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
+        let call = |action| Call {
+            action,
+            environment: Environment::Production,
+            version: plan.restore_version.clone(),
+            previous: plan.from_version.clone(),
+            strategy: plan.strategy,
+            weight: None,
+            instance: None,
+            colour: None,
+            extra: vec![],
+        };
+        let rollback = call("rollback")
+            .weight(plan.traffic_percent)
+            .with("STAGECOACH_REVERT_MIGRATIONS", plan.revert_migrations.to_string());
+        let Some(ran) = self.invoke(target, &rollback).await else {
+            return self.sim.rollback(target, plan).await;
+        };
+        let shown = plan
+            .restore_version
+            .as_ref()
+            .map(|v| format!("v{v}"))
+            .unwrap_or_else(|| "no previous version (new version removed)".into());
+        let (restored, detail) = ran.step(&rollback);
+        let mut steps = vec![(
+            format!("Initiate rollback to previous version ({shown})"),
+            restored,
+            detail,
+        )];
+        if restored {
+            // The simulated world tracks what production runs; its own rollback always succeeds.
+            self.sim.rollback(target, plan).await;
+        }
+        if plan.revert_migrations {
+            let detail = if restored {
+                "by the rollback command".into()
+            } else {
+                NOT_RESTORED.into()
+            };
+            steps.push(("Revert database migrations".into(), restored, detail));
+        } else {
+            steps.push((
+                "Revert database migrations: not needed or not safe, skipped".into(),
+                true,
+                String::new(),
+            ));
+        }
+        let mut caches_cleared = false;
+        if plan.clear_caches {
+            let clear = call("clear_cache");
+            let (ok, detail) = if !restored {
+                (false, NOT_RESTORED.into())
+            } else {
+                match self.invoke(target, &clear).await {
+                    None => (true, String::new()),
+                    Some(ran) => ran.step(&clear),
+                }
+            };
+            caches_cleared = ok;
+            steps.push(("Clear caches".into(), ok, detail));
+        }
+        let verify = call("health");
+        let (verified, detail) = if !restored {
+            (false, NOT_RESTORED.into())
+        } else {
+            match self.invoke(target, &verify).await {
+                None => match self.sim.health(target, 0).await {
+                    Ok(true) => (true, String::new()),
+                    Ok(false) => (false, "verification failed".into()),
+                    Err(e) => (false, e),
+                },
+                Some(ran) => ran.step(&verify),
+            }
+        };
+        steps.push(("Verify rollback successful".into(), verified, detail));
+        RollbackOutcome {
+            steps,
+            restored,
+            migrations_reverted: restored && plan.revert_migrations,
+            caches_cleared,
+            verified,
+        }
+    }
+}
+
+#[async_trait]
+impl ports::Metrics for HookWorld {
+    async fn baseline(&self, target: &Target) -> Result<MetricSample, String> {
+        self.sim.baseline(target).await
+    }
+
+    async fn sample(&self, target: &Target, minute: u32, traffic_percent: u8) -> Result<MetricSample, String> {
+        self.sim.sample(target, minute, traffic_percent).await
+    }
+}
+
+#[async_trait]
+impl ports::TestSuites for HookWorld {
+    async fn run(
+        &self,
+        target: &Target,
+        selection: SuiteSelection,
+        critical: &[String],
+    ) -> Result<Vec<SuiteResult>, String> {
+        let suites = match selection {
+            SuiteSelection::All => "all",
+            SuiteSelection::Critical => "critical",
+        };
+        let call = Call::new("validate", Environment::Staging, target).with("STAGECOACH_SUITES", suites);
+        let (passed, failed) = match self.invoke(target, &call).await {
+            None => return self.sim.run(target, selection, critical).await,
+            Some(Ran::Succeeded(_)) => (1, 0),
+            Some(Ran::Failed(..)) => (0, 1),
+            Some(Ran::Error(message)) => return Err(message),
+        };
+        Ok(vec![SuiteResult {
+            name: "validate".into(),
+            passed,
+            failed,
+            skipped: 0,
+        }])
+    }
+}
+
+#[async_trait]
+impl ports::Security for HookWorld {
+    async fn scan(&self, target: &Target) -> Result<ScanReport, String> {
+        let call = Call::new("scan", Environment::Staging, target);
+        match self.invoke(target, &call).await {
+            None => self.sim.scan(target).await,
+            Some(Ran::Succeeded(_)) => Ok(ScanReport {
+                critical_vulnerabilities: 0,
+                findings: vec![],
+            }),
+            Some(Ran::Failed(outcome, _)) => {
+                // A scanner that exited with a code reports its finding last; one
+                // that was killed or timed out reports nothing useful.
+                let finding = outcome
+                    .exit_code
+                    .and_then(|_| last_line(&outcome.output_tail))
+                    .unwrap_or_else(|| failure_line(&call, &outcome));
+                Ok(ScanReport {
+                    critical_vulnerabilities: 1,
+                    findings: vec![finding],
+                })
+            }
+            Some(Ran::Error(message)) => Err(message),
+        }
+    }
+
+    async fn incidents(&self, target: &Target, minute: u32) -> Vec<Incident> {
+        self.sim.incidents(target, minute).await
+    }
+}
+
+#[async_trait]
+impl ports::Notifier for HookWorld {
+    async fn send(&self, target: &Target, notification: &NotificationEntry) -> Result<(), String> {
+        tracing::info!(
+            deployment = %target.id,
+            service = %target.service,
+            kind = %notification.kind,
+            subject = %notification.subject,
+            "notification"
+        );
+        self.sim.send(target, notification).await
+    }
+}
+
+impl ports::People for HookWorld {
+    fn approval_requested(&self, target: &Target, role: Role, at: DateTime<Utc>, _sink: DecisionSink) {
+        tracing::info!(
+            deployment = %target.id,
+            service = %target.service,
+            role = %role,
+            requested_at = %at,
+            "approval awaited: a person decides through the API (`stagecoach approve`)"
+        );
+    }
+}

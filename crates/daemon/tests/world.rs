@@ -1,0 +1,401 @@
+//! The daemon's world against real child processes: `sh -c` scripts that
+//! record their `STAGECOACH_*` environment in a temporary directory.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use agents::ports::{Build, Environments, Security, Target, TestSuites};
+use daemon::config::ServiceConfig;
+use daemon::world::HookWorld;
+use hooks::CommandSpec;
+use workflow::machine::RollbackPlan;
+use workflow::settings::SuiteSelection;
+use workflow::strategy::{Colour, DeployStep};
+use workflow::types::{DeploymentId, DeploymentType, ServiceName, Strategy, Version};
+
+/// Records the action's environment in `$OUT/<action>.env` and appends
+/// "<action> <instance>" to `$OUT/order`.
+const RECORD: &str = r#"env | grep '^STAGECOACH_' | sort > "$OUT/$STAGECOACH_ACTION.env"
+echo "$STAGECOACH_ACTION $STAGECOACH_INSTANCE" >> "$OUT/order""#;
+
+fn version(v: &str) -> Version {
+    Version::parse(v).unwrap()
+}
+
+fn service(name: &str) -> ServiceName {
+    ServiceName::parse(name).unwrap()
+}
+
+fn target(name: &str, strategy: Strategy, attempt: u32) -> Target {
+    Target {
+        id: DeploymentId(7),
+        service: service(name),
+        version: Some(version("2.0.0")),
+        previous_version: Some(version("1.9.0")),
+        kind: DeploymentType::Standard,
+        strategy,
+        submitted_by: "alice".into(),
+        attempt,
+    }
+}
+
+/// `sh -c SCRIPT` with `$OUT` = `out`; `SCRIPT` runs after `RECORD`.
+fn sh(out: &Path, script: &str) -> CommandSpec {
+    let mut spec = CommandSpec::new(["sh", "-c", &format!("{RECORD}\n{script}")]);
+    spec.env.insert("OUT".into(), out.display().to_string());
+    spec.timeout_seconds = 30.0;
+    spec
+}
+
+fn world(name: &str, actions: Vec<(&str, CommandSpec)>) -> Arc<HookWorld> {
+    let config = ServiceConfig {
+        actions: actions.into_iter().map(|(a, spec)| (a.to_string(), spec)).collect(),
+    };
+    HookWorld::new(BTreeMap::from([(name.to_string(), config)]))
+}
+
+fn recorded_env(out: &Path, action: &str) -> BTreeMap<String, String> {
+    let text = std::fs::read_to_string(out.join(format!("{action}.env")))
+        .unwrap_or_else(|e| panic!("{action} did not record its environment: {e}"));
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn order(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("order"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn plan(clear_caches: bool) -> RollbackPlan {
+    RollbackPlan {
+        restore_version: Some(version("1.9.0")),
+        from_version: Some(version("2.0.0")),
+        strategy: Strategy::Canary,
+        traffic_percent: 25,
+        revert_migrations: false,
+        clear_caches,
+    }
+}
+
+#[tokio::test]
+async fn canary_step_runs_deploy_then_health_with_the_deployment_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world("web", vec![("deploy", sh(out, "")), ("health", sh(out, ""))]);
+    let ports = world.ports();
+
+    ports
+        .environments
+        .step(
+            &target("web", Strategy::Canary, 2),
+            &DeployStep::CanaryWeight { percent: 25 },
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(order(out), ["deploy", "health"]);
+    for action in ["deploy", "health"] {
+        let env = recorded_env(out, action);
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("STAGECOACH_ACTION"), Some(action));
+        assert_eq!(get("STAGECOACH_SERVICE"), Some("web"));
+        assert_eq!(get("STAGECOACH_VERSION"), Some("2.0.0"));
+        assert_eq!(get("STAGECOACH_PREVIOUS_VERSION"), Some("1.9.0"));
+        assert_eq!(get("STAGECOACH_ENVIRONMENT"), Some("production"));
+        assert_eq!(get("STAGECOACH_STRATEGY"), Some("canary"));
+        assert_eq!(get("STAGECOACH_WEIGHT"), Some("25"));
+        assert_eq!(get("STAGECOACH_INSTANCE"), Some(""));
+        assert_eq!(get("STAGECOACH_COLOUR"), Some(""));
+        assert_eq!(get("STAGECOACH_ATTEMPT"), Some("2"));
+        assert_eq!(get("STAGECOACH_DEPLOYMENT_ID"), Some("d-000007"));
+    }
+}
+
+#[tokio::test]
+async fn a_failing_deploy_command_fails_the_step_with_its_output_and_stops_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            (
+                "deploy",
+                sh(out, "echo 'pulling image'\necho 'no space left on device' >&2\nexit 3"),
+            ),
+            ("health", sh(out, "")),
+        ],
+    );
+
+    let err = world
+        .step(
+            &target("web", Strategy::Canary, 1),
+            &DeployStep::CanaryWeight { percent: 5 },
+        )
+        .await
+        .unwrap_err();
+
+    assert!(err.starts_with("deploy failed: exit 3"), "{err}");
+    assert!(err.contains("pulling image"), "{err}");
+    assert!(err.contains("no space left on device"), "{err}");
+    assert_eq!(order(out), ["deploy"], "health must not run after a failed deploy");
+}
+
+#[tokio::test]
+async fn a_command_that_cannot_start_fails_the_step_naming_the_action() {
+    let world = world(
+        "web",
+        vec![("deploy", CommandSpec::new(["/nonexistent/stagecoach-deploy"]))],
+    );
+    let err = world
+        .step(
+            &target("web", Strategy::BlueGreen, 1),
+            &DeployStep::DeployInactive { colour: Colour::Green },
+        )
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("deploy could not be run"), "{err}");
+    assert!(err.contains("/nonexistent/stagecoach-deploy"), "{err}");
+}
+
+#[tokio::test]
+async fn a_service_without_commands_uses_the_simulated_world() {
+    let world = HookWorld::new(BTreeMap::new());
+    let t = target("api", Strategy::Canary, 1);
+
+    let prepared = world.prepare(&t).await.unwrap();
+    assert!(prepared.ok(), "{prepared:?}");
+    assert!(world.deploy_staging(&t).await.unwrap().ok());
+    assert!(!world.run(&t, SuiteSelection::All, &[]).await.unwrap().is_empty());
+    assert_eq!(world.scan(&t).await.unwrap().critical_vulnerabilities, 0);
+    world.step(&t, &DeployStep::CanaryWeight { percent: 5 }).await.unwrap();
+    assert_eq!(world.production(&t.service).await.unwrap().current_version, None);
+    world
+        .step(&t, &DeployStep::CanaryWeight { percent: 100 })
+        .await
+        .unwrap();
+    assert!(world.health(&t, 10).await.unwrap());
+
+    let production = world.production(&t.service).await.unwrap();
+    assert_eq!(production.current_version, Some(version("2.0.0")));
+}
+
+#[tokio::test]
+async fn set_production_seeds_production_and_configured_steps_still_promote() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world("web", vec![("deploy", sh(out, "")), ("health", sh(out, ""))]);
+    world.set_production(&service("web"), Some(version("1.9.0")), Some(version("1.8.0")));
+
+    let production = world.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+    assert_eq!(production.previous_version, Some(version("1.8.0")));
+
+    world
+        .step(
+            &target("web", Strategy::Canary, 1),
+            &DeployStep::CanaryWeight { percent: 100 },
+        )
+        .await
+        .unwrap();
+    let production = world.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("2.0.0")));
+    assert_eq!(production.previous_version, Some(version("1.9.0")));
+}
+
+#[tokio::test]
+async fn rolling_steps_deploy_and_check_each_instance_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            ("deploy", sh(out, "")),
+            (
+                "health",
+                sh(
+                    out,
+                    r#"[ "$STAGECOACH_INSTANCE" != 4 ] || { echo 'instance 4 unhealthy'; exit 1; }"#,
+                ),
+            ),
+        ],
+    );
+    let err = world
+        .step(
+            &target("web", Strategy::Rolling, 1),
+            &DeployStep::UpdateInstances {
+                first: 2,
+                count: 2,
+                total: 4,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(order(out), ["deploy 3", "health 3", "deploy 4", "health 4"]);
+    assert!(err.starts_with("health for instance 4 failed"), "{err}");
+    assert!(err.contains("instance 4 unhealthy"), "{err}");
+    // The last batch failed: production was not promoted.
+    assert_eq!(world.production(&service("web")).await.unwrap().current_version, None);
+}
+
+#[tokio::test]
+async fn staging_stops_at_the_first_failing_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            ("deploy", sh(out, "")),
+            ("migrate", sh(out, "echo 'migration 0042 failed'; exit 1")),
+            ("health", sh(out, "")),
+        ],
+    );
+    let report = world.deploy_staging(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert!(report.deployed && report.application_started);
+    assert!(!report.migrations_complete);
+    assert!(!report.health_endpoints && !report.smoke_tests);
+    assert_eq!(order(out), ["deploy", "migrate"]);
+    assert_eq!(recorded_env(out, "deploy")["STAGECOACH_ENVIRONMENT"], "staging");
+}
+
+#[tokio::test]
+async fn prepare_reports_tests_build_and_the_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            ("tests", sh(out, "echo 'all 120 tests passed'")),
+            ("build", sh(out, "echo compiling\necho 'web-2.0.0.tar.gz'\necho")),
+        ],
+    );
+    let report = world.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert!(report.tests_passed && report.build_succeeded, "{report:?}");
+    assert_eq!(report.artifact, "web-2.0.0.tar.gz");
+    assert_eq!(order(out), ["tests", "build"]);
+
+    let failing = self::world("web", vec![("tests", sh(out, "exit 1")), ("build", sh(out, ""))]);
+    let report = failing.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert!(!report.tests_passed && !report.build_succeeded, "{report:?}");
+    assert!(!report.ok());
+}
+
+#[tokio::test]
+async fn a_failing_rollback_command_is_not_restored_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            ("rollback", sh(out, "echo 'load balancer unreachable' >&2; exit 4")),
+            ("clear_cache", sh(out, "")),
+            ("health", sh(out, "")),
+        ],
+    );
+    world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
+
+    let outcome = world.rollback(&target("web", Strategy::Canary, 1), &plan(true)).await;
+
+    assert!(!outcome.restored && !outcome.verified && !outcome.caches_cleared);
+    let (step, ok, detail) = &outcome.steps[0];
+    assert_eq!(step, "Initiate rollback to previous version (v1.9.0)");
+    assert!(!ok);
+    assert!(detail.starts_with("rollback failed: exit 4"), "{detail}");
+    assert!(detail.contains("load balancer unreachable"), "{detail}");
+    assert!(outcome
+        .steps
+        .iter()
+        .skip(1)
+        .any(|(s, ok, _)| s == "Clear caches" && !ok));
+    assert_eq!(order(out), ["rollback"], "nothing runs after a failed rollback");
+    let production = world.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("2.0.0")));
+}
+
+#[tokio::test]
+async fn a_successful_rollback_restores_clears_caches_verifies_and_updates_production() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![
+            ("rollback", sh(out, "")),
+            ("clear_cache", sh(out, "")),
+            ("health", sh(out, "")),
+        ],
+    );
+    world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
+
+    let outcome = world.rollback(&target("web", Strategy::Canary, 3), &plan(true)).await;
+
+    assert!(
+        outcome.restored && outcome.caches_cleared && outcome.verified,
+        "{outcome:?}"
+    );
+    let names: Vec<&str> = outcome.steps.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "Initiate rollback to previous version (v1.9.0)",
+            "Revert database migrations: not needed or not safe, skipped",
+            "Clear caches",
+            "Verify rollback successful",
+        ]
+    );
+    assert_eq!(order(out), ["rollback", "clear_cache", "health"]);
+    let env = recorded_env(out, "rollback");
+    assert_eq!(env["STAGECOACH_VERSION"], "1.9.0");
+    assert_eq!(env["STAGECOACH_PREVIOUS_VERSION"], "2.0.0");
+    assert_eq!(env["STAGECOACH_WEIGHT"], "25");
+    assert_eq!(env["STAGECOACH_ATTEMPT"], "3");
+    assert_eq!(env["STAGECOACH_REVERT_MIGRATIONS"], "false");
+    assert_eq!(recorded_env(out, "health")["STAGECOACH_VERSION"], "1.9.0");
+    let production = world.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+}
+
+#[tokio::test]
+async fn a_failing_scan_reports_a_critical_vulnerability_with_the_finding() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![(
+            "scan",
+            sh(
+                out,
+                "echo 'scanning 214 packages'\necho 'CVE-2026-0001 in openssl: critical'\nexit 2",
+            ),
+        )],
+    );
+    let report = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert_eq!(report.critical_vulnerabilities, 1);
+    assert_eq!(report.findings, ["CVE-2026-0001 in openssl: critical"]);
+
+    let clean = self::world("web", vec![("scan", sh(out, "echo 'no findings'"))]);
+    let report = clean.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert_eq!(report.critical_vulnerabilities, 0);
+    assert!(report.findings.is_empty());
+}
+
+#[tokio::test]
+async fn validate_is_one_suite() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world("web", vec![("validate", sh(out, "exit 1"))]);
+    let suites = world
+        .run(&target("web", Strategy::Canary, 1), SuiteSelection::Critical, &[])
+        .await
+        .unwrap();
+    assert_eq!(suites.len(), 1);
+    assert_eq!(
+        (suites[0].name.as_str(), suites[0].passed, suites[0].failed),
+        ("validate", 0, 1)
+    );
+    assert_eq!(recorded_env(out, "validate")["STAGECOACH_SUITES"], "critical");
+}
