@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod client;
+
 #[derive(Parser)]
 #[command(
     name = "stagecoach",
@@ -18,6 +20,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    client: client::ClientOpts,
 }
 
 #[derive(Subcommand)]
@@ -33,12 +37,29 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Check a configuration file and print the effective configuration as TOML.
+    /// Check a configuration file and print the effective configuration as JSON.
     Config {
         /// Configuration file layered over the bundled defaults.
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Run the daemon: the agents, the journal and the HTTP API, until SIGINT/SIGTERM.
+    Daemon {
+        /// Address to listen on (overrides [server] listen; default 127.0.0.1:7400).
+        #[arg(long)]
+        listen: Option<String>,
+        /// Log format on stderr.
+        #[arg(long, value_enum, default_value = "human")]
+        log_format: LogFormat,
+    },
+    #[command(flatten)]
+    Client(client::ClientCommand),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 fn read(path: &Path) -> Result<String, String> {
@@ -51,16 +72,72 @@ fn env_map() -> BTreeMap<String, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; RUST_LOG selects the level (default: warnings).
+    // Logs go to stderr; RUST_LOG selects the level (default: warnings, and
+    // information for the daemon).
+    let (default_level, format) = match &cli.command {
+        Command::Daemon { log_format, .. } => ("info", *log_format),
+        _ => ("warn", LogFormat::Human),
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
     match cli.command {
         Command::Simulate { scenario, config, json } => simulate(&scenario, config.as_deref(), json),
         Command::Config { config } => show_config(config.as_deref()),
+        Command::Daemon { listen, .. } => {
+            run_daemon(cli.client.config.as_deref(), listen, cli.client.state_dir.clone())
+        }
+        Command::Client(cmd) => {
+            let (_, config) = match load_config(cli.client.config.as_deref()) {
+                Ok(c) => c,
+                Err(e) => return usage_error(e),
+            };
+            let defaults = client::ClientDefaults {
+                server_url: config.server.client_url(),
+                state_dir: config.storage.path.clone(),
+            };
+            client::run(cmd, &cli.client, defaults)
+        }
+    }
+}
+
+/// Loads the configuration the daemon and the CLI client share.
+fn load_config(config: Option<&Path>) -> Result<(workflow::Settings, daemon::DaemonConfig), String> {
+    let text = config.map(read).transpose()?;
+    let name = config.map(|p| p.display().to_string()).unwrap_or_default();
+    daemon::config::load(text.as_deref().map(|t| (name.as_str(), t)), &env_map()).map_err(|e| e.to_string())
+}
+
+fn run_daemon(config: Option<&Path>, listen: Option<String>, state_dir: Option<PathBuf>) -> ExitCode {
+    let (settings, mut daemon_config) = match load_config(config) {
+        Ok(c) => c,
+        Err(e) => return usage_error(e),
+    };
+    if let Some(l) = listen {
+        daemon_config.server.listen = l;
+    }
+    if let Some(d) = state_dir {
+        daemon_config.storage.path = d;
+    }
+    if let Err(e) = daemon_config.validate() {
+        return usage_error(e);
+    }
+    match daemon::run(daemon::Options {
+        settings,
+        config: daemon_config,
+    }) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -80,9 +157,13 @@ fn show_config(config: Option<&Path>) -> ExitCode {
         .map(|t| workflow::settings::Layer { name: &name, toml: t })
         .into_iter()
         .collect();
-    match workflow::Settings::load(&layers, &env_map()) {
-        Ok(s) => {
-            match serde_json::to_string_pretty(&s) {
+    match daemon::config::load(layers.first().map(|l| (l.name, l.toml)), &env_map()) {
+        Ok((s, d)) => {
+            let mut doc = serde_json::to_value(&s).unwrap_or_default();
+            if let (Some(map), Ok(serde_json::Value::Object(extra))) = (doc.as_object_mut(), serde_json::to_value(&d)) {
+                map.extend(extra);
+            }
+            match serde_json::to_string_pretty(&doc) {
                 Ok(j) => println!("{j}"),
                 Err(e) => return usage_error(e),
             }

@@ -1326,10 +1326,7 @@ impl Machine {
                 out,
                 now,
                 Status::Queued,
-                format!(
-                    "Approved; waiting for the deployment of {} ahead of it",
-                    self.record.service
-                ),
+                format!("Approved; waiting for the production slot of {}", self.record.service),
             );
             out.effects.push(Effect::AcquireSlot);
             return Ok(());
