@@ -2294,3 +2294,220 @@ proptest! {
         prop_assert_eq!(&replayed, run.machine.record());
     }
 }
+
+// ---- production slot, window override, rollback after success, acknowledgement, refusals ----
+
+#[test]
+fn an_approved_deployment_waits_queued_for_its_slot_and_sees_production_as_it_is_then() {
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let mut world = World::good();
+    // Answer everything except the slot request, which stays pending.
+    run.run_until(&mut world, |m| {
+        m.status() == Status::Queued && m.stage() == Some(Stage::Approve)
+    })
+    .unwrap();
+    assert_eq!(run.queue.back(), Some(&Effect::AcquireSlot));
+    let r = run.machine.record();
+    assert!(
+        r.stages.iter().all(|s| s.stage != Stage::Deploy),
+        "nothing deployed before the slot"
+    );
+    assert!(
+        r.timeline
+            .iter()
+            .any(|e| e.event.contains("waiting for the production slot of checkout")),
+        "{:#?}",
+        r.timeline
+    );
+    // The deployment ahead put 2.4.5 into production meanwhile.
+    run.queue.clear();
+    let ahead = Production {
+        current_version: Some(v("2.4.5")),
+        previous_version: Some(v("2.4.0")),
+        active_colour: Colour::Blue,
+    };
+    run.production = ahead.clone();
+    run.send(Event::SlotGranted { production: ahead }).unwrap();
+    let r = run.run(&mut world);
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(
+        r.previous_version,
+        Some(v("2.4.5")),
+        "rollback target is what ran when the slot came"
+    );
+    assert_eq!(r.production_version, Some(v("2.4.1")));
+    let plans_restore: Vec<_> = run
+        .log
+        .iter()
+        .filter(|(_, e)| matches!(e, Effect::AcquireSlot))
+        .collect();
+    assert_eq!(plans_restore.len(), 1, "the slot is asked for once");
+}
+
+#[test]
+fn a_rollback_type_deployment_never_waits_for_a_slot() {
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Rollback, None),
+        &mut World::good(),
+    );
+    assert_eq!(r.status, Status::Succeeded, "the restore succeeded");
+    assert!(!run.effects().any(|e| matches!(e, Effect::AcquireSlot)));
+}
+
+#[test]
+fn a_managers_window_override_deploys_at_once_and_is_in_the_approval_record() {
+    // 2026-12-04 is a Friday, outside every window.
+    let mut req = request(DeploymentType::Standard, None);
+    req.window_override = Some(workflow::record::WindowOverride {
+        by: "mia".into(),
+        reason: "payment outage fix cannot wait for Tuesday".into(),
+    });
+    let (_, r) = deploy(Settings::builtin(), "2026-12-04T15:00:00Z", req, &mut World::good());
+    assert_eq!(r.status, Status::Succeeded);
+    assert_eq!(started(&r, Stage::Deploy), t("2026-12-04T15:00:00Z"));
+    assert_eq!(
+        approvals(&r)[0],
+        (Role::Manager, Decision::WindowOverride, "mia".to_string())
+    );
+    assert!(r.approvals[0].reason.contains("payment outage"));
+    assert!(r.markdown.contains("WINDOW OVERRIDE"), "{}", r.markdown);
+}
+
+#[test]
+fn a_succeeded_deployment_can_still_be_rolled_back_by_hand() {
+    let (mut run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut World::good(),
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    run.send(Event::ManualRollback {
+        by: "oscar".into(),
+        reason: "customers report broken receipts".into(),
+    })
+    .unwrap();
+    run.finished = 0;
+    let r = run.run(&mut World::good());
+    assert_eq!(r.status, Status::RolledBack);
+    assert_eq!(run.rollback_plans()[0].restore_version, Some(v("2.4.0")));
+    assert_eq!(r.production_version, Some(v("2.4.0")));
+    assert_eq!(run.finished, 1, "finished again after the rollback");
+    assert!(r.issues.iter().any(|i| i.contains("oscar")), "{:?}", r.issues);
+}
+
+#[test]
+fn an_escalation_is_acknowledged_once() {
+    let (mut run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut irreversible_world(),
+    );
+    let count = r.escalations.len();
+    assert!(count >= 1);
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::Acknowledge {
+                index: 1,
+                by: "mia".into(),
+            },
+        )
+        .unwrap();
+    assert!(out.refusal.is_none());
+    let e = &run.machine.record().escalations[0];
+    assert_eq!(e.acknowledged_by.as_deref(), Some("mia"));
+    let again = run
+        .machine
+        .handle(
+            run.now,
+            Event::Acknowledge {
+                index: 1,
+                by: "noah".into(),
+            },
+        )
+        .unwrap();
+    assert!(again.refusal.unwrap().contains("already acknowledged by mia"));
+    let missing = run
+        .machine
+        .handle(
+            run.now,
+            Event::Acknowledge {
+                index: count + 1,
+                by: "mia".into(),
+            },
+        )
+        .unwrap();
+    assert!(missing
+        .refusal
+        .unwrap()
+        .contains(&format!("no escalation {}", count + 1)));
+}
+
+#[test]
+fn a_refused_command_is_recorded_with_who_tried() {
+    let mut run = Run::submit(
+        manager_human(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production(),
+    );
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::Refused {
+                by: "eve".into(),
+                role: Some(Role::Manager),
+                what: "decide the manager approval".into(),
+                reason: "eve may not decide the manager approval: it needs the manager role".into(),
+            },
+        )
+        .unwrap();
+    assert!(out.effects.is_empty(), "a refusal changes nothing but the record");
+    assert_eq!(
+        approvals(run.machine.record()),
+        vec![(Role::Manager, Decision::Refused, "eve".to_string())]
+    );
+}
+
+#[test]
+fn every_effect_is_answered_by_its_own_event_only() {
+    let step = Effect::Step {
+        index: 2,
+        step: DeployStep::CanaryWeight { percent: 25 },
+    };
+    assert!(step.answered_by(&Event::StepDone {
+        index: 2,
+        result: Ok(())
+    }));
+    assert!(!step.answered_by(&Event::StepDone {
+        index: 3,
+        result: Ok(())
+    }));
+    let timer = Effect::Timer {
+        at: t(TUESDAY_IN_WINDOW),
+        token: 7,
+    };
+    assert!(timer.answered_by(&Event::Timer(7)));
+    assert!(!timer.answered_by(&Event::Timer(8)));
+    assert!(Effect::Prepare.answered_by(&Event::Prepared(Err("x".into()))));
+    assert!(!Effect::Prepare.answered_by(&Event::Scanned(Err("x".into()))));
+    let review = Effect::Review {
+        role: Role::Security,
+        criteria: vec![],
+    };
+    assert!(!review.answered_by(&Event::Reviewed {
+        role: Role::Manager,
+        advice: approval::Advice::AskHuman
+    }));
+}
