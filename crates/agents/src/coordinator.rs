@@ -342,6 +342,13 @@ impl Coordinator {
     fn feed(&mut self, id: DeploymentId, event: Event, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let now = self.clock.now();
         let machine = self.machines.get_mut(&id).ok_or(CommandError::NotFound(id))?;
+        if let Event::Timer(token) = event {
+            if !machine.timer_pending(token) {
+                // A wait that already ended: nothing to record.
+                self.answered(id, &event);
+                return Ok(());
+            }
+        }
         let before = machine.clone();
         let out = match machine.handle(now, event.clone()) {
             Ok(out) => out,
@@ -645,6 +652,16 @@ impl Coordinator {
             if pending.is_empty() {
                 continue;
             }
+            let Some(machine) = self.machines.get(&id) else {
+                continue;
+            };
+            let pending: Vec<Pending> = pending
+                .into_iter()
+                .filter(|p| match p.effect {
+                    Effect::Timer { token, .. } => machine.timer_pending(token),
+                    _ => true,
+                })
+                .collect();
             let rerun: Vec<Effect> = pending
                 .iter()
                 .filter(|p| !matches!(p.effect, Effect::Timer { .. } | Effect::AcquireSlot))

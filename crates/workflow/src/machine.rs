@@ -426,6 +426,12 @@ impl Machine {
     pub fn is_finished(&self) -> bool {
         self.finished_sent
     }
+    /// Whether timer `token` still means something to the machine (a timer
+    /// of a wait that ended meanwhile does not).
+    pub fn timer_pending(&self, token: u64) -> bool {
+        self.timers.contains_key(&token)
+    }
+
     /// Whether the deployment has started changing production.
     pub fn in_production(&self) -> bool {
         matches!(self.stage, Some(Stage::Deploy) | Some(Stage::Monitor)) && !self.record.status.is_terminal()
