@@ -694,6 +694,18 @@ impl Coordinator {
         }
     }
 
+    /// One line per deployment whose journal chain is broken.
+    pub fn broken_chains(&self) -> Vec<String> {
+        self.machines
+            .keys()
+            .filter_map(|id| match self.journal.verify(id.0) {
+                Ok(v) if v.intact => None,
+                Ok(v) => Some(format!("journal chain of {id} is broken: {}", v.problems.join("; "))),
+                Err(e) => Some(format!("journal chain of {id} cannot be checked: {e}")),
+            })
+            .collect()
+    }
+
     /// Every deployment's record (Markdown not rendered), in submission order.
     pub fn records(&self) -> Vec<workflow::Record> {
         self.machines.values().map(|m| m.record().clone()).collect()

@@ -117,8 +117,9 @@ fn principal<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Principal
     let token = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
     state
@@ -221,6 +222,13 @@ async fn record(state: &AppState, id: DeploymentId) -> Result<Record, ApiError> 
 
 // ---- routes ------------------------------------------------------------------------
 
+/// The query string as `T`; a malformed one is a 400 in the API's format.
+fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(|q| q.into_inner())
+        .map_err(|e| ApiError::bad_request(format!("invalid query string: {e}")))
+}
+
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/metrics", web::get().to(metrics))
@@ -237,10 +245,13 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .route("/deployments/{id}/cancel", web::post().to(cancel))
                 .route("/escalations/{id}/ack", web::post().to(ack))
                 .route("/events", web::get().to(events))
-                .default_service(web::to(|| async {
-                    ApiError::not_found("no such route; see /v1/openapi.json").error_response()
-                })),
-        );
+                .default_service(web::to(not_found)),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found() -> HttpResponse {
+    ApiError::not_found("no such route; see /v1/openapi.json").error_response()
 }
 
 async fn healthz() -> HttpResponse {
@@ -361,8 +372,9 @@ struct ListQuery {
     status: Option<String>,
 }
 
-async fn list(req: HttpRequest, state: web::Data<AppState>, q: web::Query<ListQuery>) -> ApiResult {
+async fn list(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
     principal(&req, &state)?;
+    let q: ListQuery = query(&req)?;
     let service = q
         .service
         .as_deref()
@@ -600,8 +612,9 @@ struct Stream {
     done: bool,
 }
 
-async fn events(req: HttpRequest, state: web::Data<AppState>, q: web::Query<EventsQuery>) -> ApiResult {
+async fn events(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
     principal(&req, &state)?;
+    let q: EventsQuery = query(&req)?;
     let deployment = q.deployment.as_deref().map(deployment_id).transpose()?;
     let resume = req
         .headers()

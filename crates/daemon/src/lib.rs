@@ -88,6 +88,9 @@ pub fn run(opts: Options) -> Result<(), String> {
     system.block_on(async move {
         let world = world::HookWorld::new(config.services.clone());
         let coordinator = agents::replay(settings.clone(), world.ports(), Box::new(store))?;
+        for problem in coordinator.broken_chains() {
+            tracing::error!("{problem}; the journal was changed outside stagecoach; restore it from a backup or investigate with `stagecoach verify`");
+        }
         for (service, (current, previous)) in production_from(&coordinator.records()) {
             world.set_production(&service, current, previous);
         }

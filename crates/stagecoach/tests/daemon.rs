@@ -1,0 +1,956 @@
+//! Integration tests of `stagecoach daemon`: the real binary, started on
+//! 127.0.0.1 with its own state dir and port, driven only over HTTP (and the
+//! CLI where noted). Waits follow the deployment's event stream or a hook's
+//! FIFO; every wait has an overall timeout. Crash tests `kill -9` the daemon
+//! and restart it on the same state dir.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+const STANDARD_STAGES: &[&str] = &["prepare", "staging", "validate", "approve", "deploy", "monitor"];
+
+fn alice() -> String {
+    token("alice")
+}
+
+fn bob() -> String {
+    token("bob")
+}
+
+/// The id (`d-000001`) of a record.
+fn id_of(record: &Value) -> String {
+    record["id"].as_str().expect("record id").to_string()
+}
+
+/// Asserts `GET /verify` reports the chain intact.
+fn assert_intact(d: &Daemon, id: &str) {
+    let v = d.verify(id, &alice());
+    assert_eq!(v["intact"], true, "journal of {id} is not intact: {v}");
+    assert!(v["problems"].as_array().is_some_and(|p| p.is_empty()), "{v}");
+    assert!(v["entries"].as_u64().unwrap_or(0) > 5, "{v}");
+}
+
+/// Production weights 10, 50 and 100, each deployed exactly once.
+fn assert_each_weight_once(log: &std::path::Path) {
+    assert_eq!(
+        production_weights(log),
+        ["10", "50", "100"],
+        "production deploy runs (environment weight attempt version): {:?}",
+        deploy_runs(log)
+    );
+}
+
+#[test]
+fn standard_deployment_with_human_manager_approval_end_to_end() {
+    let mut h = Harness::bare();
+    let log = h.path("deploy.log");
+    let hook = deploy_hook(&h, &log);
+    h.configure(
+        &Config {
+            manager_human: true,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .principal("bob", &["manager"])
+        .action("deploy", &hook),
+    );
+    let d = h.start();
+
+    let submitted = d.submit(
+        &alice(),
+        &json!({"service": "web", "version": "1.2.0", "strategy": "canary", "changes": ["faster pages"]}),
+    );
+    let id = id_of(&submitted);
+    assert_eq!(id, "d-000001");
+    assert_eq!(submitted["submitted_by"], "alice");
+    assert_eq!(submitted["type"], "standard");
+    assert_eq!(submitted["strategy"], "canary");
+
+    let mut events = d.events(&id, &alice());
+    events.wait_status("awaiting_approval");
+    let approved = d
+        .post(
+            &format!("/v1/deployments/{id}/approvals"),
+            &bob(),
+            &json!({"role": "manager", "decision": "approve", "reason": "looks good"}),
+        )
+        .expect(200, "bob approves");
+    assert!(
+        approvals(&approved).contains(&("manager".into(), "granted".into(), "bob".into())),
+        "{}",
+        approved["approvals"]
+    );
+    let status = events.wait_finished();
+    assert_eq!(status, "succeeded", "entries:\n{}", events.summary());
+
+    let record = d.record(&id, &alice());
+    assert_eq!(record["status"], "succeeded");
+    assert_eq!(record["production_version"], "1.2.0");
+    assert_eq!(
+        approvals(&record),
+        [("manager".to_string(), "granted".to_string(), "bob".to_string())]
+    );
+    assert_stages_passed(&record, STANDARD_STAGES);
+    assert_eq!(staging_runs(&log), 1, "staging deploy runs: {:?}", deploy_runs(&log));
+    assert_each_weight_once(&log);
+    assert!(
+        deploy_runs(&log)
+            .iter()
+            .all(|r| r.attempt == "1" && r.version == "1.2.0"),
+        "{:?}",
+        deploy_runs(&log)
+    );
+    let steps: Vec<&str> = record["deploy_log"]["steps"]
+        .as_array()
+        .expect("deploy_log.steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert!(
+        steps.iter().any(|s| s.starts_with("Canary at 100%")),
+        "deploy steps: {steps:?}"
+    );
+
+    let md = d.get(&format!("/v1/deployments/{id}/record.md"), &alice());
+    assert_eq!(md.status, 200, "{}", md.text);
+    assert!(
+        md.text.contains("bob"),
+        "record.md does not name the approver:\n{}",
+        md.text
+    );
+    assert!(md.text.contains("1.2.0") && md.text.contains("web"), "{}", md.text);
+    assert!(md.text.trim_start().starts_with('#'), "not Markdown:\n{}", md.text);
+    assert_eq!(md.text, record["markdown"].as_str().unwrap_or_default());
+    assert_intact(&d, &id);
+}
+
+#[test]
+fn every_error_code() {
+    let mut h = Harness::new(
+        &Config::default()
+            .principal("alice", &["deployer"])
+            .principal("bob", &["manager"])
+            .principal("quinn", &["qa"]),
+    );
+    let d = h.start();
+    let valid = json!({"service": "web", "version": "1.0.0"}).to_string().into_bytes();
+
+    // 401: no header, unknown token, not a bearer token.
+    d.request("POST", "/v1/deployments", None, Some(valid.clone()))
+        .expect_error(401, "unauthorized", "no Authorization header");
+    d.request("GET", "/v1/deployments", Some("not-a-known-token"), None)
+        .expect_error(401, "unauthorized", "unknown token");
+    d.request(
+        "POST",
+        "/v1/deployments",
+        Some("not-a-known-token"),
+        Some(valid.clone()),
+    )
+    .expect_error(401, "unauthorized", "unknown token on submit");
+    // 403: a principal without the deployer role submits.
+    d.request("POST", "/v1/deployments", Some(&token("quinn")), Some(valid.clone()))
+        .expect_error(403, "forbidden", "qa-only principal submits");
+    // 404: unknown deployment, unknown route.
+    d.get("/v1/deployments/d-000099", &alice())
+        .expect_error(404, "not_found", "unknown id");
+    d.get("/v1/deployments/99/verify", &alice())
+        .expect_error(404, "not_found", "verify of an unknown id");
+    d.get("/v1/no-such-route", &alice())
+        .expect_error(404, "not_found", "unknown route");
+    // 400: malformed JSON, unknown field.
+    d.request(
+        "POST",
+        "/v1/deployments",
+        Some(&alice()),
+        Some(b"{\"service\": \"web\",".to_vec()),
+    )
+    .expect_error(400, "bad_request", "malformed JSON");
+    d.request("POST", "/v1/deployments", Some(&alice()), Some(b"{bad".to_vec()))
+        .expect_error(400, "bad_request", "malformed JSON");
+    let unknown = json!({"service": "web", "version": "1.0.0", "colour": "red"});
+    let message = d
+        .post("/v1/deployments", &alice(), &unknown)
+        .expect_error(400, "bad_request", "unknown field");
+    assert!(message.contains("colour"), "the message names the field: {message}");
+    // 413: a 2 MiB body.
+    let mut big = b"{\"service\": \"web\", \"version\": \"1.0.0\", \"changes\": [\"".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 2 << 20));
+    big.extend_from_slice(b"\"]}");
+    d.request("POST", "/v1/deployments", Some(&alice()), Some(big))
+        .expect_error(413, "too_large", "2 MiB body");
+    // 422: bad service name, unknown type.
+    let message = d
+        .post(
+            "/v1/deployments",
+            &alice(),
+            &json!({"service": "../etc", "version": "1.0.0"}),
+        )
+        .expect_error(422, "invalid", "service ../etc");
+    assert!(message.contains("service"), "{message}");
+    let message = d
+        .post(
+            "/v1/deployments",
+            &alice(),
+            &json!({"service": "web", "version": "1.0.0", "type": "hotfx"}),
+        )
+        .expect_error(422, "invalid", "type hotfx");
+    assert!(message.contains("hotfx"), "{message}");
+    // Nothing so far created a deployment.
+    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    assert_eq!(list["deployments"].as_array().map(Vec::len), Some(0), "{list}");
+
+    // One real deployment (manager agent decides automatically).
+    let record = d.submit(&alice(), &json!({"service": "web", "version": "1.0.0"}));
+    let id = id_of(&record);
+    let mut events = d.events(&id, &alice());
+    // 422: reject without a reason.
+    d.post(
+        &format!("/v1/deployments/{id}/approvals"),
+        &bob(),
+        &json!({"role": "manager", "decision": "reject"}),
+    )
+    .expect_error(422, "invalid", "reject without reason");
+    d.post(
+        &format!("/v1/deployments/{id}/approvals"),
+        &bob(),
+        &json!({"role": "manager", "decision": "maybe", "reason": "x"}),
+    )
+    .expect_error(422, "invalid", "unknown decision");
+    d.request(
+        "POST",
+        &format!("/v1/deployments/{id}/approvals"),
+        Some(&bob()),
+        Some(b"[1, 2".to_vec()),
+    )
+    .expect_error(400, "bad_request", "malformed approval body");
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    // 409: cancel after the deployment succeeded; approve when nothing is pending.
+    d.post(
+        &format!("/v1/deployments/{id}/cancel"),
+        &alice(),
+        &json!({"reason": "too late"}),
+    )
+    .expect_error(409, "conflict", "cancel after success");
+    d.post(
+        &format!("/v1/deployments/{id}/approvals"),
+        &bob(),
+        &json!({"role": "manager", "decision": "approve"}),
+    )
+    .expect_error(409, "conflict", "approve with nothing pending");
+
+    // After all the bad requests: still exactly one deployment, unchanged.
+    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    let all = list["deployments"].as_array().expect("deployments");
+    assert_eq!(all.len(), 1, "{list}");
+    let record = d.record(&id, &alice());
+    assert_eq!(record["status"], "succeeded");
+    assert!(
+        approvals(&record).iter().all(|(_, decision, _)| decision == "granted"),
+        "a bad request changed the approvals: {}",
+        record["approvals"]
+    );
+    assert_intact(&d, &id);
+}
+
+/// Every error answer is `{"error": {"code", "message"}}`, including a
+/// query string that does not parse (`after` must be a sequence number).
+#[test]
+fn a_malformed_query_string_gets_a_json_error() {
+    let mut h = Harness::new(&Config::default().principal("alice", &["deployer"]));
+    let d = h.start();
+    d.get("/v1/deployments?status=bogus", &alice())
+        .expect_error(422, "invalid", "unknown status filter");
+    let resp = d.get("/v1/events?after=abc", &alice());
+    assert_eq!(resp.status, 400, "{}", resp.text);
+    assert!(
+        serde_json::from_str::<Value>(&resp.text).is_ok_and(|v| v["error"]["code"] == "bad_request"),
+        "GET /v1/events?after=abc answers 400 without the JSON error body: {:?}",
+        resp.text
+    );
+}
+
+#[test]
+fn wrong_role_and_self_approval_are_refused_and_journaled() {
+    let mut h = Harness::new(
+        &Config {
+            manager_human: true,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .principal("bob", &["manager"])
+        .principal("dave", &["deployer", "manager"]),
+    );
+    let d = h.start();
+    let dave = token("dave");
+    let record = d.submit(&dave, &json!({"service": "web", "version": "2.0.0"}));
+    let id = id_of(&record);
+    assert_eq!(record["submitted_by"], "dave");
+    let mut events = d.events(&id, &dave);
+    events.wait_status("awaiting_approval");
+
+    let path = format!("/v1/deployments/{id}/approvals");
+    let approve = json!({"role": "manager", "decision": "approve"});
+    d.post(&path, &alice(), &approve)
+        .expect_error(403, "forbidden", "alice (deployer only) approves as manager");
+    d.post(&path, &dave, &approve)
+        .expect_error(403, "forbidden", "dave approves his own deployment");
+
+    let record = d.record(&id, &dave);
+    let refused: Vec<(String, String, String)> = approvals(&record)
+        .into_iter()
+        .filter(|(_, decision, _)| decision == "refused")
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            ("manager".to_string(), "refused".to_string(), "alice".to_string()),
+            ("manager".to_string(), "refused".to_string(), "dave".to_string()),
+        ],
+        "approvals: {}",
+        record["approvals"]
+    );
+    assert_eq!(record["status"], "awaiting_approval");
+
+    d.post(&path, &bob(), &approve).expect(200, "bob approves");
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    let record = d.record(&id, &dave);
+    assert_eq!(
+        approvals(&record),
+        [
+            ("manager".to_string(), "refused".to_string(), "alice".to_string()),
+            ("manager".to_string(), "refused".to_string(), "dave".to_string()),
+            ("manager".to_string(), "granted".to_string(), "bob".to_string()),
+        ]
+    );
+    assert_intact(&d, &id);
+}
+
+/// A harness for the queue tests: manager auto, 12 s of monitoring, a deploy hook.
+fn queue_harness() -> (Harness, std::path::PathBuf) {
+    let mut h = Harness::bare();
+    let log = h.path("deploy.log");
+    let hook = deploy_hook(&h, &log);
+    h.configure(
+        &Config {
+            standard_monitoring_minutes: 0.2,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .action("deploy", &hook),
+    );
+    (h, log)
+}
+
+/// Submits web 1.1.0, waits until it is in DEPLOY (canary at 10%), submits web 1.2.0 and
+/// waits until that is queued behind it. Returns both ids and their streams.
+fn submit_two_and_wait_queued(d: &Daemon) -> (String, String, Events, Events) {
+    let first = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.1.0"})));
+    let mut first_events = d.events(&first, &alice());
+    // In the canary analysis at 10%: no production command is running (a crash
+    // test kills the daemon now, and a command interrupted mid-run is re-run).
+    first_events.wait_fact("1.1.0's canary step at 10%", |f| {
+        is_fact(f, "deploy_step") && f["step"].as_str().is_some_and(|s| s.starts_with("Canary at 10%"))
+    });
+    let second = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.2.0"})));
+    let mut second_events = d.events(&second, &alice());
+    // The submission itself is journaled with status queued; wait for the one after APPROVE.
+    second_events.wait_for("1.2.0 queued after APPROVE", |e| {
+        let approved = facts(e)
+            .iter()
+            .any(|f| is_fact(f, "stage_finished") && f["stage"] == "approve");
+        let ended = statuses(e).into_iter().find(|s| TERMINAL.contains(&s.as_str()));
+        assert!(ended.is_none(), "1.2.0 ended with {ended:?} instead of waiting");
+        (approved && statuses(e).last().map(String::as_str) == Some("queued")).then_some(())
+    });
+    (first, second, first_events, second_events)
+}
+
+/// 1.1.0 is in DEPLOY or MONITOR and 1.2.0 is listed as queued.
+fn assert_second_is_queued(d: &Daemon, first: &str, second: &str) {
+    let running = d.record(first, &alice());
+    assert_eq!(running["status"], "in_progress", "{}", running["status"]);
+    let current = running["stages"].as_array().and_then(|s| s.last()).expect("a stage");
+    assert!(
+        (current["stage"] == "deploy" || current["stage"] == "monitor") && current["finished_at"].is_null(),
+        "1.1.0 should be in DEPLOY or MONITOR while 1.2.0 is queued: {}",
+        running["stages"]
+    );
+    let queued = d
+        .get("/v1/deployments?service=web&status=queued", &alice())
+        .expect(200, "list");
+    let ids: Vec<&str> = queued["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(ids, [second], "deployments listed as queued");
+    let metrics = d.request("GET", "/metrics", None, None);
+    assert!(
+        metrics.text.lines().any(|l| l == "stagecoach_queue_depth 1"),
+        "{}",
+        metrics.text
+    );
+}
+
+/// Both succeeded, 1.2.0 saw 1.1.0 in production and changed production only after 1.1.0 finished.
+fn assert_ran_one_after_the_other(d: &Daemon, first: &str, second: &str, log: &std::path::Path) {
+    let r1 = d.record(first, &alice());
+    let r2 = d.record(second, &alice());
+    assert_eq!(r1["status"], "succeeded");
+    assert_eq!(r2["status"], "succeeded");
+    assert_eq!(
+        r2["previous_version"], "1.1.0",
+        "1.2.0 should see production as it was when its turn came; timeline: {}",
+        r2["timeline"]
+    );
+    assert_eq!(r2["production_version"], "1.2.0");
+    let first_done = time(&r1["finished_at"]);
+    let second_deploy = time(&stage(&r2, "deploy")["started_at"]);
+    assert!(
+        second_deploy >= first_done,
+        "1.2.0's DEPLOY started at {second_deploy}, before 1.1.0 finished at {first_done}"
+    );
+    assert!(second_deploy >= time(&stage(&r1, "monitor")["finished_at"]));
+    // Every production run of 1.1.0 came before any of 1.2.0, and none ran twice.
+    let production: Vec<String> = deploy_runs(log)
+        .into_iter()
+        .filter(|r| r.environment == "production")
+        .map(|r| format!("{}@{}", r.version, r.weight))
+        .collect();
+    assert_eq!(
+        production,
+        ["1.1.0@10", "1.1.0@50", "1.1.0@100", "1.2.0@10", "1.2.0@50", "1.2.0@100"]
+    );
+    assert_intact(d, first);
+    assert_intact(d, second);
+}
+
+#[test]
+fn second_deployment_of_a_service_waits_queued() {
+    let (mut h, log) = queue_harness();
+    let d = h.start();
+    let (first, second, mut first_events, mut second_events) = submit_two_and_wait_queued(&d);
+    assert_second_is_queued(&d, &first, &second);
+    assert_eq!(first_events.wait_finished(), "succeeded", "{}", first_events.summary());
+    assert_eq!(
+        second_events.wait_finished(),
+        "succeeded",
+        "{}",
+        second_events.summary()
+    );
+    assert_ran_one_after_the_other(&d, &first, &second, &log);
+}
+
+#[test]
+fn crash_while_queued_keeps_the_queue() {
+    let (mut h, log) = queue_harness();
+    let mut d = h.start();
+    let (first, second, first_events, second_events) = submit_two_and_wait_queued(&d);
+    drop((first_events, second_events));
+    d.kill9();
+
+    let d = h.start();
+    assert_second_is_queued(&d, &first, &second);
+    let mut first_events = d.events(&first, &alice());
+    let mut second_events = d.events(&second, &alice());
+    assert_eq!(first_events.wait_finished(), "succeeded", "{}", first_events.summary());
+    assert_eq!(
+        second_events.wait_finished(),
+        "succeeded",
+        "{}",
+        second_events.summary()
+    );
+    assert_ran_one_after_the_other(&d, &first, &second, &log);
+}
+
+#[test]
+fn crash_during_prepare_reruns_the_interrupted_command() {
+    let mut h = Harness::bare();
+    let fifo = h.path("tests.fifo");
+    mkfifo(&fifo);
+    let tests_log = h.path("tests.log");
+    let script = h.script(
+        "tests.sh",
+        &format!(
+            "echo \"$STAGECOACH_ACTION $STAGECOACH_ATTEMPT\" >> '{log}'\n\
+             if [ \"$STAGECOACH_ATTEMPT\" = 1 ]; then\n\
+             \techo \"started $$\" > '{fifo}'\n\
+             \texec sleep 30\n\
+             fi\n",
+            log = tests_log.display(),
+            fifo = fifo.display()
+        ),
+    );
+    h.configure(
+        &Config::default()
+            .principal("alice", &["deployer"])
+            .action("tests", &script),
+    );
+    let mut d = h.start();
+    let id = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.2.0"})));
+
+    // The tests command of attempt 1 is running: crash now.
+    let hello = read_fifo(&fifo);
+    let hook_pid: i32 = hello
+        .trim()
+        .strip_prefix("started ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected FIFO message {hello:?}"));
+    d.kill9();
+    kill_pid(hook_pid);
+
+    let d = h.start();
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    let resumed: Vec<&Value> = events.seen.iter().filter(|e| e["kind"] == "resumed").collect();
+    assert_eq!(resumed.len(), 1, "entries:\n{}", events.summary());
+    assert!(
+        resumed[0]["body"]["effects"].to_string().contains("Prepare"),
+        "the resumed entry re-runs PREPARE: {}",
+        resumed[0]
+    );
+    let record = d.record(&id, &alice());
+    assert_eq!(stage(&record, "prepare")["outcome"], "passed");
+    assert_stages_passed(&record, STANDARD_STAGES);
+    let runs = std::fs::read_to_string(&tests_log).unwrap();
+    assert_eq!(
+        runs.lines().collect::<Vec<_>>(),
+        ["tests 1", "tests 2"],
+        "the tests hook ran once before the crash and once, as attempt 2, after it"
+    );
+    assert_intact(&d, &id);
+}
+
+#[test]
+fn crash_while_awaiting_approval_keeps_given_approvals() {
+    let mut h = Harness::new(
+        &Config {
+            manager_human: true,
+            security_human: true,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .principal("bob", &["manager"])
+        .principal("carol", &["security"]),
+    );
+    let mut d = h.start();
+    let carol = token("carol");
+    let id = id_of(&d.submit(
+        &alice(),
+        &json!({"service": "web", "version": "1.2.1", "type": "hotfix", "strategy": "canary"}),
+    ));
+    let mut events = d.events(&id, &alice());
+    let mut asked = std::collections::BTreeSet::new();
+    events.wait_for("both approvals requested from a person", |e| {
+        for f in facts(e) {
+            if let Some(note) = f["event"].as_str() {
+                for role in ["manager", "security"] {
+                    if note.starts_with(&format!("Approval ({role}) requested from a person")) {
+                        asked.insert(role);
+                    }
+                }
+            }
+        }
+        (asked.len() == 2).then_some(())
+    });
+    let path = format!("/v1/deployments/{id}/approvals");
+    d.post(
+        &path,
+        &carol,
+        &json!({"role": "security", "decision": "approve", "reason": "scan clean"}),
+    )
+    .expect(200, "carol approves security");
+    let before = d.record(&id, &alice());
+    let deadline_notes = timeline_with(&before, "Approval (manager) requested from a person; deadline");
+    assert_eq!(deadline_notes.len(), 1, "{}", before["timeline"]);
+    let carol_approval = ("security".to_string(), "granted".to_string(), "carol".to_string());
+    assert!(approvals(&before).contains(&carol_approval));
+    drop(events);
+
+    d.kill9();
+    let d = h.start();
+    let after = d.record(&id, &alice());
+    assert_eq!(after["status"], "awaiting_approval", "{}", after["status"]);
+    assert_eq!(
+        approvals(&after).iter().filter(|a| **a == carol_approval).count(),
+        1,
+        "carol's approval after the restart: {}",
+        after["approvals"]
+    );
+    assert_eq!(
+        after["approvals"], before["approvals"],
+        "the approvals changed across the restart"
+    );
+    assert_eq!(
+        timeline_with(&after, "Approval (manager) requested from a person; deadline"),
+        deadline_notes,
+        "the manager's deadline changed across the restart"
+    );
+
+    let mut events = d.events(&id, &alice());
+    d.post(&path, &bob(), &json!({"role": "manager", "decision": "approve"}))
+        .expect(200, "bob approves manager after the restart");
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    let done = d.record(&id, &alice());
+    let all = approvals(&done);
+    assert_eq!(all.iter().filter(|a| **a == carol_approval).count(), 1, "{all:?}");
+    assert_eq!(
+        all.iter()
+            .filter(|a| a.0 == "manager" && a.1 == "granted" && a.2 == "bob")
+            .count(),
+        1,
+        "{all:?}"
+    );
+    assert_eq!(
+        timeline_with(&done, "Approval (manager) requested from a person; deadline"),
+        deadline_notes,
+        "{}",
+        done["timeline"]
+    );
+    assert_eq!(
+        timeline_with(&done, "Approval (security) requested from a person; deadline").len(),
+        1
+    );
+    assert_stages_passed(&done, STANDARD_STAGES);
+    assert_intact(&d, &id);
+}
+
+#[test]
+fn crash_between_canary_steps_does_not_repeat_production_steps() {
+    let mut h = Harness::bare();
+    let log = h.path("deploy.log");
+    let hook = deploy_hook(&h, &log);
+    h.configure(
+        &Config {
+            analysis_minutes: 0.1,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .action("deploy", &hook),
+    );
+    let mut d = h.start();
+    let id = id_of(&d.submit(
+        &alice(),
+        &json!({"service": "web", "version": "1.2.0", "strategy": "canary"}),
+    ));
+    let mut events = d.events(&id, &alice());
+    events.wait_fact("the canary step at 10%", |f| {
+        is_fact(f, "deploy_step") && f["step"].as_str().is_some_and(|s| s.starts_with("Canary at 10%"))
+    });
+    d.kill9();
+    drop(events);
+    assert_eq!(
+        production_weights(&log),
+        ["10"],
+        "the crash should come during the analysis at 10% (test timing)"
+    );
+
+    let d = h.start();
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    assert_each_weight_once(&log);
+    assert_eq!(staging_runs(&log), 1, "{:?}", deploy_runs(&log));
+    let record = d.record(&id, &alice());
+    assert_stages_passed(&record, STANDARD_STAGES);
+    let canary_steps: Vec<String> = record["deploy_log"]["steps"]
+        .as_array()
+        .expect("deploy_log.steps")
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .filter(|s| s.starts_with("Canary at"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(canary_steps.len(), 3, "{canary_steps:?}");
+    for percent in [10, 50] {
+        let passed = timeline_with(&record, &format!("Canary analysis at {percent}% passed"));
+        assert_eq!(passed.len(), 1, "{}", record["timeline"]);
+    }
+    assert_intact(&d, &id);
+}
+
+#[test]
+fn crash_during_monitor_resumes_the_monitoring_period() {
+    const MONITOR_MINUTES: f64 = 0.15;
+    let mut h = Harness::bare();
+    let log = h.path("deploy.log");
+    let hook = deploy_hook(&h, &log);
+    h.configure(
+        &Config {
+            standard_monitoring_minutes: MONITOR_MINUTES,
+            checkpoint_minute: 0.075,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .action("deploy", &hook),
+    );
+    let mut d = h.start();
+    let id = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.2.0"})));
+    let mut events = d.events(&id, &alice());
+    let started = events.wait_fact("MONITOR to start", |f| {
+        is_fact(f, "stage_started") && f["stage"] == "monitor"
+    });
+    // Let part of the period pass (the first checkpoint), then crash.
+    let checkpoint = events.wait_fact("the first monitoring checkpoint", |f| is_fact(f, "checkpoint"));
+    d.kill9();
+    drop(events);
+    let weights_before = production_weights(&log);
+    assert_each_weight_once(&log);
+
+    let d = h.start();
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    assert_eq!(production_weights(&log), weights_before, "{:?}", deploy_runs(&log));
+    let record = d.record(&id, &alice());
+    assert_stages_passed(&record, STANDARD_STAGES);
+    let monitor = stage(&record, "monitor");
+    let began = time(&monitor["started_at"]);
+    assert_eq!(began, time(&started["at"]));
+    let took = (time(&monitor["finished_at"]) - began)
+        .to_std()
+        .expect("positive duration");
+    let period = std::time::Duration::from_secs_f64(MONITOR_MINUTES * 60.0);
+    let before_crash = (time(&checkpoint["at"]) - began).to_std().expect("positive");
+    eprintln!("MONITOR took {took:?} (period {period:?}; crash {before_crash:?} into it)");
+    assert!(
+        took < 2 * period,
+        "MONITOR took {took:?}, at least twice the period of {period:?}"
+    );
+    assert!(
+        took < before_crash + period,
+        "MONITOR took {took:?}: the period of {period:?} restarted after the crash ({before_crash:?} in)"
+    );
+    assert!(took >= period, "MONITOR took {took:?}, shorter than {period:?}");
+    // Nothing of the monitoring was recorded twice.
+    let checkpoints = record["monitoring"]["checkpoints"].as_array().expect("checkpoints");
+    assert_eq!(checkpoints.len(), 1, "{}", record["monitoring"]["checkpoints"]);
+    let samples: Vec<_> = record["monitoring"]["samples"]
+        .as_array()
+        .expect("samples")
+        .iter()
+        .filter(|s| s["stage"] == "monitor")
+        .map(|s| time(&s["at"]))
+        .collect();
+    assert!(samples.windows(2).all(|w| w[0] < w[1]), "{samples:?}");
+    let most = (MONITOR_MINUTES / 0.02).ceil() as usize + 1;
+    assert!(
+        samples.len() <= most,
+        "{} MONITOR samples in a period of {period:?} sampled every 1.2 s",
+        samples.len()
+    );
+    assert_intact(&d, &id);
+}
+
+#[test]
+fn verify_detects_an_entry_edited_by_hand() {
+    let mut h = Harness::new(&Config::default().principal("alice", &["deployer"]));
+    let mut d = h.start();
+    let id = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.2.0"})));
+    assert_eq!(id, "d-000001");
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+    drop(events);
+    assert_intact(&d, &id);
+    let status = d.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM should stop the daemon with exit 0, got {status}"
+    );
+
+    let journal = h.state().join("journal.sqlite");
+    let db = rusqlite::Connection::open(&journal).expect("open the journal");
+    let changed = db
+        .execute(
+            "UPDATE entries SET body = replace(body, '1.2.0', '6.6.6') WHERE deployment = 1 AND idx = 1",
+            [],
+        )
+        .expect("edit the journal");
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let d = h.start();
+    let v = d.verify(&id, &alice());
+    assert_eq!(v["intact"], false, "{v}");
+    let problems: Vec<String> = v["problems"]
+        .as_array()
+        .expect("problems")
+        .iter()
+        .filter_map(|p| p.as_str().map(str::to_string))
+        .collect();
+    assert!(
+        problems.iter().any(|p| p.starts_with("entry 1 ")),
+        "a problem names entry 1: {problems:?}"
+    );
+
+    // The CLI says so too, with exit code 1.
+    let out = cli(&h, &d, &alice(), &["verify", &id]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stagecoach verify of an edited journal: stdout:\n{stdout}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("entry 1"),
+        "stagecoach verify names the entry:\n{stdout}"
+    );
+}
+
+/// Runs the CLI against `d` as the holder of `token`.
+fn cli(h: &Harness, d: &Daemon, token: &str, args: &[&str]) -> std::process::Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_stagecoach"));
+    c.args(args)
+        .args(["--server", &d.url, "--token", token])
+        .current_dir(h.dir.path())
+        .env("NO_COLOR", "1")
+        .env_remove("STAGECOACH_TOKEN");
+    run_with_timeout(c, &format!("stagecoach {}", args.join(" ")))
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).to_string()
+}
+
+#[test]
+fn the_cli_submits_approves_watches_and_reads_a_deployment() {
+    let mut h = Harness::bare();
+    let log = h.path("deploy.log");
+    let hook = deploy_hook(&h, &log);
+    h.configure(
+        &Config {
+            manager_human: true,
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"])
+        .principal("bob", &["manager"])
+        .action("deploy", &hook),
+    );
+    let d = h.start();
+
+    let out = cli(
+        &h,
+        &d,
+        &alice(),
+        &["submit", "web", "1.3.0", "--change", "from the CLI", "--json"],
+    );
+    assert_eq!(out.status.code(), Some(0), "submit: {}", text(&out.stderr));
+    let submitted: Value = serde_json::from_slice(&out.stdout).expect("submit --json prints the record");
+    let id = id_of(&submitted);
+    assert_eq!(submitted["submitted_by"], "alice");
+
+    let mut events = d.events(&id, &alice());
+    events.wait_status("awaiting_approval");
+
+    // alice has no manager role: refused, exit 1, and nothing changes.
+    let out = cli(&h, &d, &alice(), &["approve", &id, "--role", "manager"]);
+    assert_eq!(out.status.code(), Some(1), "approve by alice: {}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("manager role"), "{}", text(&out.stderr));
+
+    let out = cli(
+        &h,
+        &d,
+        &bob(),
+        &["approve", &id, "--role", "manager", "--reason", "release notes read"],
+    );
+    assert_eq!(out.status.code(), Some(0), "approve by bob: {}", text(&out.stderr));
+
+    let out = cli(&h, &d, &alice(), &["watch", &id]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "watch: {}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let watched = text(&out.stdout) + &text(&out.stderr);
+    assert!(watched.contains("succeeded"), "{watched}");
+    assert!(
+        watched.contains("Canary at 50%"),
+        "watch shows the canary steps: {watched}"
+    );
+
+    let out = cli(&h, &d, &alice(), &["status", &id, "--json"]);
+    let status: Value = serde_json::from_slice(&out.stdout).expect("status --json");
+    assert_eq!(status["status"], "succeeded");
+    assert_eq!(
+        approvals(&status),
+        [
+            ("manager".to_string(), "refused".to_string(), "alice".to_string()),
+            ("manager".to_string(), "granted".to_string(), "bob".to_string())
+        ]
+    );
+
+    let out = cli(&h, &d, &alice(), &["list", "--service", "web"]);
+    assert!(text(&out.stdout).contains(&id), "{}", text(&out.stdout));
+    let out = cli(&h, &d, &alice(), &["record", &id]);
+    assert!(text(&out.stdout).contains("bob"), "{}", text(&out.stdout));
+    let out = cli(&h, &d, &alice(), &["verify", &id]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).contains("intact"), "{}", text(&out.stdout));
+
+    // Too late to cancel: the daemon refuses (409) and the CLI exits 1.
+    let out = cli(&h, &d, &alice(), &["cancel", &id]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_each_weight_once(&log);
+}
+
+#[test]
+fn first_start_without_configuration() {
+    let mut h = Harness::bare();
+    let mut d = h.start();
+    let token_file = h.path(".stagecoach").join("admin.token");
+    let meta = std::fs::metadata(&token_file).expect(".stagecoach/admin.token exists");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "mode of admin.token");
+    assert!(h.path(".stagecoach").join("journal.sqlite").exists());
+    let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
+    assert!(admin.len() >= 32, "token too short: {admin:?}");
+
+    let health = d.request("GET", "/healthz", None, None);
+    assert_eq!(health.status, 200, "{}", health.text);
+    let record = d.submit(&admin, &json!({"service": "web", "version": "1.0.0"}));
+    assert_eq!(record["submitted_by"], "admin");
+    assert_eq!(record["type"], "standard");
+    let status = record["status"].as_str().unwrap_or_default();
+    assert!(
+        ["in_progress", "waiting_for_window", "awaiting_approval", "queued"].contains(&status),
+        "status {status}"
+    );
+    d.get("/v1/deployments", "wrong")
+        .expect_error(401, "unauthorized", "wrong token");
+    let metrics = d.request("GET", "/metrics", None, None);
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.text.contains("stagecoach_deployments"), "{}", metrics.text);
+    assert!(metrics.text.contains("stagecoach_queue_depth"), "{}", metrics.text);
+    assert!(
+        metrics.text.contains("stagecoach_journal_write_seconds_bucket"),
+        "{}",
+        metrics.text
+    );
+
+    let status = d.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM should stop the daemon with exit 0, got {status}"
+    );
+}
+
+#[test]
+fn a_second_daemon_on_the_same_state_dir_is_refused() {
+    let mut h = Harness::new(&Config::default().principal("alice", &["deployer"]));
+    let mut d = h.start();
+    let out = run_with_timeout(h.command(), "a second daemon");
+    let stderr = strip_ansi(&String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
+    assert!(stderr.contains("in use"), "stderr:\n{stderr}");
+    // The first one is unaffected.
+    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    assert!(list["deployments"].is_array());
+    let status = d.terminate();
+    assert!(status.success(), "{status}");
+}
