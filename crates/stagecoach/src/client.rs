@@ -195,6 +195,10 @@ pub enum ClientCommand {
     Verify {
         /// Deployment id (d-000001, or 1).
         id: String,
+        /// Read the journal in the state dir directly instead of asking the
+        /// daemon (which must be stopped: it holds the journal exclusively).
+        #[arg(long)]
+        offline: bool,
     },
 }
 
@@ -564,10 +568,13 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
         | ClientCommand::Rollback { id, .. }
         | ClientCommand::Cancel { id, .. }
         | ClientCommand::Record { id }
-        | ClientCommand::Verify { id } => Some(deployment_id(id)?),
+        | ClientCommand::Verify { id, .. } => Some(deployment_id(id)?),
     };
     let id = target.unwrap_or_default();
     let state_dir = opts.state_dir.clone().unwrap_or(defaults.state_dir);
+    if let ClientCommand::Verify { offline: true, .. } = cmd {
+        return verify_offline(&id, &state_dir, json);
+    }
     let env = std::env::var(TOKEN_ENV).ok();
     let token = resolve_token(opts.token.as_deref(), env.as_deref(), &state_dir)?;
     let api = Api::new(server, token)?;
@@ -772,6 +779,40 @@ struct Verification {
     problems: Vec<String>,
     #[serde(default)]
     head: Option<String>,
+}
+
+/// `verify --offline`: checks the chain in the state dir's journal file.
+fn verify_offline(id: &str, state_dir: &std::path::Path, json: bool) -> Result<u8, Failure> {
+    let path = daemon::journal_path(state_dir);
+    if !path.exists() {
+        return Err(Failure::Usage(format!(
+            "no journal at {}; pass the daemon's --state-dir",
+            path.display()
+        )));
+    }
+    let number = id
+        .strip_prefix("d-")
+        .and_then(|n| n.parse::<u64>().ok())
+        .ok_or_else(|| Failure::Usage(format!("{id:?} is not a deployment id")))?;
+    let store = journal::SqliteStore::open(&path).map_err(|e| Failure::Usage(e.to_string()))?;
+    let v = journal::Store::verify(&store, number).map_err(|e| Failure::Usage(e.to_string()))?;
+    if v.entries == 0 {
+        return Err(Failure::Api {
+            status: 404,
+            code: Some("not_found".into()),
+            message: format!("no deployment {id} in the journal {}", path.display()),
+            body: None,
+        });
+    }
+    let answer = daemon::api::verification_json(workflow::types::DeploymentId(number), &v);
+    if json {
+        emit(&pretty(&answer));
+    } else {
+        let report: Verification =
+            serde_json::from_value(answer).map_err(|e| Failure::Protocol(format!("not a verification report: {e}")))?;
+        emit(render_verification(id, &report).trim_end());
+    }
+    Ok(if v.intact { 0 } else { 1 })
 }
 
 fn render_verification(id: &str, v: &Verification) -> String {

@@ -773,6 +773,12 @@ fn verify_detects_an_entry_edited_by_hand() {
     assert_eq!(changed, 1);
     drop(db);
 
+    // With the daemon stopped, the journal is checked in place.
+    let state = h.state().display().to_string();
+    let out = cli(&h, &d, &alice(), &["verify", &id, "--offline", "--state-dir", &state]);
+    assert_eq!(out.status.code(), Some(1), "verify --offline: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("entry 1"), "{}", text(&out.stdout));
+
     let d = h.start();
     let v = d.verify(&id, &alice());
     assert_eq!(v["intact"], false, "{v}");
