@@ -427,6 +427,21 @@ pub fn verification_json(id: DeploymentId, v: &journal::Verification) -> serde_j
     })
 }
 
+/// The start of every command on a deployment: who asks, the body, and the
+/// deployment (which must exist).
+async fn command<'a, T: DeserializeOwned>(
+    req: &HttpRequest,
+    state: &'a AppState,
+    raw_id: &str,
+    payload: web::Payload,
+) -> Result<(&'a Principal, DeploymentId, T), ApiError> {
+    let p = principal(req, state)?;
+    let id = deployment_id(raw_id)?;
+    let b: T = parse(&body(payload).await?)?;
+    record(state, id).await?;
+    Ok((p, id, b))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ApprovalBody {
@@ -441,9 +456,7 @@ async fn approve(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult {
-    let p = principal(&req, &state)?;
-    let id = deployment_id(&id)?;
-    let b: ApprovalBody = parse(&body(payload).await?)?;
+    let (p, id, b) = command::<ApprovalBody>(&req, &state, &id, payload).await?;
     let role = parse_enum("role", &b.role, Role::ALL, Role::as_str)?;
     let approve = match b.decision.as_str() {
         "approve" => true,
@@ -458,7 +471,6 @@ async fn approve(
     if !approve && reason.trim().is_empty() {
         return Err(ApiError::invalid("reason: say why the deployment is rejected"));
     }
-    record(&state, id).await?;
     let what = format!("decide the {role} approval");
     need_on(&state, id, p, &[PrincipalRole::for_approval(role)], Some(role), &what).await?;
     let decision = HumanDecision {
@@ -488,14 +500,11 @@ async fn rollback(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult {
-    let p = principal(&req, &state)?;
-    let id = deployment_id(&id)?;
-    let b: ReasonBody = parse(&body(payload).await?)?;
+    let (p, id, b) = command::<ReasonBody>(&req, &state, &id, payload).await?;
     let reason = b.reason.unwrap_or_default();
     if reason.trim().is_empty() {
         return Err(ApiError::invalid("reason: say why the deployment is rolled back"));
     }
-    record(&state, id).await?;
     let roles = [PrincipalRole::Deployer, PrincipalRole::Devops, PrincipalRole::Manager];
     need_on(&state, id, p, &roles, None, "roll back deployments").await?;
     state
@@ -516,10 +525,7 @@ async fn cancel(
     id: web::Path<String>,
     payload: web::Payload,
 ) -> ApiResult {
-    let p = principal(&req, &state)?;
-    let id = deployment_id(&id)?;
-    let b: ReasonBody = parse(&body(payload).await?)?;
-    record(&state, id).await?;
+    let (p, id, b) = command::<ReasonBody>(&req, &state, &id, payload).await?;
     let roles = [PrincipalRole::Deployer, PrincipalRole::Manager];
     need_on(&state, id, p, &roles, None, "cancel deployments").await?;
     let reason = b
