@@ -604,6 +604,7 @@ impl ports::TestSuites for HookWorld {
             Some(Ran::Error(message)) => return Err(message),
         };
         Ok(vec![SuiteResult {
+            failing_tests: vec![],
             name: "validate".into(),
             passed,
             failed,

@@ -351,6 +351,7 @@ impl ports::TestSuites for World {
             .iter()
             .filter(|s| selection == SuiteSelection::All || s.critical.unwrap_or_else(|| critical.contains(&s.name)))
             .map(|s| SuiteResult {
+                failing_tests: vec![],
                 name: s.name.clone(),
                 passed: s.passed,
                 failed: s.failed,

@@ -77,7 +77,14 @@ pub struct SuiteResult {
     pub passed: u32,
     pub failed: u32,
     pub skipped: u32,
+    /// Names (and first message line) of the failed tests, when the suite's
+    /// report gives them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failing_tests: Vec<String>,
 }
+
+/// Failing tests listed per suite in "Issues Found"; the rest are counted.
+const FAILING_TESTS_LISTED: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -104,12 +111,20 @@ pub struct ValidationReport {
 impl ValidationReport {
     /// Builds the report from suite results: ready only when suites ran and none failed.
     pub fn from_suites(suites: Vec<SuiteResult>, changes: &[String]) -> Self {
-        let issues: Vec<String> = suites
-            .iter()
-            .filter(|s| s.failed > 0)
-            .map(|s| format!("{}: {} failed", s.name, s.failed))
-            .collect();
-        let mut issues = issues;
+        let mut issues: Vec<String> = vec![];
+        for s in suites.iter().filter(|s| s.failed > 0) {
+            issues.push(format!("{}: {} failed", s.name, s.failed));
+            for t in s.failing_tests.iter().take(FAILING_TESTS_LISTED) {
+                issues.push(format!("{}: {t}", s.name));
+            }
+            if s.failing_tests.len() > FAILING_TESTS_LISTED {
+                issues.push(format!(
+                    "{}: and {} more failed tests",
+                    s.name,
+                    s.failing_tests.len() - FAILING_TESTS_LISTED
+                ));
+            }
+        }
         if suites.is_empty() {
             issues.push("no test suite ran".to_string());
         }

@@ -104,6 +104,7 @@ fn staging_ok() -> StagingReport {
 
 fn suite(name: &str, passed: u32, failed: u32, skipped: u32) -> SuiteResult {
     SuiteResult {
+        failing_tests: vec![],
         name: name.into(),
         passed,
         failed,
