@@ -27,6 +27,9 @@ pub struct DaemonConfig {
     pub principals: Vec<Principal>,
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+    /// Notification channels, routes and template overrides (`[notify]`).
+    #[serde(default)]
+    pub notify: notify::NotifyConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -196,6 +199,7 @@ impl DaemonConfig {
                 spec.validate(&format!("services.{name}.actions.{action}"))?;
             }
         }
+        self.notify.validate("notify")?;
         if self.server.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(format!(
                 "server.listen: {:?} is not an address such as \"127.0.0.1:7400\"",

@@ -86,7 +86,7 @@ pub fn run(opts: Options) -> Result<(), String> {
     let listen = config.server.listen.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let world = world::HookWorld::new(config.services.clone());
+        let world = world::HookWorld::with_notifications(config.services.clone(), config.notify.clone());
         let coordinator = agents::replay(settings.clone(), world.ports(), Box::new(store))?;
         for problem in coordinator.broken_chains() {
             tracing::error!("{problem}; the journal was changed outside stagecoach; restore it from a backup or investigate with `stagecoach verify`");

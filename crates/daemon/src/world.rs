@@ -52,6 +52,7 @@ const NOT_RESTORED: &str = "not attempted: the previous version was not restored
 pub struct HookWorld {
     services: BTreeMap<String, ServiceConfig>,
     sim: Arc<World>,
+    notifier: notify::Notifier,
 }
 
 /// Where a command acts.
@@ -269,10 +270,20 @@ fn simulated_world() -> Arc<World> {
 
 impl HookWorld {
     /// A world running the commands of `services` (keyed by service name).
+    /// A world whose notifications go to the log only.
     pub fn new(services: BTreeMap<String, ServiceConfig>) -> Arc<HookWorld> {
+        HookWorld::with_notifications(services, notify::NotifyConfig::default())
+    }
+
+    /// A world whose notifications go to the channels of `[notify]`.
+    pub fn with_notifications(
+        services: BTreeMap<String, ServiceConfig>,
+        notify: notify::NotifyConfig,
+    ) -> Arc<HookWorld> {
         Arc::new(HookWorld {
             services,
             sim: simulated_world(),
+            notifier: notify::Notifier::new(notify),
         })
     }
 
@@ -647,14 +658,12 @@ impl ports::Security for HookWorld {
 #[async_trait]
 impl ports::Notifier for HookWorld {
     async fn send(&self, target: &Target, notification: &NotificationEntry) -> Result<(), String> {
-        tracing::info!(
-            deployment = %target.id,
-            service = %target.service,
-            kind = %notification.kind,
-            subject = %notification.subject,
-            "notification"
-        );
-        self.sim.send(target, notification).await
+        let ctx = notify::DeliveryContext {
+            deployment_id: target.id.to_string(),
+            service: target.service.to_string(),
+            version: target.version.as_ref().map(|v| v.to_string()),
+        };
+        self.notifier.send(&ctx, notification).await
     }
 }
 

@@ -960,3 +960,86 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     let status = d.terminate();
     assert!(status.success(), "{status}");
 }
+
+/// A webhook receiver on 127.0.0.1: records each POST body in order and
+/// answers 200.
+fn webhook_receiver() -> (String, std::sync::mpsc::Receiver<Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    let url = format!("http://{}/hook", listener.local_addr().expect("local address"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().expect("clone the stream"));
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse().unwrap_or(0);
+                    }
+                }
+            }
+            let mut body = vec![0u8; length];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn notifications_reach_a_webhook_and_an_outbox_in_order() {
+    let (url, received) = webhook_receiver();
+    let mut h = Harness::bare();
+    let outbox = h.path("outbox");
+    h.configure(
+        &Config {
+            extra: format!(
+                "[notify.channels.ops]\nkind = \"webhook\"\nurl = {url:?}\n\n\
+             [notify.channels.files]\nkind = \"outbox\"\ndir = {:?}\n\n\
+             [notify.routes]\npre_deployment = [\"ops\", \"files\"]\npost_deployment = [\"ops\", \"files\"]\n",
+                outbox.display().to_string()
+            ),
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"]),
+    );
+    let d = h.start();
+    let id = id_of(&d.submit(&alice(), &json!({"service": "web", "version": "1.4.0"})));
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
+
+    let wait = std::time::Duration::from_secs(30);
+    let first = received.recv_timeout(wait).expect("the pre-deployment notice arrives");
+    let second = received.recv_timeout(wait).expect("the post-deployment notice arrives");
+    assert_eq!(first["kind"], "pre_deployment", "{first}");
+    assert_eq!(second["kind"], "post_deployment", "{second}");
+    for n in [&first, &second] {
+        assert_eq!(n["deployment"], id.as_str());
+        assert_eq!(n["service"], "web");
+        assert_eq!(n["version"], "1.4.0");
+        assert!(n["subject"].as_str().is_some_and(|s| s.contains("web")), "{n}");
+    }
+    let record = d.record(&id, &alice());
+    let delivered: Vec<bool> = record["notifications"]
+        .as_array()
+        .expect("notifications")
+        .iter()
+        .map(|n| n["delivered"].as_bool().unwrap_or(false))
+        .collect();
+    assert_eq!(delivered, [true, true], "{}", record["notifications"]);
+    let files = std::fs::read_dir(&outbox).expect("the outbox exists").count();
+    assert_eq!(files, 2, "one Markdown file per notification");
+}

@@ -421,7 +421,7 @@ fn load_layers<T: serde::de::DeserializeOwned>(
 
 /// The top-level tables of `agents.toml` that configure the daemon rather
 /// than the workflow (read by the `daemon` crate; ignored by the simulator).
-pub const DAEMON_TABLES: &[&str] = &["server", "storage", "principals", "services"];
+pub const DAEMON_TABLES: &[&str] = &["server", "storage", "principals", "services", "notify"];
 
 /// No tables beyond the workflow's.
 #[derive(Debug, Default, Deserialize)]

@@ -59,6 +59,8 @@ pub struct Config {
     pub principals: Vec<(String, Vec<String>)>,
     /// Commands of service `web`: (action, script run with `sh`).
     pub actions: Vec<(String, PathBuf)>,
+    /// More TOML, appended as is.
+    pub extra: String,
 }
 
 impl Default for Config {
@@ -72,6 +74,7 @@ impl Default for Config {
             checkpoint_minute: 0.05,
             principals: vec![],
             actions: vec![],
+            extra: String::new(),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Config {
                 "[services.web.actions.{action}]\nargv = [\"sh\", {script:?}]\ntimeout_seconds = 30\n\n"
             ));
         }
+        t.push_str(&self.extra);
         t
     }
 }
