@@ -146,7 +146,80 @@ pub struct ServiceConfig {
     /// command is simulated.
     #[serde(default)]
     pub actions: BTreeMap<String, hooks::CommandSpec>,
+    /// QA's test suites: commands that leave a JUnit XML report. When any
+    /// is configured, VALIDATE runs them instead of the `validate` action.
+    #[serde(default)]
+    pub suites: BTreeMap<String, SuiteCommand>,
+    /// Security's scanner: a command that writes SARIF 2.1.0 or
+    /// `cargo audit --json` to `report`. Replaces the `scan` action.
+    #[serde(default)]
+    pub scanner: Option<ScannerCommand>,
 }
+
+/// A test suite run as a command that writes JUnit XML.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteCommand {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// The JUnit XML file the command writes (relative to `cwd`).
+    pub junit: PathBuf,
+    /// Run for types that run only critical suites (hotfix).
+    #[serde(default)]
+    pub critical: bool,
+}
+
+/// A security scanner run as a command that writes a report file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScannerCommand {
+    pub argv: Vec<String>,
+    #[serde(default)]
+    pub cwd: Option<PathBuf>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: f64,
+    /// The SARIF 2.1.0 or `cargo audit --json` file the command writes (relative to `cwd`).
+    pub report: PathBuf,
+}
+
+fn default_timeout() -> f64 {
+    hooks::DEFAULT_TIMEOUT_SECONDS
+}
+
+/// What a suite or scanner command runs, and where its report lands.
+pub trait ReportCommand {
+    fn spec(&self) -> hooks::CommandSpec;
+    fn report_path(&self) -> PathBuf;
+}
+
+macro_rules! report_command {
+    ($t:ty, $field:ident) => {
+        impl ReportCommand for $t {
+            fn spec(&self) -> hooks::CommandSpec {
+                let mut spec = hooks::CommandSpec::new(self.argv.clone());
+                spec.cwd = self.cwd.clone();
+                spec.env = self.env.clone();
+                spec.timeout_seconds = self.timeout_seconds;
+                spec
+            }
+            fn report_path(&self) -> PathBuf {
+                match &self.cwd {
+                    Some(dir) if self.$field.is_relative() => dir.join(&self.$field),
+                    _ => self.$field.clone(),
+                }
+            }
+        }
+    };
+}
+report_command!(SuiteCommand, junit);
+report_command!(ScannerCommand, report);
 
 /// Action names a service may configure.
 pub const ACTIONS: &[&str] = &[
@@ -197,6 +270,12 @@ impl DaemonConfig {
                     ));
                 }
                 spec.validate(&format!("services.{name}.actions.{action}"))?;
+            }
+            for (suite, s) in &service.suites {
+                s.spec().validate(&format!("services.{name}.suites.{suite}"))?;
+            }
+            if let Some(s) = &service.scanner {
+                s.spec().validate(&format!("services.{name}.scanner"))?;
             }
         }
         self.notify.validate("notify")?;

@@ -306,6 +306,128 @@ impl HookWorld {
         }
     }
 
+    /// Runs a command that writes a report file; returns the report's text
+    /// (a stale report is removed first, so an old one is never read) and
+    /// the command's outcome.
+    async fn run_for_report(
+        &self,
+        target: &Target,
+        what: &str,
+        spec: &hooks::CommandSpec,
+        report: &std::path::Path,
+        env: Vec<(String, String)>,
+    ) -> Result<(Option<String>, hooks::Outcome), String> {
+        if let Err(e) = std::fs::remove_file(report) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                return Err(format!(
+                    "{what}: cannot remove the old report {}: {e}",
+                    report.display()
+                ));
+            }
+        }
+        let outcome = hooks::run(spec, &env)
+            .await
+            .map_err(|e| format!("{what} could not be run: {e}"))?;
+        tracing::info!(
+            deployment = %target.id,
+            service = %target.service,
+            what,
+            attempt = target.attempt,
+            outcome = %outcome.summary(),
+            "report command finished"
+        );
+        let text = match std::fs::read_to_string(report) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{what}: cannot read {}: {e}", report.display())),
+        };
+        Ok((text, outcome))
+    }
+
+    /// One QA suite: its command, then its JUnit report.
+    async fn run_suite(
+        &self,
+        target: &Target,
+        name: &str,
+        suite: &crate::config::SuiteCommand,
+    ) -> Result<SuiteResult, String> {
+        use crate::config::ReportCommand;
+        let call = Call::new("validate", Environment::Staging, target).with("STAGECOACH_SUITE", name);
+        let path = suite.report_path();
+        let what = format!("suite {name}");
+        let (text, outcome) = self
+            .run_for_report(target, &what, &suite.spec(), &path, call.env(target))
+            .await?;
+        let Some(text) = text else {
+            // No report: the suite did not run to the end.
+            return Ok(SuiteResult {
+                failing_tests: vec![format!("no JUnit report at {} ({})", path.display(), outcome.summary())],
+                name: name.to_string(),
+                passed: 0,
+                failed: 1,
+                skipped: 0,
+            });
+        };
+        let reports = reports::parse_junit(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+        let mut result = SuiteResult {
+            failing_tests: vec![],
+            name: name.to_string(),
+            passed: 0,
+            failed: 0,
+            skipped: 0,
+        };
+        for r in reports {
+            result.passed += r.passed();
+            result.failed += r.failures + r.errors;
+            result.skipped += r.skipped;
+            result.failing_tests.extend(r.failed_tests);
+        }
+        if result.failed == 0 && !outcome.success {
+            // The runner failed although its report shows no failure.
+            result.failed = 1;
+            result
+                .failing_tests
+                .push(format!("the suite command failed: {}", outcome.summary()));
+        }
+        Ok(result)
+    }
+
+    /// Security's scanner: its command, then its SARIF or cargo-audit report.
+    async fn run_scanner(
+        &self,
+        target: &Target,
+        scanner: &crate::config::ScannerCommand,
+    ) -> Result<ScanReport, String> {
+        use crate::config::ReportCommand;
+        let call = Call::new("scan", Environment::Staging, target);
+        let path = scanner.report_path();
+        // Scanners exit non-zero when they find something; the report decides.
+        let (text, outcome) = self
+            .run_for_report(target, "scanner", &scanner.spec(), &path, call.env(target))
+            .await?;
+        let text = text.ok_or_else(|| {
+            format!(
+                "the scanner wrote no report at {} ({})",
+                path.display(),
+                outcome.summary()
+            )
+        })?;
+        let scan = reports::parse_scan(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
+        let findings = scan
+            .findings
+            .iter()
+            .filter(|f| f.critical)
+            .map(|f| {
+                let at = f.location.as_deref().map(|l| format!(" ({l})")).unwrap_or_default();
+                format!("{}: {}{at} [{}]", f.rule_id, f.message, scan.tool)
+            })
+            .collect();
+        Ok(ScanReport {
+            critical_vulnerabilities: scan.critical() as u32,
+            findings,
+        })
+    }
+
     fn command(&self, service: &ServiceName, action: &str) -> Option<&hooks::CommandSpec> {
         self.services.get(service.as_str())?.actions.get(action)
     }
@@ -603,6 +725,22 @@ impl ports::TestSuites for HookWorld {
         selection: SuiteSelection,
         critical: &[String],
     ) -> Result<Vec<SuiteResult>, String> {
+        if let Some(config) = self
+            .services
+            .get(target.service.as_str())
+            .filter(|s| !s.suites.is_empty())
+        {
+            let chosen: Vec<(&String, &crate::config::SuiteCommand)> = config
+                .suites
+                .iter()
+                .filter(|(name, s)| selection == SuiteSelection::All || s.critical || critical.contains(name))
+                .collect();
+            let mut results = vec![];
+            for (name, suite) in chosen {
+                results.push(self.run_suite(target, name, suite).await?);
+            }
+            return Ok(results);
+        }
         let suites = match selection {
             SuiteSelection::All => "all",
             SuiteSelection::Critical => "critical",
@@ -627,6 +765,13 @@ impl ports::TestSuites for HookWorld {
 #[async_trait]
 impl ports::Security for HookWorld {
     async fn scan(&self, target: &Target) -> Result<ScanReport, String> {
+        if let Some(scanner) = self
+            .services
+            .get(target.service.as_str())
+            .and_then(|s| s.scanner.as_ref())
+        {
+            return self.run_scanner(target, scanner).await;
+        }
         let call = Call::new("scan", Environment::Staging, target);
         match self.invoke(target, &call).await {
             None => self.sim.scan(target).await,

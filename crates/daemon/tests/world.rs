@@ -51,6 +51,7 @@ fn sh(out: &Path, script: &str) -> CommandSpec {
 fn world(name: &str, actions: Vec<(&str, CommandSpec)>) -> Arc<HookWorld> {
     let config = ServiceConfig {
         actions: actions.into_iter().map(|(a, spec)| (a.to_string(), spec)).collect(),
+        ..ServiceConfig::default()
     };
     HookWorld::new(BTreeMap::from([(name.to_string(), config)]))
 }
@@ -398,4 +399,130 @@ async fn validate_is_one_suite() {
         ("validate", 0, 1)
     );
     assert_eq!(recorded_env(out, "validate")["STAGECOACH_SUITES"], "critical");
+}
+
+// ---- suites that leave JUnit XML, scanners that leave SARIF ----------------------
+
+/// A report written by a real tool, kept in the reports crate's fixtures.
+fn fixture(name: &str) -> String {
+    format!("{}/../reports/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn suite(dir: &Path, script: &str, critical: bool) -> daemon::config::SuiteCommand {
+    daemon::config::SuiteCommand {
+        argv: vec!["sh".into(), "-c".into(), script.into()],
+        cwd: Some(dir.to_path_buf()),
+        env: BTreeMap::new(),
+        timeout_seconds: 30.0,
+        junit: "junit.xml".into(),
+        critical,
+    }
+}
+
+fn with_suites(suites: Vec<(&str, daemon::config::SuiteCommand)>) -> Arc<HookWorld> {
+    let config = ServiceConfig {
+        suites: suites.into_iter().map(|(n, s)| (n.to_string(), s)).collect(),
+        ..ServiceConfig::default()
+    };
+    HookWorld::new(BTreeMap::from([("web".to_string(), config)]))
+}
+
+#[tokio::test]
+async fn a_junit_report_with_failures_names_the_failing_tests() {
+    let dir = tempfile::tempdir().unwrap();
+    // cargo nextest exits 100 when tests fail; the report is what counts.
+    let script = format!("cp {} junit.xml; exit 100", fixture("nextest-junit.xml"));
+    let world = with_suites(vec![("unit", suite(dir.path(), &script, true))]);
+    let results = world
+        .run(&target("web", Strategy::Canary, 1), SuiteSelection::All, &[])
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 1);
+    let unit = &results[0];
+    assert_eq!(unit.name, "unit");
+    assert_eq!(unit.failed, 2, "{unit:?}");
+    assert!(unit.passed >= 3, "{unit:?}");
+    assert_eq!(unit.failing_tests.len(), 2, "{unit:?}");
+    let report = workflow::record::ValidationReport::from_suites(results.clone(), &[]);
+    assert_eq!(report.recommendation, workflow::record::Recommendation::NeedsFixes);
+    for t in &unit.failing_tests {
+        assert!(
+            report.issues.iter().any(|i| i.contains(t.as_str())),
+            "{t} not in {:?}",
+            report.issues
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_suite_without_a_report_fails_and_says_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    // A report left over from an earlier run must not count.
+    std::fs::copy(fixture("nextest-junit.xml"), dir.path().join("junit.xml")).unwrap();
+    let world = with_suites(vec![("unit", suite(dir.path(), "exit 3", true))]);
+    let results = world
+        .run(&target("web", Strategy::Canary, 1), SuiteSelection::All, &[])
+        .await
+        .unwrap();
+    assert_eq!(results[0].failed, 1);
+    assert!(
+        results[0].failing_tests[0].contains("no JUnit report at"),
+        "{:?}",
+        results[0]
+    );
+}
+
+#[tokio::test]
+async fn a_hotfix_runs_only_the_critical_suites() {
+    let dir = tempfile::tempdir().unwrap();
+    let ok = format!("cp {} junit.xml", fixture("pytest-junit.xml"));
+    let world = with_suites(vec![
+        ("smoke", suite(dir.path(), &ok, true)),
+        ("e2e", suite(dir.path(), "exit 1", false)),
+    ]);
+    let results = world
+        .run(&target("web", Strategy::Canary, 1), SuiteSelection::Critical, &[])
+        .await
+        .unwrap();
+    let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+    assert_eq!(names, ["smoke"]);
+}
+
+fn with_scanner(dir: &Path, script: &str) -> Arc<HookWorld> {
+    let config = ServiceConfig {
+        scanner: Some(daemon::config::ScannerCommand {
+            argv: vec!["sh".into(), "-c".into(), script.into()],
+            cwd: Some(dir.to_path_buf()),
+            env: BTreeMap::new(),
+            timeout_seconds: 30.0,
+            report: "scan.sarif".into(),
+        }),
+        ..ServiceConfig::default()
+    };
+    HookWorld::new(BTreeMap::from([("web".to_string(), config)]))
+}
+
+#[tokio::test]
+async fn a_sarif_error_finding_is_a_critical_vulnerability() {
+    let dir = tempfile::tempdir().unwrap();
+    // semgrep exits 1 with --error when it finds something.
+    let script = format!("cp {} scan.sarif; exit 1", fixture("semgrep.sarif"));
+    let world = with_scanner(dir.path(), &script);
+    let report = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    assert!(report.critical_vulnerabilities >= 1, "{report:?}");
+    assert_eq!(report.findings.len() as u32, report.critical_vulnerabilities);
+    assert!(
+        report.findings.iter().all(|f| f.contains("[Semgrep")),
+        "{:?}",
+        report.findings
+    );
+}
+
+#[tokio::test]
+async fn a_scanner_that_writes_no_report_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(fixture("semgrep.sarif"), dir.path().join("scan.sarif")).unwrap();
+    let world = with_scanner(dir.path(), "exit 2");
+    let err = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap_err();
+    assert!(err.contains("wrote no report"), "{err}");
 }
