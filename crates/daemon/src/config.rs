@@ -150,6 +150,13 @@ pub struct ServiceConfig {
     /// is configured, VALIDATE runs them instead of the `validate` action.
     #[serde(default)]
     pub suites: BTreeMap<String, SuiteCommand>,
+    /// HTTP health checks by environment (`staging`, `production`), used
+    /// where no `health` command is configured.
+    #[serde(default)]
+    pub health: BTreeMap<String, probes::HealthCheck>,
+    /// Where the new version's metrics come from; without it they are simulated.
+    #[serde(default)]
+    pub metrics: Option<probes::MetricsConfig>,
     /// Security's scanner: a command that writes SARIF 2.1.0 or
     /// `cargo audit --json` to `report`. Replaces the `scan` action.
     #[serde(default)]
@@ -273,6 +280,17 @@ impl DaemonConfig {
             }
             for (suite, s) in &service.suites {
                 s.spec().validate(&format!("services.{name}.suites.{suite}"))?;
+            }
+            for (env, hc) in &service.health {
+                if env != "staging" && env != "production" {
+                    return Err(format!(
+                        "services.{name}.health.{env}: use \"staging\" or \"production\""
+                    ));
+                }
+                hc.validate(&format!("services.{name}.health.{env}"))?;
+            }
+            if let Some(m) = &service.metrics {
+                m.validate(&format!("services.{name}.metrics"))?;
             }
             if let Some(s) = &service.scanner {
                 s.spec().validate(&format!("services.{name}.scanner"))?;

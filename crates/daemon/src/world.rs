@@ -53,6 +53,8 @@ pub struct HookWorld {
     services: BTreeMap<String, ServiceConfig>,
     sim: Arc<World>,
     notifier: notify::Notifier,
+    http: reqwest::Client,
+    metrics: probes::MetricsReader,
 }
 
 /// Where a command acts.
@@ -284,6 +286,9 @@ impl HookWorld {
             services,
             sim: simulated_world(),
             notifier: notify::Notifier::new(notify),
+            // Probes talk to the services directly, never through a proxy.
+            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            metrics: probes::MetricsReader::new(),
         })
     }
 
@@ -304,6 +309,61 @@ impl HookWorld {
             notifier: self.clone(),
             people: self.clone(),
         }
+    }
+
+    /// The values a probe's placeholders take for `call`.
+    fn probe_vars(
+        target: &Target,
+        environment: Environment,
+        version: Option<&Version>,
+        instance: Option<u32>,
+    ) -> BTreeMap<String, String> {
+        let mut vars = BTreeMap::from([
+            ("service".to_string(), target.service.to_string()),
+            ("environment".to_string(), environment.as_str().to_string()),
+            (
+                "version".to_string(),
+                version.map(|v| v.to_string()).unwrap_or_default(),
+            ),
+        ]);
+        if let Some(n) = instance {
+            vars.insert("instance".into(), n.to_string());
+        }
+        vars
+    }
+
+    /// The HTTP health check configured for the call's environment, run;
+    /// `None` when there is none.
+    async fn http_health(&self, target: &Target, call: &Call) -> Option<Ran> {
+        let hc = self
+            .services
+            .get(target.service.as_str())?
+            .health
+            .get(call.environment.as_str())?;
+        let vars = Self::probe_vars(target, call.environment, call.version.as_ref(), call.instance);
+        let started = std::time::Instant::now();
+        let checked = probes::check(&self.http, hc, &vars).await;
+        tracing::info!(
+            deployment = %target.id,
+            service = %target.service,
+            environment = call.environment.as_str(),
+            ok = checked.ok,
+            detail = %checked.detail,
+            "health check"
+        );
+        let outcome = Outcome {
+            exit_code: Some(if checked.ok { 0 } else { 1 }),
+            signal: None,
+            success: checked.ok,
+            timed_out: false,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+            output_tail: checked.detail.clone(),
+        };
+        Some(if checked.ok {
+            Ran::Succeeded(outcome)
+        } else {
+            Ran::Failed(outcome, format!("{} failed: {}", call.label(), checked.detail))
+        })
     }
 
     /// Runs a command that writes a report file; returns the report's text
@@ -428,13 +488,23 @@ impl HookWorld {
         })
     }
 
+    fn metrics_config(&self, target: &Target) -> Option<&probes::MetricsConfig> {
+        self.services.get(target.service.as_str())?.metrics.as_ref()
+    }
+
     fn command(&self, service: &ServiceName, action: &str) -> Option<&hooks::CommandSpec> {
         self.services.get(service.as_str())?.actions.get(action)
     }
 
     /// Runs the command configured for `call.action`; `None` when there is none.
     async fn invoke(&self, target: &Target, call: &Call) -> Option<Ran> {
-        let spec = self.command(&target.service, call.action)?;
+        let Some(spec) = self.command(&target.service, call.action) else {
+            // Without a health command, an HTTP health check may answer.
+            if call.action == "health" {
+                return self.http_health(target, call).await;
+            }
+            return None;
+        };
         tracing::debug!(
             deployment = %target.id,
             service = %target.service,
@@ -709,11 +779,24 @@ impl ports::Environments for HookWorld {
 #[async_trait]
 impl ports::Metrics for HookWorld {
     async fn baseline(&self, target: &Target) -> Result<MetricSample, String> {
-        self.sim.baseline(target).await
+        match self.metrics_config(target) {
+            // What production runs before the new version: the previous one.
+            Some(cfg) => {
+                let vars = Self::probe_vars(target, Environment::Production, target.previous_version.as_ref(), None);
+                self.metrics.read(cfg, &vars).await
+            }
+            None => self.sim.baseline(target).await,
+        }
     }
 
     async fn sample(&self, target: &Target, minute: u32, traffic_percent: u8) -> Result<MetricSample, String> {
-        self.sim.sample(target, minute, traffic_percent).await
+        match self.metrics_config(target) {
+            Some(cfg) => {
+                let vars = Self::probe_vars(target, Environment::Production, target.version.as_ref(), None);
+                self.metrics.read(cfg, &vars).await
+            }
+            None => self.sim.sample(target, minute, traffic_percent).await,
+        }
     }
 }
 
