@@ -343,3 +343,39 @@ fn check_record_shape(file: &Path, r: &serde_json::Value) {
     }
     assert!(r["markdown"].as_str().unwrap().contains("## Deployment Record"));
 }
+
+/// The complete real configuration in docs/configuration.md is one the
+/// daemon accepts (its elided token hashes filled in).
+#[test]
+fn the_documented_real_configuration_is_valid() {
+    let doc = std::fs::read_to_string(format!("{}/../../docs/configuration.md", env!("CARGO_MANIFEST_DIR")))
+        .expect("docs/configuration.md");
+    let section = doc
+        .split("## A complete configuration for a real service")
+        .nth(1)
+        .expect("the section exists");
+    let toml = section
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a TOML block")
+        .replace(
+            "token_sha256 = \"…\"",
+            &format!("token_sha256 = \"{}\"", "a".repeat(64)),
+        );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("real.toml");
+    std::fs::write(&path, toml).unwrap();
+    let out = stagecoach(&["config", "--config", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "stagecoach config rejected the documented configuration: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let effective: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        effective["services"]["checkout"]["suites"]["unit"]["junit"],
+        "target/nextest/ci/junit.xml"
+    );
+    assert_eq!(effective["services"]["checkout"]["metrics"]["provider"], "prometheus");
+}
