@@ -1043,3 +1043,48 @@ fn notifications_reach_a_webhook_and_an_outbox_in_order() {
     let files = std::fs::read_dir(&outbox).expect("the outbox exists").count();
     assert_eq!(files, 2, "one Markdown file per notification");
 }
+
+#[test]
+fn a_hanging_production_hook_is_killed_at_its_timeout_and_rolled_back() {
+    let mut h = Harness::bare();
+    // Staging deploys at once; the first production step hangs.
+    let hook = h.script(
+        "hang.sh",
+        "if [ \"$STAGECOACH_ENVIRONMENT\" = production ]; then sleep 600; fi\n",
+    );
+    h.configure(
+        &Config {
+            extra: format!(
+                "[services.web.actions.deploy]\nargv = [\"sh\", {:?}]\ntimeout_seconds = 1\n",
+                hook.display().to_string()
+            ),
+            ..Config::default()
+        }
+        .principal("alice", &["deployer"]),
+    );
+    let d = h.start();
+    let id = id_of(&d.submit(
+        &alice(),
+        &json!({"service": "web", "version": "1.5.0", "strategy": "canary"}),
+    ));
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "rolled_back", "entries:\n{}", events.summary());
+    let record = d.record(&id, &alice());
+    let failed: Vec<String> = record["deploy_log"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter(|s| s["ok"] == false)
+        .map(|s| s["detail"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", record["deploy_log"]);
+    assert!(
+        failed[0].contains("timed out"),
+        "the step says it timed out: {failed:?}"
+    );
+    assert_eq!(
+        record["rollback"]["trigger"], "critical_functionality_broken",
+        "{}",
+        record["rollback"]
+    );
+}
