@@ -138,7 +138,7 @@ impl Metrics {
 
     /// Renders every metric in the Prometheus text exposition format 0.0.4.
     pub fn render(&self, version: &str, instance: &str) -> String {
-        let labels = format!("version=\"{}\",instance=\"{}\"", escape(version), escape(instance));
+        let labels = format!("version=\"{}\",replica=\"{}\"", escape(version), escape(instance));
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = self.write(&mut out, &labels, version);
@@ -271,7 +271,7 @@ mod tests {
         metrics.observe(false, 0.2);
         metrics.observe(true, 3.0);
         let text = metrics.render("1.2.0", "1");
-        let l = "version=\"1.2.0\",instance=\"1\"";
+        let l = "version=\"1.2.0\",replica=\"1\"";
         let expected = format!(
             "# HELP example_http_requests_total Requests to / answered, by HTTP status code.
 # TYPE example_http_requests_total counter

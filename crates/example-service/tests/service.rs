@@ -79,7 +79,7 @@ impl Drop for Service {
     }
 }
 
-const LABELS: &str = "version=\"1.2.0\",instance=\"3\"";
+const LABELS: &str = "version=\"1.2.0\",replica=\"3\"";
 
 #[test]
 fn fails_exactly_the_configured_share_and_counts_it() {
