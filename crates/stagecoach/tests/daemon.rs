@@ -87,6 +87,10 @@ fn standard_deployment_with_human_manager_approval_end_to_end() {
     );
     let status = events.wait_finished();
     assert_eq!(status, "succeeded", "entries:\n{}", events.summary());
+    // The record changes no more once the post-deployment notice is recorded.
+    events.wait_fact("the post-deployment notice recorded", |f| {
+        is_fact(f, "notification") && f["kind"] == "post_deployment"
+    });
 
     let record = d.record(&id, &alice());
     assert_eq!(record["status"], "succeeded");
@@ -1032,6 +1036,11 @@ fn notifications_reach_a_webhook_and_an_outbox_in_order() {
         assert_eq!(n["version"], "1.4.0");
         assert!(n["subject"].as_str().is_some_and(|s| s.contains("web")), "{n}");
     }
+    // The post-deployment notice is sent after the status turns succeeded;
+    // its delivery is recorded once every channel answered.
+    events.wait_fact("the post-deployment notice recorded", |f| {
+        is_fact(f, "notification") && f["kind"] == "post_deployment"
+    });
     let record = d.record(&id, &alice());
     let delivered: Vec<bool> = record["notifications"]
         .as_array()
