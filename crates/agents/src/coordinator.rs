@@ -549,18 +549,15 @@ impl Coordinator {
             .devops
             .send(Inspect(service.clone()))
             .into_actor(self)
-            .map(move |production, act, ctx| match production {
-                Ok(Ok(production)) => act.feed_answer(next, Event::SlotGranted { production }, ctx),
-                other => {
-                    let why = match other {
-                        Ok(Err(e)) => e,
-                        Err(e) => e.to_string(),
-                        Ok(Ok(_)) => unreachable!(),
-                    };
-                    tracing::error!(service = %name, deployment = %next, error = %why, "cannot read production to start the next deployment; retrying in 30 s");
-                    act.slots.remove(&name);
-                    ctx.run_later(std::time::Duration::from_secs(30), move |act, ctx| act.grant_slot(&name, ctx));
-                }
+            .map(move |production, act, ctx| {
+                let why = match production {
+                    Ok(Ok(production)) => return act.feed_answer(next, Event::SlotGranted { production }, ctx),
+                    Ok(Err(e)) => e,
+                    Err(e) => e.to_string(),
+                };
+                tracing::error!(service = %name, deployment = %next, error = %why, "cannot read production to start the next deployment; retrying in 30 s");
+                act.slots.remove(&name);
+                ctx.run_later(std::time::Duration::from_secs(30), move |act, ctx| act.grant_slot(&name, ctx));
             })
             .spawn(ctx);
     }
