@@ -892,17 +892,7 @@ impl Machine {
                     );
                     self.baseline = Some(sample);
                     self.watch.inconclusive = 0;
-                    let steps = strategy::plan(
-                        self.record.strategy,
-                        &self.settings.strategies,
-                        self.prepare.as_ref().map(|p| p.instances).unwrap_or(1),
-                        self.prepare
-                            .as_ref()
-                            .map(|p| p.migrations)
-                            .unwrap_or(MigrationKind::None),
-                        self.production.active_colour,
-                    );
-                    self.run_step(out, now, steps, 0)
+                    self.run_plan(out, now)
                 }
                 Err(e) => {
                     self.emit(
@@ -1347,9 +1337,41 @@ impl Machine {
                 strategy: self.record.strategy,
             },
         );
+        if self.production.current_version.is_none() {
+            // A first deployment: nothing runs to measure a baseline from.
+            // Error rate, CPU and memory are judged by their absolute
+            // thresholds; p99 latency, which is relative, is not judged.
+            self.emit(
+                out,
+                Fact::Baseline {
+                    at: now,
+                    sample: None,
+                    error: Some(format!(
+                        "first deployment of {}: no version in production to measure a baseline from; latency is not compared",
+                        self.record.service
+                    )),
+                },
+            );
+            return self.run_plan(out, now);
+        }
         self.phase = Phase::Baseline;
         out.effects.push(Effect::MeasureBaseline);
         Ok(())
+    }
+
+    /// The production plan of the strategy, from its first step.
+    fn run_plan(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
+        let steps = strategy::plan(
+            self.record.strategy,
+            &self.settings.strategies,
+            self.prepare.as_ref().map(|p| p.instances).unwrap_or(1),
+            self.prepare
+                .as_ref()
+                .map(|p| p.migrations)
+                .unwrap_or(MigrationKind::None),
+            self.production.active_colour,
+        );
+        self.run_step(out, now, steps, 0)
     }
 
     fn run_step(

@@ -2512,3 +2512,57 @@ fn every_effect_is_answered_by_its_own_event_only() {
         advice: approval::Advice::AskHuman
     }));
 }
+
+fn first_production() -> Production {
+    Production {
+        current_version: None,
+        previous_version: None,
+        active_colour: Colour::Blue,
+    }
+}
+
+#[test]
+fn a_first_deployment_measures_no_baseline_and_still_judges_the_error_rate() {
+    // Slow but healthy: with no baseline, latency is not compared.
+    let mut world = World::good();
+    world.metrics = Box::new(|_| {
+        Ok(MetricSample {
+            latency_p99_ms: 900.0,
+            ..normal()
+        })
+    });
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        first_production(),
+    );
+    let r = run.run(&mut world);
+    assert_eq!(r.status, Status::Succeeded, "{:#?}", r.timeline);
+    assert!(!run.effects().any(|e| matches!(e, Effect::MeasureBaseline)));
+    assert_eq!(r.monitoring.baseline, None);
+    assert!(
+        r.timeline.iter().any(|e| e.event.contains("no version in production")),
+        "{:#?}",
+        r.timeline
+    );
+
+    // An error rate over its absolute threshold still rolls back.
+    let mut world = World::good();
+    world.metrics = spike(
+        0,
+        1000,
+        MetricSample {
+            error_rate: 0.08,
+            ..normal()
+        },
+    );
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        first_production(),
+    );
+    let r = run.run(&mut world);
+    assert_eq!(r.status, Status::RolledBack, "{:#?}", r.timeline);
+}
