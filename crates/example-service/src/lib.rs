@@ -194,6 +194,46 @@ fn escape(value: &str) -> String {
     value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
+/// The `stagecoach-example` binary, for other packages' tests: built once per
+/// test binary by a nested `cargo build` into the calling test's own target
+/// directory and profile (a no-op after `cargo test --workspace`, which builds
+/// it). Binaries of another package are not exposed through
+/// `CARGO_BIN_EXE_*`, hence the nested build.
+pub fn built_binary() -> &'static std::path::Path {
+    use std::path::{Path, PathBuf};
+    use std::sync::OnceLock;
+    static BINARY: OnceLock<PathBuf> = OnceLock::new();
+    BINARY.get_or_init(|| {
+        // A test binary is <target>/<profile>/deps/<name>-<hash>.
+        let exe = std::env::current_exe().expect("the test binary's path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("<target>/<profile>/deps")
+            .to_path_buf();
+        let target_dir = profile_dir.parent().expect("<target>");
+        let mut build = std::process::Command::new(env!("CARGO"));
+        build
+            .args(["build", "-q", "-p", "example-service", "--bin", "stagecoach-example"])
+            .env("CARGO_TARGET_DIR", target_dir)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match profile_dir.file_name().and_then(|n| n.to_str()).unwrap_or("debug") {
+            "debug" => {}
+            "release" => {
+                build.arg("--release");
+            }
+            other => {
+                build.args(["--profile", other]);
+            }
+        }
+        let status = build.status().expect("run cargo build for stagecoach-example");
+        assert!(status.success(), "cargo build -p example-service failed: {status}");
+        let binary = profile_dir.join("stagecoach-example");
+        assert!(binary.is_file(), "{} was not built", binary.display());
+        binary
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

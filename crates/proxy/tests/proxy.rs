@@ -4,48 +4,15 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use proxy::{Backend, Proxy, Split, METRICS_CONTENT_TYPE};
 use tokio::sync::Notify;
-
-/// The `stagecoach-example` binary, built once per test binary by the cargo running these tests, into the
-/// same target directory (so `CARGO_TARGET_DIR` is honoured; without it that is `<workspace>/target`).
-/// Binaries of another package are not exposed through `CARGO_BIN_EXE_*`, hence the nested build.
-fn example_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test binary is <target>/<profile>/deps/proxy-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "-q", "-p", "example-service", "--bin", "stagecoach-example"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile_dir.file_name().unwrap().to_str().unwrap() {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build for stagecoach-example");
-        assert!(status.success(), "cargo build -p example-service failed: {status}");
-        let binary = profile_dir.join("stagecoach-example");
-        assert!(binary.is_file(), "{} was not built", binary.display());
-        binary
-    })
-}
 
 /// The child processes of a test; killed when it ends, passed or failed.
 #[derive(Default)]
@@ -54,7 +21,7 @@ struct Children(Vec<Child>);
 impl Children {
     /// Starts `stagecoach-example` and returns its base URL.
     fn example(&mut self, version: &str, instance: u32, args: &[&str]) -> String {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(example_service::built_binary())
             .args(["--listen", "127.0.0.1:0", "--version", version, "--instance"])
             .arg(instance.to_string())
             .args(args)

@@ -6,39 +6,12 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use common::*;
 use serde_json::{json, Value};
-
-/// `stagecoach-example`, built by a nested `cargo build` into this test's
-/// target directory (a no-op after `cargo test --workspace`, which builds
-/// it): binaries of another package are not exposed to these tests.
-fn example_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("<target>/<profile>")
-            .to_path_buf();
-        let target_dir = profile_dir.parent().expect("<target>");
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "example-service", "--bin", "stagecoach-example"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build for stagecoach-example");
-        assert!(status.success(), "cargo build -p example-service failed: {status}");
-        let binary = profile_dir.join("stagecoach-example");
-        assert!(binary.is_file(), "{} was not built", binary.display());
-        binary
-    })
-}
 
 /// A running example service with a client thread sending it requests
 /// until dropped.
@@ -50,7 +23,7 @@ struct Service {
 
 impl Service {
     fn start(version: &str) -> Service {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(example_service::built_binary())
             .args(["--listen", "127.0.0.1:0", "--version", version])
             .env_remove("EXAMPLE_FAIL_RATIO")
             .env_remove("EXAMPLE_LATENCY_MS")

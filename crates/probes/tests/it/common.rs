@@ -4,9 +4,7 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use reqwest::StatusCode;
@@ -29,39 +27,6 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// The `stagecoach-example` binary, built (once per test binary) by the cargo running these tests, into the
-/// same target directory. Binaries of another package are not exposed through `CARGO_BIN_EXE_*`, hence the
-/// nested `cargo build` (a no-op when the binary is up to date, as after `cargo test --workspace`).
-pub fn example_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        // This test binary is <target>/<profile>/deps/it-<hash>.
-        let exe = std::env::current_exe().unwrap();
-        let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
-        let target_dir = profile_dir.parent().unwrap();
-        let profile = profile_dir.file_name().unwrap().to_str().unwrap();
-        let mut build = Command::new(env!("CARGO"));
-        build
-            .args(["build", "-q", "-p", "example-service", "--bin", "stagecoach-example"])
-            .env("CARGO_TARGET_DIR", target_dir)
-            .current_dir(env!("CARGO_MANIFEST_DIR"));
-        match profile {
-            "debug" => {}
-            "release" => {
-                build.arg("--release");
-            }
-            other => {
-                build.args(["--profile", other]);
-            }
-        }
-        let status = build.status().expect("run cargo build for stagecoach-example");
-        assert!(status.success(), "cargo build -p example-service failed: {status}");
-        let binary = profile_dir.join("stagecoach-example");
-        assert!(binary.is_file(), "{} was not built", binary.display());
-        binary
-    })
-}
-
 /// A running `stagecoach-example`; killed on drop.
 pub struct Service {
     child: Child,
@@ -78,7 +43,7 @@ impl Service {
 
     /// Starts it on `listen` (e.g. the port of a service that was just stopped).
     pub fn start_on(listen: &str, version: &str, args: &[&str]) -> Service {
-        let mut child = Command::new(example_binary())
+        let mut child = Command::new(example_service::built_binary())
             .args(["--listen", listen, "--version", version])
             .args(args)
             .env_remove("EXAMPLE_FAIL_RATIO")
