@@ -113,6 +113,8 @@ pub struct Coordinator {
     /// Approved deployments waiting for their service's slot.
     waiting: BTreeMap<ServiceName, BTreeSet<DeploymentId>>,
     writes: WriteStats,
+    /// Deployments whose journal chain was broken when it was replayed.
+    broken: Vec<String>,
 }
 
 impl Coordinator {
@@ -145,6 +147,7 @@ impl Coordinator {
                 buckets: vec![0; WRITE_BUCKETS.len()],
                 ..WriteStats::default()
             },
+            broken: vec![],
         };
         c.replay()?;
         Ok(c)
@@ -200,6 +203,22 @@ impl Coordinator {
     /// Rebuilds every deployment from the journal, in the order it was written.
     fn replay(&mut self) -> Result<(), String> {
         let entries = self.journal.all().map_err(|e| e.to_string())?;
+        // Check every chain on the entries already read.
+        let mut chains: BTreeMap<u64, Vec<journal::Entry>> = BTreeMap::new();
+        for e in &entries {
+            chains.entry(e.deployment).or_default().push(e.clone());
+        }
+        for (d, mut chain) in chains {
+            chain.sort_by_key(|e| e.index);
+            let v = journal::verify_chain(d, &chain);
+            if !v.intact {
+                self.broken.push(format!(
+                    "journal chain of {} is broken: {}",
+                    DeploymentId(d),
+                    v.problems.join("; ")
+                ));
+            }
+        }
         for e in entries {
             let id = DeploymentId(e.deployment);
             let body: JournalEntry = serde_json::from_str(&e.body).map_err(|err| {
@@ -692,15 +711,8 @@ impl Coordinator {
     }
 
     /// One line per deployment whose journal chain is broken.
-    pub fn broken_chains(&self) -> Vec<String> {
-        self.machines
-            .keys()
-            .filter_map(|id| match self.journal.verify(id.0) {
-                Ok(v) if v.intact => None,
-                Ok(v) => Some(format!("journal chain of {id} is broken: {}", v.problems.join("; "))),
-                Err(e) => Some(format!("journal chain of {id} cannot be checked: {e}")),
-            })
-            .collect()
+    pub fn broken_chains(&self) -> &[String] {
+        &self.broken
     }
 
     /// Every deployment's record (Markdown not rendered), in submission order.
