@@ -150,6 +150,10 @@ pub struct ServiceConfig {
     /// is configured, VALIDATE runs them instead of the `validate` action.
     #[serde(default)]
     pub suites: BTreeMap<String, SuiteCommand>,
+    /// Run the service locally behind a weighted proxy (the local process
+    /// target) instead of through deploy commands.
+    #[serde(default)]
+    pub process: Option<crate::process::ProcessConfig>,
     /// HTTP health checks by environment (`staging`, `production`), used
     /// where no `health` command is configured.
     #[serde(default)]
@@ -280,6 +284,9 @@ impl DaemonConfig {
             }
             for (suite, s) in &service.suites {
                 s.spec().validate(&format!("services.{name}.suites.{suite}"))?;
+            }
+            if let Some(p) = &service.process {
+                p.validate(&format!("services.{name}.process"))?;
             }
             for (env, hc) in &service.health {
                 if env != "staging" && env != "production" {

@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod process;
 pub mod world;
 
 use std::collections::BTreeMap;
@@ -60,8 +61,22 @@ pub fn production_from(records: &[Record]) -> BTreeMap<ServiceName, (Option<Vers
     out
 }
 
+/// The daemon is serving: where, and a handle that stops it (as SIGTERM does).
+#[derive(Debug, Clone)]
+pub struct Ready {
+    pub addrs: Vec<std::net::SocketAddr>,
+    pub server: actix_web::dev::ServerHandle,
+    pub state_dir: PathBuf,
+}
+
 /// Runs the daemon until SIGINT/SIGTERM.
 pub fn run(opts: Options) -> Result<(), String> {
+    run_with(opts, |_| {})
+}
+
+/// Runs the daemon until SIGINT/SIGTERM or until [`Ready::server`] stops it;
+/// `ready` is called once the API accepts connections.
+pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> {
     let Options { settings, config } = opts;
     let state_dir = config.storage.path.clone();
     std::fs::create_dir_all(&state_dir).map_err(|e| {
@@ -109,15 +124,20 @@ pub fn run(opts: Options) -> Result<(), String> {
         .map_err(|e| {
             format!("cannot listen on {listen}: {e}; is another daemon running? choose another address with --listen")
         })?;
-        for addr in server.addrs() {
+        let addrs = server.addrs();
+        for addr in &addrs {
             tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on http://{addr}");
         }
-        server
-            .run()
-            .await
-            .map_err(|e| format!("the HTTP server stopped: {e}"))?;
+        let server = server.run();
+        ready(Ready {
+            addrs,
+            server: server.handle(),
+            state_dir: state_dir.clone(),
+        });
+        let served = server.await.map_err(|e| format!("the HTTP server stopped: {e}"));
         tracing::info!("stopped accepting requests; shutting down");
-        Ok::<(), String>(())
+        world.shutdown().await;
+        served
     })?;
     Ok(())
 }

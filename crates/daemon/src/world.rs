@@ -55,6 +55,8 @@ pub struct HookWorld {
     notifier: notify::Notifier,
     http: reqwest::Client,
     metrics: probes::MetricsReader,
+    /// Services run by the local process target.
+    processes: BTreeMap<String, crate::process::ProcessTarget>,
 }
 
 /// Where a command acts.
@@ -282,7 +284,19 @@ impl HookWorld {
         services: BTreeMap<String, ServiceConfig>,
         notify: notify::NotifyConfig,
     ) -> Arc<HookWorld> {
+        let mut services = services;
+        let mut processes = BTreeMap::new();
+        for (name, service) in services.iter_mut() {
+            if let Some(p) = &service.process {
+                // Without a metrics source of its own, a local service is measured at its proxy.
+                if service.metrics.is_none() {
+                    service.metrics = Some(crate::process::proxy_metrics(&p.listen));
+                }
+                processes.insert(name.clone(), crate::process::ProcessTarget::new(name, p.clone()));
+            }
+        }
         Arc::new(HookWorld {
+            processes,
             services,
             sim: simulated_world(),
             notifier: notify::Notifier::new(notify),
@@ -290,6 +304,13 @@ impl HookWorld {
             http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
             metrics: probes::MetricsReader::new(),
         })
+    }
+
+    /// Stops what the local process target started: every instance and proxy.
+    pub async fn shutdown(&self) {
+        for p in self.processes.values() {
+            p.shutdown().await;
+        }
     }
 
     /// Seeds what production runs (the daemon derives it from the journal at start-up).
@@ -645,6 +666,23 @@ impl ports::Environments for HookWorld {
     }
 
     async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String> {
+        if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
+            let ok = match p.staging(v).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(deployment = %target.id, error = %e, "staging instance failed");
+                    false
+                }
+            };
+            return Ok(StagingReport {
+                deployed: ok,
+                application_started: ok,
+                health_endpoints: ok,
+                migrations_complete: ok,
+                external_services: ok,
+                smoke_tests: ok,
+            });
+        }
         let sim = self.sim.deploy_staging(target).await?;
         let staging = |action| Call::new(action, Environment::Staging, target);
         let mut stopped = false;
@@ -663,6 +701,11 @@ impl ports::Environments for HookWorld {
     }
 
     async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
+        if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
+            p.step(v, target.previous_version.as_ref(), step).await?;
+            // The simulated world keeps track of what production runs.
+            return self.sim.step(target, step).await.or(Ok(()));
+        }
         let mut configured = false;
         for call in step_calls(target, step) {
             if let Some(ran) = self.invoke(target, &call).await {
@@ -680,6 +723,15 @@ impl ports::Environments for HookWorld {
     }
 
     async fn health(&self, target: &Target, minute: u32) -> Result<bool, String> {
+        if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
+            return Ok(match p.health(v).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(deployment = %target.id, error = %e, "health check failed");
+                    false
+                }
+            });
+        }
         match self
             .invoke(target, &Call::new("health", Environment::Production, target))
             .await
@@ -692,6 +744,41 @@ impl ports::Environments for HookWorld {
     }
 
     async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
+        if let Some(p) = self.processes.get(target.service.as_str()) {
+            let shown = plan
+                .restore_version
+                .as_ref()
+                .map(|v| format!("v{v}"))
+                .unwrap_or_else(|| "nothing".into());
+            let result = p
+                .rollback(plan.restore_version.as_ref(), plan.from_version.as_ref())
+                .await;
+            let ok = result.is_ok();
+            if ok {
+                // Keep the simulated record of production in step.
+                let _ = self.sim.rollback(target, plan).await;
+            }
+            let detail = result.err().unwrap_or_default();
+            return RollbackOutcome {
+                steps: vec![
+                    (
+                        format!("Initiate rollback to previous version ({shown}): all traffic sent back"),
+                        ok,
+                        detail,
+                    ),
+                    (
+                        "Revert database migrations: not needed or not safe, skipped".into(),
+                        true,
+                        String::new(),
+                    ),
+                    ("Verify rollback successful".into(), ok, String::new()),
+                ],
+                restored: ok,
+                migrations_reverted: false,
+                caches_cleared: false,
+                verified: ok,
+            };
+        }
         let call = |action| Call {
             action,
             environment: Environment::Production,
@@ -779,6 +866,10 @@ impl ports::Environments for HookWorld {
 #[async_trait]
 impl ports::Metrics for HookWorld {
     async fn baseline(&self, target: &Target) -> Result<MetricSample, String> {
+        if let Some(p) = self.processes.get(target.service.as_str()) {
+            // The baseline is read from what production runs: start it if this daemon has not yet.
+            p.ensure_running(target.previous_version.as_ref()).await?;
+        }
         match self.metrics_config(target) {
             // What production runs before the new version: the previous one.
             Some(cfg) => {

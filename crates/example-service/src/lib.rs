@@ -3,6 +3,8 @@
 
 use std::fmt::Write as _;
 
+pub mod server;
+
 /// Upper bounds (seconds) of the request duration histogram; `+Inf` is implied.
 pub const DURATION_BUCKETS: [f64; 9] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 

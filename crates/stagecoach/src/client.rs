@@ -204,14 +204,18 @@ pub enum ClientCommand {
 
 /// Runs one client command against the daemon and prints its answer.
 pub fn run(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> ExitCode {
-    let code = match execute(cmd, opts, defaults) {
+    ExitCode::from(run_code(cmd, opts, defaults))
+}
+
+/// [`run`], giving the exit code as a number.
+pub fn run_code(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> u8 {
+    match execute(cmd, opts, defaults) {
         Ok(code) => code,
         Err(failure) => {
             failure.report(opts.json);
             failure.exit_code()
         }
-    };
-    ExitCode::from(code)
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod demo;
 
 #[derive(Parser)]
 #[command(
@@ -52,6 +53,13 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         log_format: LogFormat,
     },
+    /// See a real release go out, get watched and get rolled back on this machine: runs the
+    /// daemon in this process with examples/demo.toml and deploys three releases of the bundled
+    /// example service (about two minutes).
+    Demo,
+    /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
+    #[command(hide = true)]
+    ExampleService(example_service::server::Options),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -76,6 +84,8 @@ fn main() -> ExitCode {
     // information for the daemon).
     let (default_level, format) = match &cli.command {
         Command::Daemon { log_format, .. } => ("info", *log_format),
+        // The demo's daemon runs in this process: only its errors would interrupt the live view.
+        Command::Demo => ("error", LogFormat::Human),
         _ => ("warn", LogFormat::Human),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -93,6 +103,22 @@ fn main() -> ExitCode {
         Command::Daemon { listen, .. } => {
             run_daemon(cli.client.config.as_deref(), listen, cli.client.state_dir.clone())
         }
+        Command::Demo => match demo::run(demo::DemoOptions {
+            state_dir: cli.client.state_dir.clone(),
+        }) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::ExampleService(options) => match example_service::server::run(options) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("stagecoach example-service: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Client(cmd) => {
             let (_, config) = match load_config(cli.client.config.as_deref()) {
                 Ok(c) => c,

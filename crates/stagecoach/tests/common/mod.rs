@@ -340,7 +340,12 @@ fn drain(from: impl Read + Send + 'static, label: String, logs: Logs, url: Optio
 }
 
 /// A process's exit status, stdout and stderr, waiting at most [`WAIT`].
-pub fn run_with_timeout(mut cmd: Command, what: &str) -> Output {
+pub fn run_with_timeout(cmd: Command, what: &str) -> Output {
+    run_within(cmd, what, WAIT)
+}
+
+/// A process's exit status, stdout and stderr, waiting at most `limit`.
+pub fn run_within(mut cmd: Command, what: &str, limit: Duration) -> Output {
     let child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -352,12 +357,12 @@ pub fn run_with_timeout(mut cmd: Command, what: &str) -> Output {
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    match rx.recv_timeout(WAIT) {
+    match rx.recv_timeout(limit) {
         Ok(Ok(out)) => out,
         Ok(Err(e)) => panic!("{what}: cannot wait for it: {e}"),
         Err(_) => {
             let _ = nix::sys::signal::kill(pid_of(pid), nix::sys::signal::Signal::SIGKILL);
-            panic!("{what}: did not exit within {WAIT:?}");
+            panic!("{what}: did not exit within {limit:?}");
         }
     }
 }
