@@ -704,6 +704,19 @@ impl Coordinator {
                 }
             }
         }
+        // A submission journaled just before a crash, whose start was not.
+        let unstarted: Vec<DeploymentId> = self
+            .machines
+            .iter()
+            .filter(|(_, m)| !m.is_started() && !m.is_finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in unstarted {
+            tracing::info!(deployment = %id, "starting a deployment accepted before the restart");
+            if let Err(e) = self.feed(id, Event::Start, ctx) {
+                tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
+            }
+        }
         let services: Vec<ServiceName> = self.waiting.keys().cloned().collect();
         for s in services {
             self.grant_slot(&s, ctx);

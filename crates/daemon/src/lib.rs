@@ -12,6 +12,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod fault;
 pub mod process;
 pub mod world;
 
@@ -86,6 +87,17 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
         )
     })?;
     let store = journal::SqliteStore::open_exclusive(&journal_path(&state_dir)).map_err(|e| e.to_string())?;
+    let store: Box<dyn journal::Store> = match fault::abort_after_appends()? {
+        Some(n) => {
+            tracing::warn!(
+                appends = n,
+                "{} is set: this daemon aborts right after that many journal appends (crash testing)",
+                fault::ABORT_AFTER_APPENDS
+            );
+            Box::new(fault::AbortAfter::new(Box::new(store), n))
+        }
+        None => Box::new(store),
+    };
     let (principals, created) = auth::principals(&config.principals, &state_dir)?;
     if let Some(path) = &created {
         tracing::warn!(
@@ -102,7 +114,7 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let world = world::HookWorld::with_notifications(config.services.clone(), config.notify.clone());
-        let coordinator = agents::replay(settings.clone(), world.ports(), Box::new(store))?;
+        let coordinator = agents::replay(settings.clone(), world.ports(), store)?;
         for problem in coordinator.broken_chains() {
             tracing::error!("{problem}; the journal was changed outside stagecoach; restore it from a backup or investigate with `stagecoach verify`");
         }

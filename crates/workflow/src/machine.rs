@@ -426,6 +426,10 @@ impl Machine {
     pub fn is_finished(&self) -> bool {
         self.finished_sent
     }
+    /// Whether [`Event::Start`] has been handled.
+    pub fn is_started(&self) -> bool {
+        !matches!(self.phase, Phase::New)
+    }
     /// Whether timer `token` still means something to the machine (a timer
     /// of a wait that ended meanwhile does not).
     pub fn timer_pending(&self, token: u64) -> bool {

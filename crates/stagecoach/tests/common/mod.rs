@@ -196,6 +196,8 @@ pub struct Harness {
     pub state_dir: Option<PathBuf>,
     pub config: Option<PathBuf>,
     pub logs: Logs,
+    /// Extra environment of the daemons this harness starts.
+    pub env: Vec<(String, String)>,
     starts: usize,
 }
 
@@ -222,6 +224,7 @@ impl Harness {
             state_dir: None,
             config: None,
             logs: Logs::default(),
+            env: vec![],
             starts: 0,
         }
     }
@@ -259,10 +262,11 @@ impl Harness {
             .env_remove("STAGECOACH_TOKEN")
             .stdin(Stdio::null());
         for (key, _) in std::env::vars() {
-            if key.starts_with("STAGECOACH__") {
+            if key.starts_with("STAGECOACH__") || key.starts_with("STAGECOACH_FAULT_") {
                 cmd.env_remove(key);
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 
@@ -480,6 +484,22 @@ impl Daemon {
         if let Some(mut child) = self.child.take() {
             child.kill().expect("SIGKILL the daemon");
             child.wait().expect("reap the daemon");
+        }
+    }
+
+    /// Waits (at most [`WAIT`]) for the daemon to exit by itself.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        match rx.recv_timeout(WAIT) {
+            Ok(status) => status.expect("wait for the daemon"),
+            Err(_) => {
+                kill_pid(pid_of(self.pid).as_raw());
+                panic!("the daemon did not exit by itself within {WAIT:?}");
+            }
         }
     }
 

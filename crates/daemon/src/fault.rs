@@ -1,0 +1,66 @@
+//! Fault injection for crash testing: with `STAGECOACH_FAULT_ABORT_AFTER_APPENDS=N`
+//! in its environment, the daemon aborts (SIGABRT: no destructor runs, nothing
+//! is flushed, as with `kill -9`) right after its N-th durable journal append.
+//! That puts a crash at an exact journal position, which a `kill -9` from
+//! outside can only approximate. Never set it outside tests; the daemon logs
+//! a warning when it is.
+
+use journal::{Entry, NewEntry, Store, StoreError, Verification};
+
+/// The environment variable.
+pub const ABORT_AFTER_APPENDS: &str = "STAGECOACH_FAULT_ABORT_AFTER_APPENDS";
+
+/// The configured count, if any; a value that is not a positive integer is an error.
+pub fn abort_after_appends() -> Result<Option<u64>, String> {
+    match std::env::var(ABORT_AFTER_APPENDS) {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n > 0 => Ok(Some(n)),
+            _ => Err(format!(
+                "{ABORT_AFTER_APPENDS}={v:?}: give a positive number of appends, or unset it"
+            )),
+        },
+    }
+}
+
+/// A store that aborts the process right after its `n`-th successful append.
+pub struct AbortAfter {
+    inner: Box<dyn Store>,
+    left: u64,
+}
+
+impl AbortAfter {
+    pub fn new(inner: Box<dyn Store>, n: u64) -> AbortAfter {
+        AbortAfter { inner, left: n }
+    }
+}
+
+impl Store for AbortAfter {
+    fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError> {
+        let appended = self.inner.append(entry)?;
+        self.left -= 1;
+        if self.left == 0 {
+            eprintln!(
+                "{ABORT_AFTER_APPENDS}: aborting after journal entry seq {} ({} #{} of deployment {})",
+                appended.seq, appended.kind, appended.index, appended.deployment
+            );
+            std::process::abort();
+        }
+        Ok(appended)
+    }
+    fn all(&self) -> Result<Vec<Entry>, StoreError> {
+        self.inner.all()
+    }
+    fn since(&self, after: u64) -> Result<Vec<Entry>, StoreError> {
+        self.inner.since(after)
+    }
+    fn deployment(&self, deployment: u64) -> Result<Vec<Entry>, StoreError> {
+        self.inner.deployment(deployment)
+    }
+    fn verify(&self, deployment: u64) -> Result<Verification, StoreError> {
+        self.inner.verify(deployment)
+    }
+    fn max_deployment(&self) -> Result<u64, StoreError> {
+        self.inner.max_deployment()
+    }
+}
