@@ -564,14 +564,15 @@ async fn ack(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>
     let (id, index) = escalation_id(&id)?;
     let _: AckBody = parse(&body(payload).await?)?;
     let r = record(&state, id).await?;
+    // The role first: a caller who may not acknowledge learns nothing about escalations.
+    let roles = [PrincipalRole::Manager, PrincipalRole::Devops];
+    need_on(&state, id, p, &roles, None, "acknowledge escalations").await?;
     if index == 0 || index > r.escalations.len() {
         return Err(ApiError::not_found(format!(
             "{id} has no escalation e{index} (it has {})",
             r.escalations.len()
         )));
     }
-    let roles = [PrincipalRole::Manager, PrincipalRole::Devops];
-    need_on(&state, id, p, &roles, None, "acknowledge escalations").await?;
     state
         .coordinator
         .send(msg::Acknowledge {

@@ -20,6 +20,17 @@ pub fn token_sha256(token: &str) -> String {
         .collect()
 }
 
+/// Whether two hex strings are equal ignoring ASCII case, comparing every
+/// byte whatever the differences (the lengths of SHA-256 hex are public).
+fn same_hex(a: &str, b: &str) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.bytes().zip(b.bytes()).fold(0u8, |diff, (x, y)| {
+        diff | (x.to_ascii_lowercase() ^ y.to_ascii_lowercase())
+    }) == 0
+}
+
 /// The principals the daemon accepts.
 #[derive(Debug, Clone)]
 pub struct Principals(Vec<Principal>);
@@ -29,10 +40,19 @@ impl Principals {
         Principals(list)
     }
 
-    /// The principal a bearer token belongs to.
+    /// The principal a bearer token belongs to. The token's hash is compared
+    /// with every principal's in constant time, without stopping at a match,
+    /// so the time taken says nothing about how close a guess came or which
+    /// principal it matched.
     pub fn find(&self, token: &str) -> Option<&Principal> {
         let hash = token_sha256(token);
-        self.0.iter().find(|p| p.token_sha256.eq_ignore_ascii_case(&hash))
+        let mut found = None;
+        for p in &self.0 {
+            if same_hex(&p.token_sha256, &hash) && found.is_none() {
+                found = Some(p);
+            }
+        }
+        found
     }
 
     pub fn len(&self) -> usize {
@@ -110,6 +130,14 @@ fn write_private(path: &Path, token: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_comparison_ignores_case_and_needs_every_byte() {
+        assert!(same_hex("abcDEF01", "ABCdef01"));
+        assert!(!same_hex("abcdef01", "abcdef02"));
+        assert!(!same_hex("0bcdef01", "abcdef01"));
+        assert!(!same_hex("abc", "abcd"));
+    }
 
     #[test]
     fn sha256_of_a_known_token() {

@@ -38,9 +38,26 @@ pub struct ServerConfig {
     /// Address the daemon listens on.
     #[serde(default = "default_listen")]
     pub listen: String,
-    /// Where clients reach the daemon; defaults to `http://` + `listen`.
+    /// Where clients reach the daemon; defaults to `http://` + `listen` (`https://` with TLS).
     #[serde(default)]
     pub url: Option<String>,
+    /// Serve HTTPS with this certificate and key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Listen on a non-loopback address without TLS (e.g. behind a proxy
+    /// that terminates TLS). Refused unless set.
+    #[serde(default)]
+    pub allow_insecure_remote: bool,
+}
+
+/// `[server.tls]`: PEM files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// Private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -48,6 +65,8 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             url: None,
+            tls: None,
+            allow_insecure_remote: false,
         }
     }
 }
@@ -59,7 +78,31 @@ fn default_listen() -> String {
 impl ServerConfig {
     /// The URL clients use.
     pub fn client_url(&self) -> String {
-        self.url.clone().unwrap_or_else(|| format!("http://{}", self.listen))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.url
+            .clone()
+            .unwrap_or_else(|| format!("{scheme}://{}", self.listen))
+    }
+
+    /// Refuses to expose the API to other machines in clear text.
+    pub fn validate(&self) -> Result<(), String> {
+        use std::net::ToSocketAddrs;
+        if self.tls.is_some() || self.allow_insecure_remote {
+            return Ok(());
+        }
+        // An address that does not resolve is reported when binding.
+        let Ok(addrs) = self.listen.to_socket_addrs() else {
+            return Ok(());
+        };
+        if let Some(remote) = addrs.into_iter().find(|a| !a.ip().is_loopback()) {
+            return Err(format!(
+                "server.listen: {} ({remote}) is reachable from other machines, and without TLS tokens would cross \
+                 the network in clear text; configure [server.tls] cert and key, or set [server] \
+                 allow_insecure_remote = true (for example behind a proxy that terminates TLS)",
+                self.listen
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -176,6 +219,9 @@ pub struct SuiteCommand {
     pub cwd: Option<PathBuf>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's environment passed on (see `hooks::CommandSpec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
     /// The JUnit XML file the command writes (relative to `cwd`).
@@ -194,6 +240,9 @@ pub struct ScannerCommand {
     pub cwd: Option<PathBuf>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's environment passed on (see `hooks::CommandSpec`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
     /// The SARIF 2.1.0 or `cargo audit --json` file the command writes (relative to `cwd`).
@@ -217,6 +266,7 @@ macro_rules! report_command {
                 let mut spec = hooks::CommandSpec::new(self.argv.clone());
                 spec.cwd = self.cwd.clone();
                 spec.env = self.env.clone();
+                spec.env_passthrough = self.env_passthrough.clone();
                 spec.timeout_seconds = self.timeout_seconds;
                 spec
             }
@@ -252,6 +302,7 @@ pub const ACTIONS: &[&str] = &[
 impl DaemonConfig {
     /// Checks what serde cannot: names, hashes, actions.
     pub fn validate(&self) -> Result<(), String> {
+        self.server.validate()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, p) in self.principals.iter().enumerate() {
             if p.name.trim().is_empty() {

@@ -62,6 +62,38 @@ pub fn production_from(records: &[Record]) -> BTreeMap<ServiceName, (Option<Vers
     out
 }
 
+/// The rustls configuration of `[server.tls]`.
+fn tls_config(tls: &config::TlsConfig) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&tls.cert)
+        .and_then(|i| i.collect::<Result<_, _>>())
+        .map_err(|e| {
+            format!(
+                "server.tls.cert: cannot read certificates from {}: {e}",
+                tls.cert.display()
+            )
+        })?;
+    if certs.is_empty() {
+        return Err(format!(
+            "server.tls.cert: {} holds no PEM certificate",
+            tls.cert.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(&tls.key).map_err(|e| {
+        format!(
+            "server.tls.key: cannot read a private key from {}: {e}",
+            tls.key.display()
+        )
+    })?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("server.tls: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("server.tls: the certificate and key do not work together: {e}"))
+}
+
 /// The daemon is serving: where, and a handle that stops it (as SIGTERM does).
 #[derive(Debug, Clone)]
 pub struct Ready {
@@ -111,6 +143,7 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
     }
     let settings = Arc::new(settings);
     let listen = config.server.listen.clone();
+    let tls = config.server.tls.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
         let world = world::HookWorld::with_notifications(config.services.clone(), config.notify.clone());
@@ -131,14 +164,18 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
             actix_web::App::new().app_data(data.clone()).configure(api::routes)
         })
         .workers(2)
-        .shutdown_timeout(5)
-        .bind(&listen)
+        .shutdown_timeout(5);
+        let server = match &tls {
+            Some(t) => server.bind_rustls_0_23(&listen, tls_config(t)?),
+            None => server.bind(&listen),
+        }
         .map_err(|e| {
             format!("cannot listen on {listen}: {e}; is another daemon running? choose another address with --listen")
         })?;
         let addrs = server.addrs();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         for addr in &addrs {
-            tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on http://{addr}");
+            tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on {scheme}://{addr}");
         }
         let server = server.run();
         ready(Ready {

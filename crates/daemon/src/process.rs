@@ -40,6 +40,9 @@ pub struct ProcessConfig {
     pub health_path: String,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's environment passed on (see `hooks::CommandSpec`).
+    #[serde(default)]
+    pub env_passthrough: Vec<String>,
     /// Extra arguments for particular versions (e.g. to make a demo release misbehave).
     #[serde(default)]
     pub version_args: BTreeMap<String, Vec<String>>,
@@ -82,6 +85,7 @@ impl ProcessConfig {
                 "{path}.listen: the local process target listens on loopback only"
             ));
         }
+        hooks::validate_passthrough(&self.env_passthrough, path)?;
         if !self.health_path.starts_with('/') {
             return Err(format!("{path}.health_path: must start with /"));
         }
@@ -157,6 +161,8 @@ impl ProcessTarget {
         argv.extend(self.config.version_args.get(version).cloned().unwrap_or_default());
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
+            .env_clear()
+            .envs(hooks::inherited_env(&self.config.env_passthrough))
             .envs(&self.config.env)
             .env("STAGECOACH_SERVICE", &self.service)
             .env("STAGECOACH_VERSION", version)

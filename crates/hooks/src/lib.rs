@@ -75,12 +75,42 @@ pub struct CommandSpec {
     /// Working directory; `None` = the daemon's working directory.
     #[serde(default)]
     pub cwd: Option<PathBuf>,
-    /// Extra environment for this command (added to the inherited environment).
+    /// Extra environment for this command.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's own environment this command also gets, besides [`BASE_ENV`]
+    /// (e.g. `["KUBECONFIG", "AWS_PROFILE"]`). Nothing else of the daemon's environment is passed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     /// Seconds before the whole process group is killed. Default 300.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
+}
+
+/// The variables of the daemon's environment every command gets (when set): enough to find
+/// programs and run them in the right locale. Anything else must be named in `env_passthrough`.
+pub const BASE_ENV: &[&str] = &["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"];
+
+/// The part of this process's environment a child gets: [`BASE_ENV`] plus `passthrough`, where set.
+pub fn inherited_env(passthrough: &[String]) -> Vec<(String, std::ffi::OsString)> {
+    BASE_ENV
+        .iter()
+        .map(|n| n.to_string())
+        .chain(passthrough.iter().cloned())
+        .filter_map(|name| std::env::var_os(&name).map(|v| (name, v)))
+        .collect()
+}
+
+/// Checks the names of `env_passthrough`; errors start with `path`.
+pub fn validate_passthrough(names: &[String], path: &str) -> Result<(), String> {
+    for name in names {
+        if name.is_empty() || name.contains('=') || name.contains('\0') {
+            return Err(format!(
+                "{path}: env_passthrough name {name:?} is invalid (it must be non-empty, without '=' or NUL)"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl CommandSpec {
@@ -94,6 +124,7 @@ impl CommandSpec {
             argv: argv.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
+            env_passthrough: Vec::new(),
             timeout_seconds: DEFAULT_TIMEOUT_SECONDS,
         }
     }
@@ -131,6 +162,7 @@ impl CommandSpec {
                 return Err(format!("{path}: env value of {name} contains a NUL byte"));
             }
         }
+        validate_passthrough(&self.env_passthrough, path)?;
         if !self.timeout_seconds.is_finite() || self.timeout_seconds <= 0.0 {
             return Err(format!(
                 "{path}: timeout_seconds must be a positive number of seconds (got {})",
@@ -330,6 +362,8 @@ pub async fn run(spec: &CommandSpec, extra_env: &[(String, String)]) -> Result<O
 
     let mut cmd = Command::new(program);
     cmd.args(&spec.argv[1..])
+        .env_clear()
+        .envs(inherited_env(&spec.env_passthrough))
         .envs(&spec.env)
         .envs(extra_env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

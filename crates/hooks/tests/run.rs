@@ -125,10 +125,44 @@ async fn env_passed_and_extra_env_overrides_spec_env() {
 }
 
 #[tokio::test]
-async fn environment_is_inherited() {
-    // PATH comes from the daemon's environment; without it `sh` itself could not be found.
-    let outcome = run(&sh("test -n \"$PATH\" && echo ok"), &[]).await.unwrap();
-    assert_eq!(outcome.output_tail, "ok");
+async fn only_the_base_environment_and_named_variables_are_inherited() {
+    // Set in this process (the daemon's environment): a secret no command asked for, and one that is
+    // passed through by name. Names unique to this test, so other tests are unaffected.
+    std::env::set_var("HOOKS_TEST_SECRET_TOKEN", "s3cret");
+    std::env::set_var("HOOKS_TEST_KUBECONFIG", "/etc/kube/config");
+    let script =
+        "echo \"path=${PATH:+set} secret=${HOOKS_TEST_SECRET_TOKEN:-unset} kube=${HOOKS_TEST_KUBECONFIG:-unset}\"";
+    let outcome = run(&sh(script), &[]).await.unwrap();
+    assert_eq!(outcome.output_tail, "path=set secret=unset kube=unset");
+
+    let mut spec = sh(script);
+    spec.env_passthrough = vec!["HOOKS_TEST_KUBECONFIG".into(), "HOOKS_TEST_NOT_SET_ANYWHERE".into()];
+    let outcome = run(&spec, &[]).await.unwrap();
+    assert_eq!(outcome.output_tail, "path=set secret=unset kube=/etc/kube/config");
+
+    // Everything the command sees: the base variables, the passthrough and the given ones, nothing else.
+    let mut spec = CommandSpec::new(["env"]);
+    spec.env_passthrough = vec!["HOOKS_TEST_KUBECONFIG".into()];
+    let outcome = run(&spec, &env(&[("STAGECOACH_SERVICE", "web")])).await.unwrap();
+    for line in outcome.output_tail.lines() {
+        let name = line.split('=').next().unwrap_or_default();
+        assert!(
+            hooks::BASE_ENV.contains(&name) || name == "HOOKS_TEST_KUBECONFIG" || name == "STAGECOACH_SERVICE",
+            "unexpected variable {name} in {}",
+            outcome.output_tail
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_bad_passthrough_name_is_refused() {
+    let mut spec = sh("true");
+    spec.env_passthrough = vec!["A=B".into()];
+    let err = spec.validate("services.web.actions.deploy").unwrap_err();
+    assert!(
+        err.starts_with("services.web.actions.deploy: env_passthrough name \"A=B\" is invalid"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -314,6 +314,9 @@ pub struct CommandConfig {
     pub cwd: Option<PathBuf>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// Variables of the daemon's environment passed on (see [`CommandSpec::env_passthrough`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_passthrough: Vec<String>,
     /// Default [`DEFAULT_COMMAND_TIMEOUT_SECONDS`].
     #[serde(default = "default_command_timeout")]
     pub timeout_seconds: f64,
@@ -330,6 +333,7 @@ impl CommandConfig {
             argv: argv.into_iter().map(Into::into).collect(),
             cwd: None,
             env: BTreeMap::new(),
+            env_passthrough: Vec::new(),
             timeout_seconds: DEFAULT_COMMAND_TIMEOUT_SECONDS,
         }
     }
@@ -340,6 +344,7 @@ impl CommandConfig {
             argv: self.argv.clone(),
             cwd: self.cwd.clone(),
             env: self.env.clone(),
+            env_passthrough: self.env_passthrough.clone(),
             timeout_seconds: self.timeout_seconds,
         }
     }

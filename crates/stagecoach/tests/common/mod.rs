@@ -272,10 +272,15 @@ impl Harness {
 
     /// Starts a daemon and waits until it reports the address it listens on.
     pub fn start(&mut self) -> Daemon {
+        let cmd = self.command();
+        self.start_command(cmd)
+    }
+
+    /// Starts `cmd` (a `stagecoach daemon` command) and waits until it reports its address.
+    pub fn start_command(&mut self, mut cmd: Command) -> Daemon {
         self.starts += 1;
         let n = self.starts;
-        let mut child = self
-            .command()
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
