@@ -211,7 +211,10 @@ fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
         let mut path = e.path().to_string();
         if e.inner().to_string().starts_with("unknown field") {
             // The path ends with the unknown field, which the message names already.
-            path = path.rsplit_once('.').map(|(parent, _)| parent.to_string()).unwrap_or_default();
+            path = path
+                .rsplit_once('.')
+                .map(|(parent, _)| parent.to_string())
+                .unwrap_or_default();
         }
         // Only a data error (unknown field, wrong type) belongs to a field; a syntax error's
         // path is wherever the parser stopped.

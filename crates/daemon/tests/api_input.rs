@@ -176,7 +176,8 @@ fn field_value(field: &'static str) -> BoxedStrategy<Value> {
         .boxed(),
         "attest" => proptest::collection::vec(
             prop_oneof![
-                proptest::sample::select(&["code_review_approved", "changelog_updated", "nope"][..]).prop_map(str::to_owned),
+                proptest::sample::select(&["code_review_approved", "changelog_updated", "nope"][..])
+                    .prop_map(str::to_owned),
                 text(),
             ],
             0..20,
@@ -184,7 +185,13 @@ fn field_value(field: &'static str) -> BoxedStrategy<Value> {
         .prop_map(|v| json!(v))
         .boxed(),
         "scheduled_for" => proptest::sample::select(
-            &["2026-12-01T10:00:00Z", "9999-12-31T23:59:59Z", "2026-13-01T00:00:00Z", "yesterday", "+275760-09-13T00:00:00Z"][..],
+            &[
+                "2026-12-01T10:00:00Z",
+                "9999-12-31T23:59:59Z",
+                "2026-13-01T00:00:00Z",
+                "yesterday",
+                "+275760-09-13T00:00:00Z",
+            ][..],
         )
         .prop_map(|s| json!(s))
         .boxed(),
@@ -225,7 +232,12 @@ fn byte_edit() -> impl Strategy<Value = ByteEdit> {
     prop_oneof![
         any::<usize>().prop_map(ByteEdit::Truncate),
         (any::<usize>(), any::<u8>()).prop_map(|(at, b)| ByteEdit::Flip(at, b)),
-        (any::<usize>(), proptest::sample::select(&["{", "}", "[", "]", ",", ":", "\"", "\\", "null", "1e999", "\u{0}", "\u{ff}", "\\ud800"][..]))
+        (
+            any::<usize>(),
+            proptest::sample::select(
+                &["{", "}", "[", "]", ",", ":", "\"", "\\", "null", "1e999", "\u{0}", "\u{ff}", "\\ud800"][..]
+            )
+        )
             .prop_map(|(at, s)| ByteEdit::Insert(at, s)),
     ]
 }
@@ -279,7 +291,10 @@ fn check_submit(body: &Value, status: StatusCode, answer: &Value) -> Result<(), 
             let changes = body["changes"].as_array().map(Vec::as_slice).unwrap_or_default();
             prop_assert!(changes.len() <= MAX_CHANGES);
             for c in changes.iter().filter_map(Value::as_str) {
-                prop_assert!(c.chars().count() <= MAX_CHANGE_CHARS && !c.chars().any(char::is_control), "accepted change {c:?}");
+                prop_assert!(
+                    c.chars().count() <= MAX_CHANGE_CHARS && !c.chars().any(char::is_control),
+                    "accepted change {c:?}"
+                );
             }
         }
         400 => {
@@ -290,12 +305,17 @@ fn check_submit(body: &Value, status: StatusCode, answer: &Value) -> Result<(), 
                 prop_assert!(body.get(name).is_some(), "{m}");
             } else if m.contains("invalid type") || m.contains("invalid value") || m.contains("invalid length") {
                 let rest = &m["invalid JSON body: ".len()..];
-                let named = FIELDS.iter().any(|f| rest.starts_with(&format!("{f}:")) || rest.starts_with(&format!("{f}[")));
+                let named = FIELDS
+                    .iter()
+                    .any(|f| rest.starts_with(&format!("{f}:")) || rest.starts_with(&format!("{f}[")));
                 prop_assert!(named || !body.is_object(), "{m}");
             }
         }
         422 => {
-            prop_assert!(FIELD_PREFIXES.iter().any(|p| m.starts_with(p)), "422 names no field: {m}");
+            prop_assert!(
+                FIELD_PREFIXES.iter().any(|p| m.starts_with(p)),
+                "422 names no field: {m}"
+            );
         }
         409 => {}
         other => prop_assert!(false, "unexpected {other}: {answer}"),
@@ -377,7 +397,13 @@ fn mutated_bodies_never_fail_the_server() {
                 let json: Result<Value, _> = serde_json::from_slice(&body);
                 let blank = body.iter().all(u8::is_ascii_whitespace);
                 if json.is_err() && !blank {
-                    prop_assert_eq!(status, StatusCode::BAD_REQUEST, "{}: {}", String::from_utf8_lossy(&body), answer);
+                    prop_assert_eq!(
+                        status,
+                        StatusCode::BAD_REQUEST,
+                        "{}: {}",
+                        String::from_utf8_lossy(&body),
+                        answer
+                    );
                     prop_assert!(message(&answer).starts_with("invalid JSON body: "), "{}", answer);
                 }
                 Ok(())
@@ -394,7 +420,10 @@ fn values_reach_hooks_only_as_environment() {
     let canary = dir.path().join("pwned");
     let system = actix_web::rt::System::new();
     let mut runner = TestRunner::new(config(32));
-    let hostile = format!("$(touch {0}) `touch {0}` ; touch {0} | touch {0} && touch {0}", canary.display());
+    let hostile = format!(
+        "$(touch {0}) `touch {0}` ; touch {0} | touch {0} && touch {0}",
+        canary.display()
+    );
     let values = prop_oneof![
         "[A-Za-z0-9][A-Za-z0-9._+-]{0,40}",
         proptest::sample::select(HOSTILE).prop_map(str::to_owned),
@@ -407,7 +436,10 @@ fn values_reach_hooks_only_as_environment() {
             }
             // A version the type accepts is a plain token: no path separator, no shell text.
             if Version::parse(&value).is_ok() {
-                prop_assert!(value.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)), "{value:?}");
+                prop_assert!(
+                    value.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c)),
+                    "{value:?}"
+                );
                 prop_assert!(!value.starts_with('.') && !value.contains('/'), "{value:?}");
             }
             let spec = hooks::CommandSpec::new(["printenv", "STAGECOACH_VERSION"]);
@@ -415,7 +447,10 @@ fn values_reach_hooks_only_as_environment() {
             let outcome = system.block_on(hooks::run(&spec, &env)).expect("printenv runs");
             prop_assert!(outcome.success, "{}", outcome.summary());
             if !value.chars().any(char::is_control) {
-                prop_assert_eq!(outcome.output_tail.strip_suffix('\n').unwrap_or(&outcome.output_tail), value.as_str());
+                prop_assert_eq!(
+                    outcome.output_tail.strip_suffix('\n').unwrap_or(&outcome.output_tail),
+                    value.as_str()
+                );
             }
             prop_assert!(!canary.exists(), "a shell ran the value");
             Ok(())

@@ -140,10 +140,16 @@ fn check_error(name: &str, text: &str, err: &ReportError) -> Result<(), TestCase
     prop_assert!(shown.starts_with(name), "error does not name the report: {shown}");
     prop_assert_eq!(err.source_name(), name);
     if let Some(line) = err.line() {
-        prop_assert!(line >= 1 && line <= text.lines().count() + 1, "line {line} out of range: {shown}");
+        prop_assert!(
+            line >= 1 && line <= text.lines().count() + 1,
+            "line {line} out of range: {shown}"
+        );
     }
     if let ReportError::Invalid { path, message, .. } = err {
-        prop_assert!(!path.is_empty() && !message.is_empty(), "Invalid without path or message: {shown}");
+        prop_assert!(
+            !path.is_empty() && !message.is_empty(),
+            "Invalid without path or message: {shown}"
+        );
     }
     Ok(())
 }
@@ -272,7 +278,8 @@ fn check_json_error(name: &str, text: &str, edited: &str, err: &ReportError) -> 
         ReportError::Invalid { path, .. } => {
             // A missing field is reported at its parent, a bad value nested in the new value
             // below the edit: either way on the edited branch.
-            let on_branch = |a: &str, b: &str| a == b || b.starts_with(&format!("{a}.")) || b.starts_with(&format!("{a}["));
+            let on_branch =
+                |a: &str, b: &str| a == b || b.starts_with(&format!("{a}.")) || b.starts_with(&format!("{a}["));
             let points_at_edit = path == "." || on_branch(path, edited) || on_branch(edited, path);
             prop_assert!(points_at_edit, "edited {edited}, error at {path}: {err}");
         }
@@ -297,7 +304,25 @@ fn any_json() -> impl Strategy<Value = Value> {
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
             proptest::collection::btree_map(
                 proptest::sample::select(
-                    &["runs", "version", "$schema", "tool", "driver", "name", "results", "vulnerabilities", "list", "advisory", "package", "id", "cvss", "warnings", "message", "text", "x"][..]
+                    &[
+                        "runs",
+                        "version",
+                        "$schema",
+                        "tool",
+                        "driver",
+                        "name",
+                        "results",
+                        "vulnerabilities",
+                        "list",
+                        "advisory",
+                        "package",
+                        "id",
+                        "cvss",
+                        "warnings",
+                        "message",
+                        "text",
+                        "x"
+                    ][..]
                 ),
                 inner,
                 0..6
@@ -325,7 +350,15 @@ fn junit_doc() -> impl Strategy<Value = (String, Vec<String>)> {
     ];
     let case = (
         "\\PC{0,10}",
-        proptest::sample::select(&["", "<failure message=\"m\"/>", "<error/>", "<skipped/>", "<failure>thread 'x' panicked at a.rs:1:1:\nboom</failure>"][..]),
+        proptest::sample::select(
+            &[
+                "",
+                "<failure message=\"m\"/>",
+                "<error/>",
+                "<skipped/>",
+                "<failure>thread 'x' panicked at a.rs:1:1:\nboom</failure>",
+            ][..],
+        ),
     );
     let suite = (
         "\\PC{0,10}",
@@ -496,9 +529,13 @@ proptest! {
 #[test]
 fn nasty_junit_corpus() {
     let deep = format!("{}{}", "<testsuite>".repeat(20_000), "</testsuite>".repeat(20_000));
-    let wide = format!("<testsuites>{}</testsuites>", "<testcase name=\"t\"><failure/></testcase>".repeat(50_000));
+    let wide = format!(
+        "<testsuites>{}</testsuites>",
+        "<testcase name=\"t\"><failure/></testcase>".repeat(50_000)
+    );
     let laughs = "<?xml version=\"1.0\"?><!DOCTYPE lolz [<!ENTITY lol \"lol\"><!ENTITY lol2 \"&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;\"><!ENTITY lol3 \"&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;\">]><testsuite name=\"&lol3;\"/>";
-    let external = "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><testsuite name=\"&e;\"/>";
+    let external =
+        "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><testsuite name=\"&e;\"/>";
     let cases: &[(&str, &str)] = &[
         ("", "no root element"),
         ("   ", "no root element"),
@@ -506,8 +543,14 @@ fn nasty_junit_corpus() {
         ("<testsuite/><testsuite/>", "a second root element"),
         ("<testsuite>", "is not closed"),
         ("</testsuite>", ""),
-        ("<testsuite tests=\"4294967296\"/>", "attribute tests=\"4294967296\" is not a count"),
-        ("<testsuite failures=\"NaN\"/>", "attribute failures=\"NaN\" is not a count"),
+        (
+            "<testsuite tests=\"4294967296\"/>",
+            "attribute tests=\"4294967296\" is not a count",
+        ),
+        (
+            "<testsuite failures=\"NaN\"/>",
+            "attribute failures=\"NaN\" is not a count",
+        ),
         ("<testsuite name=\"a\" name=\"b\"/>", "duplicated attribute"),
         ("<testsuite name=\"&#0;\"/>", ""),
         ("<testsuite name=\"&#xD800;\"/>", ""),
@@ -516,7 +559,10 @@ fn nasty_junit_corpus() {
         (laughs, "entity `lol3`"),
         (external, "entity `e`"),
         ("\u{feff}<testsuite/>", ""),
-        ("<testsuite><testcase><failure message=\"\u{0}\u{1b}[2J\"/></testcase></testsuite>", ""),
+        (
+            "<testsuite><testcase><failure message=\"\u{0}\u{1b}[2J\"/></testcase></testsuite>",
+            "",
+        ),
     ];
     for (text, expected) in cases {
         match parse_junit("r.xml", text) {

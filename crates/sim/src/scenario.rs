@@ -436,11 +436,15 @@ impl Scenario {
             Some(b.cpu),
             Some(b.memory),
         ))
-        .chain(
-            scenario.world.metrics.iter().enumerate().map(|(i, m)| {
-                (format!("world.metrics[{i}]"), m.error_rate, m.latency_p99_ms, m.cpu, m.memory)
-            }),
-        );
+        .chain(scenario.world.metrics.iter().enumerate().map(|(i, m)| {
+            (
+                format!("world.metrics[{i}]"),
+                m.error_rate,
+                m.latency_p99_ms,
+                m.cpu,
+                m.memory,
+            )
+        }));
         for (at, error_rate, latency, cpu, memory) in samples {
             for (name, v) in [("error_rate", error_rate), ("cpu", cpu), ("memory", memory)] {
                 if let Some(v) = v {

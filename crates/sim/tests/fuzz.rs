@@ -37,7 +37,10 @@ fn corpus() -> &'static [String] {
             .filter(|p| p.extension().is_some_and(|x| x == "toml"))
             .collect();
         files.sort();
-        let texts: Vec<String> = files.iter().map(|p| std::fs::read_to_string(p).expect("readable")).collect();
+        let texts: Vec<String> = files
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("readable"))
+            .collect();
         assert!(texts.len() >= 10, "the scenario corpus is missing");
         texts
     })
@@ -138,11 +141,17 @@ fn mutate(text: &str, edits: &[Edit]) -> String {
 
 /// A parse error starts with the file name, and a line it quotes is inside the text.
 fn check_error(text: &str, message: &str) -> Result<(), TestCaseError> {
-    prop_assert!(message.starts_with("s.toml: "), "error does not name the file: {message}");
+    prop_assert!(
+        message.starts_with("s.toml: "),
+        "error does not name the file: {message}"
+    );
     prop_assert!(message.len() > "s.toml: ".len(), "empty error");
     if let Some((_, tail)) = message.rsplit_once("(line ") {
         if let Some(n) = tail.strip_suffix(')').and_then(|n| n.parse::<usize>().ok()) {
-            prop_assert!(n >= 1 && n <= text.lines().count() + 1, "line {n} out of range: {message}");
+            prop_assert!(
+                n >= 1 && n <= text.lines().count() + 1,
+                "line {n} out of range: {message}"
+            );
         }
     }
     Ok(())
@@ -374,7 +383,11 @@ const MINIMAL: &str = "start = \"2026-12-01T10:05:00Z\"\n[[requests]]\nservice =
 fn nasty_scenarios_corpus() {
     let with = |extra: &str| format!("{MINIMAL}{extra}");
     let deep_array = format!("{MINIMAL}[config]\nx = {}{}\n", "[".repeat(10_000), "]".repeat(10_000));
-    let deep_inline = format!("{MINIMAL}[config]\nx = {}1{}\n", "{a=".repeat(10_000), "}".repeat(10_000));
+    let deep_inline = format!(
+        "{MINIMAL}[config]\nx = {}1{}\n",
+        "{a=".repeat(10_000),
+        "}".repeat(10_000)
+    );
     let long_name = MINIMAL.replace("checkout", &"a".repeat(65));
     let long_version = MINIMAL.replace("2.4.1", &"1".repeat(129));
     let cases: Vec<(String, &str)> = vec![

@@ -295,7 +295,10 @@ mod tests {
         let long = Version::parse(&"1".repeat(100_000)).unwrap_err().to_string();
         assert_eq!(
             long,
-            format!("version \"{}\"… (100000 characters) is invalid: it is longer than 128 characters", "1".repeat(64))
+            format!(
+                "version \"{}\"… (100000 characters) is invalid: it is longer than 128 characters",
+                "1".repeat(64)
+            )
         );
         let newline = Version::parse("1.0\nX=1").unwrap_err().to_string();
         assert_eq!(

@@ -27,7 +27,14 @@ fn config(cases: u32) -> ProptestConfig {
 }
 
 fn load(text: &str, env: &BTreeMap<String, String>) -> Result<Settings, String> {
-    Settings::load(&[Layer { name: "my.toml", toml: text }], env).map_err(|e| e.to_string())
+    Settings::load(
+        &[Layer {
+            name: "my.toml",
+            toml: text,
+        }],
+        env,
+    )
+    .map_err(|e| e.to_string())
 }
 
 /// Accepted settings can be used: every duration lands inside the calendar, the windows can be
@@ -49,7 +56,10 @@ fn check_usable(s: &Settings) -> Result<(), TestCaseError> {
     .into_iter()
     .chain(s.monitoring.checkpoints.iter().map(|c| c.minute));
     for m in durations {
-        prop_assert!(m.is_finite() && (0.0..=MAX_MINUTES).contains(&m), "{m} minutes accepted");
+        prop_assert!(
+            m.is_finite() && (0.0..=MAX_MINUTES).contains(&m),
+            "{m} minutes accepted"
+        );
         prop_assert!(far.checked_add_signed(minutes(m)).is_some());
     }
     let calendar = Calendar::new(&s.windows);
@@ -167,7 +177,11 @@ fn toml_edit() -> impl Strategy<Value = TomlEdit> {
 
 /// A layer: the bundled file with one edit; returns its text and the key path edited.
 fn apply(edit: &TomlEdit) -> Option<(String, String)> {
-    let mut root = Value::Table(BUILTIN_AGENTS_TOML.parse::<toml::Table>().expect("bundled file is TOML"));
+    let mut root = Value::Table(
+        BUILTIN_AGENTS_TOML
+            .parse::<toml::Table>()
+            .expect("bundled file is TOML"),
+    );
     let mut all = Vec::new();
     paths(&root, "", &mut all);
     let pick = |i: usize| all[i % all.len()].clone();
@@ -235,7 +249,20 @@ enum Edit {
     Duplicate(usize, usize),
 }
 
-const NASTY: &[&str] = &["\"", "[", "]]", "=", "\n", "\u{0}", "nan", "1e999", "[types.standard]\n", "{", "é", "'''"];
+const NASTY: &[&str] = &[
+    "\"",
+    "[",
+    "]]",
+    "=",
+    "\n",
+    "\u{0}",
+    "nan",
+    "1e999",
+    "[types.standard]\n",
+    "{",
+    "é",
+    "'''",
+];
 
 fn edit() -> impl Strategy<Value = Edit> {
     prop_oneof![
@@ -307,9 +334,32 @@ fn env_value() -> impl Strategy<Value = String> {
     prop_oneof![
         proptest::sample::select(
             &[
-                "", "0", "-1", "1e300", "NaN", "inf", "-inf", "0.5", "100", "4294967296", "true", "rolling", "human",
-                "fri,mon", "10,50,100", "100,5", ",,,", "approve", "Europe/Berlin", "../../etc", "$(id)", "a\nb",
-                "2026-12-24", "24:00", "[1,2]", "{a=1}",
+                "",
+                "0",
+                "-1",
+                "1e300",
+                "NaN",
+                "inf",
+                "-inf",
+                "0.5",
+                "100",
+                "4294967296",
+                "true",
+                "rolling",
+                "human",
+                "fri,mon",
+                "10,50,100",
+                "100,5",
+                ",,,",
+                "approve",
+                "Europe/Berlin",
+                "../../etc",
+                "$(id)",
+                "a\nb",
+                "2026-12-24",
+                "24:00",
+                "[1,2]",
+                "{a=1}",
             ][..]
         )
         .prop_map(str::to_owned),
@@ -377,21 +427,57 @@ fn nasty_layers_corpus() {
     let deep = format!("[qa]\ncritical_suites = {}{}\n", "[".repeat(5_000), "]".repeat(5_000));
     let many = format!("[qa]\ncritical_suites = [{}]\n", vec!["\"unit\""; 100_000].join(","));
     let cases: Vec<(String, &str)> = vec![
-        ("[agents.qa]\napproval_timeout_minutes = 1e300\n".into(), "agents.qa.approval_timeout_minutes"),
-        ("[agents.qa]\napproval_timeout_minutes = nan\n".into(), "agents.qa.approval_timeout_minutes"),
-        ("[types.standard]\nmonitoring_minutes = 1e12\n".into(), "types.standard.monitoring_minutes"),
-        ("[types.standard]\nmonitoring_minutes = inf\n".into(), "types.standard.monitoring_minutes"),
-        ("[monitoring]\ncheckpoints = [{ minute = 1e300, check = \"error_rate\" }]\n".into(), "monitoring.checkpoints[0].minute"),
-        ("[windows]\nend_of_month_days = 4294967295\n".into(), "windows.end_of_month_days"),
-        ("[windows]\nend_of_month_days = 32\n".into(), "windows.end_of_month_days"),
+        (
+            "[agents.qa]\napproval_timeout_minutes = 1e300\n".into(),
+            "agents.qa.approval_timeout_minutes",
+        ),
+        (
+            "[agents.qa]\napproval_timeout_minutes = nan\n".into(),
+            "agents.qa.approval_timeout_minutes",
+        ),
+        (
+            "[types.standard]\nmonitoring_minutes = 1e12\n".into(),
+            "types.standard.monitoring_minutes",
+        ),
+        (
+            "[types.standard]\nmonitoring_minutes = inf\n".into(),
+            "types.standard.monitoring_minutes",
+        ),
+        (
+            "[monitoring]\ncheckpoints = [{ minute = 1e300, check = \"error_rate\" }]\n".into(),
+            "monitoring.checkpoints[0].minute",
+        ),
+        (
+            "[windows]\nend_of_month_days = 4294967295\n".into(),
+            "windows.end_of_month_days",
+        ),
+        (
+            "[windows]\nend_of_month_days = 32\n".into(),
+            "windows.end_of_month_days",
+        ),
         ("[windows]\nend_of_month_days = -1\n".into(), "end_of_month_days"),
-        ("[strategies.blue_green]\npre_switch_health_checks = 4294967295\n".into(), "strategies.blue_green.pre_switch_health_checks"),
+        (
+            "[strategies.blue_green]\npre_switch_health_checks = 4294967295\n".into(),
+            "strategies.blue_green.pre_switch_health_checks",
+        ),
         ("[strategies.canary]\nsteps = [5, 300]\n".into(), "steps"),
         ("[strategies.canary]\nsteps = []\n".into(), "strategies.canary.steps"),
-        ("[windows]\ntime_zone = \"../../etc/localtime\"\n".into(), "windows.time_zone"),
-        ("[[windows.allowed]]\ndays = [\"mon\"]\nstart = \"25:00\"\nend = \"26:00\"\n".into(), "is not HH:MM (24-hour clock; \"24:00\" ends the day) for key `windows.allowed[0]."),
-        ("[thresholds]\nerror_rate_rollback = \"high\"\n".into(), "error_rate_rollback"),
-        ("[thresholds]\nerror_rate_rollback = -0.0\nerror_rate_investigate = 0.0\n".into(), ""),
+        (
+            "[windows]\ntime_zone = \"../../etc/localtime\"\n".into(),
+            "windows.time_zone",
+        ),
+        (
+            "[[windows.allowed]]\ndays = [\"mon\"]\nstart = \"25:00\"\nend = \"26:00\"\n".into(),
+            "is not HH:MM (24-hour clock; \"24:00\" ends the day) for key `windows.allowed[0].",
+        ),
+        (
+            "[thresholds]\nerror_rate_rollback = \"high\"\n".into(),
+            "error_rate_rollback",
+        ),
+        (
+            "[thresholds]\nerror_rate_rollback = -0.0\nerror_rate_investigate = 0.0\n".into(),
+            "",
+        ),
         ("[thresholds\n".into(), "my.toml"),
         ("\u{0}".into(), "my.toml"),
         (deep, "my.toml"),
@@ -402,7 +488,11 @@ fn nasty_layers_corpus() {
             Ok(_) => assert!(expected.is_empty(), "{:.60}: accepted, expected {expected:?}", text),
             Err(message) => {
                 assert!(!expected.is_empty(), "{:.60}: {message}", text);
-                assert!(message.contains(expected), "{:.60}: {message}, expected {expected:?}", text);
+                assert!(
+                    message.contains(expected),
+                    "{:.60}: {message}, expected {expected:?}",
+                    text
+                );
             }
         }
     }
