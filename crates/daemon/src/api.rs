@@ -28,6 +28,15 @@ use crate::config::{Principal, PrincipalRole};
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 1 << 20;
 
+/// Most `changes` entries a submission may list.
+pub const MAX_CHANGES: usize = 100;
+
+/// Longest `changes` entry, in characters.
+pub const MAX_CHANGE_CHARS: usize = 500;
+
+/// Longest free text (a reason, a note), in characters.
+pub const MAX_REASON_CHARS: usize = 2000;
+
 /// The OpenAPI description of this API.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -181,14 +190,69 @@ async fn body(payload: web::Payload) -> Result<Bytes, ApiError> {
     }
 }
 
-/// Parses a JSON body; an empty body is `{}`.
+/// Parses a JSON body; an empty body is `{}`. An error that belongs to a field (an unknown one,
+/// a wrong type) starts with the field's path, e.g. `changes[2]: invalid type: …`.
 fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(|b| b.is_ascii_whitespace()) {
         b"{}"
     } else {
         bytes
     };
-    serde_json::from_slice(text).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    // Every body is an object (serde would also take an array for a struct, by position).
+    if text.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        let message = match serde_json::from_slice::<serde_json::Value>(text) {
+            Ok(_) => "expected a JSON object, such as {\"reason\": \"…\"}".to_string(),
+            Err(e) => e.to_string(),
+        };
+        return Err(ApiError::bad_request(format!("invalid JSON body: {message}")));
+    }
+    let mut de = serde_json::Deserializer::from_slice(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let mut path = e.path().to_string();
+        if e.inner().to_string().starts_with("unknown field") {
+            // The path ends with the unknown field, which the message names already.
+            path = path
+                .rsplit_once('.')
+                .map(|(parent, _)| parent.to_string())
+                .unwrap_or_default();
+        }
+        // Only a data error (unknown field, wrong type) belongs to a field; a syntax error's
+        // path is wherever the parser stopped.
+        let at = if !e.inner().is_data() || path == "." || path.is_empty() {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ApiError::bad_request(format!("invalid JSON body: {at}{}", e.inner()))
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?;
+    Ok(value)
+}
+
+/// Checks a free-text field: at most `max` characters, and no control characters other than
+/// line breaks and tabs (`one_line`: no line breaks either).
+fn check_text(field: &str, text: &str, max: usize, one_line: bool) -> Result<(), ApiError> {
+    let chars = text.chars().count();
+    if chars > max {
+        return Err(ApiError::invalid(format!(
+            "{field}: {chars} characters; at most {max} are accepted"
+        )));
+    }
+    let allowed = |c: char| !one_line && matches!(c, '\n' | '\r' | '\t');
+    if let Some(c) = text.chars().find(|c| c.is_control() && !allowed(*c)) {
+        let what = if one_line {
+            "control characters (such as line breaks) are not allowed; write one change per entry"
+        } else {
+            "control characters other than line breaks and tabs are not allowed"
+        };
+        return Err(ApiError::invalid(format!("{field}: {what} (found {c:?})")));
+    }
+    Ok(())
+}
+
+fn check_reason(field: &str, reason: Option<&str>) -> Result<(), ApiError> {
+    reason.map_or(Ok(()), |r| check_text(field, r, MAX_REASON_CHARS, false))
 }
 
 fn parse_enum<T: DeserializeOwned + Copy>(
@@ -285,6 +349,23 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
     let b: SubmitBody = parse(&body(payload).await?)?;
     need(p, &[PrincipalRole::Deployer], "submit deployments")?;
     let service = ServiceName::parse(&b.service).map_err(|e| ApiError::invalid(format!("service: {e}")))?;
+    if b.changes.len() > MAX_CHANGES {
+        return Err(ApiError::invalid(format!(
+            "changes: {} entries; at most {MAX_CHANGES} are accepted",
+            b.changes.len()
+        )));
+    }
+    for (i, change) in b.changes.iter().enumerate() {
+        check_text(&format!("changes[{i}]"), change, MAX_CHANGE_CHARS, true)?;
+    }
+    let checklist = workflow::checklist::ItemKey::ALL.len();
+    if b.attest.len() > checklist {
+        return Err(ApiError::invalid(format!(
+            "attest: {} entries; the checklist has {checklist} items",
+            b.attest.len()
+        )));
+    }
+    check_reason("override_window_reason", b.override_window_reason.as_deref())?;
     let kind = match &b.kind {
         Some(k) => parse_enum("type", k, DeploymentType::ALL, DeploymentType::as_str)?,
         None => DeploymentType::Standard,
@@ -458,6 +539,7 @@ async fn approve(
 ) -> ApiResult {
     let (p, id, b) = command::<ApprovalBody>(&req, &state, &id, payload).await?;
     let role = parse_enum("role", &b.role, Role::ALL, Role::as_str)?;
+    check_reason("reason", b.reason.as_deref())?;
     let approve = match b.decision.as_str() {
         "approve" => true,
         "reject" => false,
@@ -501,6 +583,7 @@ async fn rollback(
     payload: web::Payload,
 ) -> ApiResult {
     let (p, id, b) = command::<ReasonBody>(&req, &state, &id, payload).await?;
+    check_reason("reason", b.reason.as_deref())?;
     let reason = b.reason.unwrap_or_default();
     if reason.trim().is_empty() {
         return Err(ApiError::invalid("reason: say why the deployment is rolled back"));
@@ -526,6 +609,7 @@ async fn cancel(
     payload: web::Payload,
 ) -> ApiResult {
     let (p, id, b) = command::<ReasonBody>(&req, &state, &id, payload).await?;
+    check_reason("reason", b.reason.as_deref())?;
     let roles = [PrincipalRole::Deployer, PrincipalRole::Manager];
     need_on(&state, id, p, &roles, None, "cancel deployments").await?;
     let reason = b
@@ -547,7 +631,6 @@ async fn cancel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
-    #[allow(dead_code)]
     note: Option<String>,
 }
 
@@ -562,7 +645,8 @@ fn escalation_id(raw: &str) -> Result<(DeploymentId, usize), ApiError> {
 async fn ack(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>, payload: web::Payload) -> ApiResult {
     let p = principal(&req, &state)?;
     let (id, index) = escalation_id(&id)?;
-    let _: AckBody = parse(&body(payload).await?)?;
+    let b: AckBody = parse(&body(payload).await?)?;
+    check_reason("note", b.note.as_deref())?;
     let r = record(&state, id).await?;
     // The role first: a caller who may not acknowledge learns nothing about escalations.
     let roles = [PrincipalRole::Manager, PrincipalRole::Devops];

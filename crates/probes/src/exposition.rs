@@ -367,6 +367,16 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    const EXAMPLE: &str = "# HELP example_http_requests_total Requests to / answered, by HTTP status code.\n\
+# TYPE example_http_requests_total counter\n\
+example_http_requests_total{version=\"1.2.0\",instance=\"1\",code=\"200\"} 2\n\
+# TYPE example_http_request_duration_seconds histogram\n\
+example_http_request_duration_seconds_bucket{version=\"1.2.0\",instance=\"1\",le=\"0.005\"} 1\n\
+example_http_request_duration_seconds_bucket{version=\"1.2.0\",instance=\"1\",le=\"+Inf\"} 3 1700000000000\n\
+example_http_request_duration_seconds_sum{version=\"1.2.0\",instance=\"1\"} 3.203\n\
+\n\
+example_up 1\n";
+
     #[test]
     fn parses_the_example_services_exposition() {
         let text = "# HELP example_http_requests_total Requests to / answered, by HTTP status code.\n\
@@ -493,6 +503,37 @@ example_up 1\n";
         #[test]
         fn arbitrary_input_never_panics(text in any::<String>()) {
             let _ = parse(&text);
+        }
+
+        /// Structure-aware: a real exposition with spans cut, flipped, doubled or spliced with
+        /// fragments that end label sets, escape, or overflow numbers.
+        #[test]
+        fn mutated_expositions_never_panic(
+            edits in proptest::collection::vec(
+                (any::<usize>(), 0usize..40, proptest::sample::select(&[
+                    "", "{", "}", "\"", "\\", "=", ",", "\n", "\r\n", " ", "#", "# TYPE ", "# HELP x \\",
+                    "NaN", "+Inf", "-Inf", "1e999", "99999999999999999999", "\u{0}", "é", "le=\"",
+                ][..])),
+                1..6,
+            ),
+        ) {
+            let mut text = EXAMPLE.to_string();
+            for (at, len, insert) in edits {
+                let mut start = at % (text.len() + 1);
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                let mut end = (start + len).min(text.len());
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                let doubled = if len % 3 == 0 { text[start..end].to_string() } else { String::new() };
+                text.replace_range(start..end, &format!("{insert}{doubled}"));
+            }
+            if let Err(e) = parse(&text) {
+                prop_assert!(e.line >= 1 && e.line <= text.lines().count() + 1, "{e} in {text:?}");
+                prop_assert!(!e.message.is_empty());
+            }
         }
 
         #[test]

@@ -24,6 +24,9 @@
 //! Results with a `suppressions` entry whose `status` is absent or `"accepted"` (suppressed in
 //! source, e.g. `nosemgrep`, or accepted in a triage tool) are not findings and are left out.
 //!
+//! A message's `{0}`, `{1}`, … placeholders are filled in one pass, and the message is cut at
+//! [`MAX_MESSAGE_BYTES`] bytes (ending with `…`).
+//!
 //! The location is the first `physicalLocation` as `"uri:startLine"` (just the `uri` when there
 //! is no region), else the first logical location's `fullyQualifiedName` or `name`.
 
@@ -32,6 +35,10 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{from_json, ReportError};
+
+/// Longest finding message, in bytes, once the placeholders of a SARIF message are filled in;
+/// a longer one is cut and ends with `…`.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 /// Security severity from which a finding is critical.
 pub const CRITICAL_SECURITY_SEVERITY: f64 = 9.0;
@@ -338,12 +345,57 @@ impl Message {
         let Some(template) = template else {
             return String::new();
         };
-        let mut text = template.to_owned();
-        for (i, argument) in self.arguments.iter().enumerate() {
-            text = text.replace(&format!("{{{i}}}"), argument);
-        }
-        text
+        render_template(template, &self.arguments)
     }
+}
+
+/// Replaces `{0}`, `{1}`, … in one pass (an argument's own text is not searched for placeholders;
+/// a placeholder without an argument stays as written). The result is cut at
+/// [`MAX_MESSAGE_BYTES`], with `…` appended: a short template repeating a placeholder with a long
+/// argument would otherwise grow without bound.
+fn render_template(template: &str, arguments: &[String]) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    let push = |out: &mut String, piece: &str| -> bool {
+        if out.len() + piece.len() <= MAX_MESSAGE_BYTES {
+            out.push_str(piece);
+            return true;
+        }
+        let mut end = MAX_MESSAGE_BYTES - out.len();
+        while !piece.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.push_str(&piece[..end]);
+        out.push('…');
+        false
+    };
+    while let Some(open) = rest.find('{') {
+        if !push(&mut out, &rest[..open]) {
+            return out;
+        }
+        let after = &rest[open + 1..];
+        let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+        let argument = (digits > 0 && after[digits..].starts_with('}'))
+            .then(|| after[..digits].parse::<usize>().ok())
+            .flatten()
+            .and_then(|i| arguments.get(i));
+        match argument {
+            Some(argument) => {
+                if !push(&mut out, argument) {
+                    return out;
+                }
+                rest = &after[digits + 1..];
+            }
+            None => {
+                if !push(&mut out, "{") {
+                    return out;
+                }
+                rest = after;
+            }
+        }
+    }
+    push(&mut out, rest);
+    out
 }
 
 #[derive(Deserialize)]

@@ -329,6 +329,9 @@ pub struct ScriptedDecision {
     pub reason: Option<String>,
 }
 
+/// Most instances a scenario's world may run per service (`world.instances`).
+pub const MAX_INSTANCES: u32 = 1000;
+
 /// A scenario that could not be read; the message names the file and field.
 #[derive(Debug, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -356,12 +359,27 @@ impl Scenario {
         let scenario: Scenario = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().to_string();
             let inner = e.inner();
-            let line = inner
-                .span()
-                .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+            let start = inner.span().map(|s| {
+                let mut start = s.start.min(text.len());
+                while !text.is_char_boundary(start) {
+                    start -= 1;
+                }
+                start
+            });
+            let line = start.map(|s| text[..s].lines().count().max(1));
             let at = line.map(|l| format!(" (line {l})")).unwrap_or_default();
             if path == "." || path.is_empty() {
-                err(format!("{}{at}", plain(inner.message())))
+                // A syntax error (a number out of range, say) has no field path: name the key
+                // written on its line instead.
+                let key = start
+                    .and_then(|s| text[..s].rsplit('\n').next().zip(text[s..].split('\n').next()))
+                    .map(|(before, after)| format!("{before}{after}"))
+                    .and_then(|line| line.split_once('=').map(|(k, _)| k.trim().to_string()))
+                    .filter(|k| !k.is_empty() && k.len() <= 64 && !k.starts_with(['#', '[']));
+                match (key, line) {
+                    (Some(key), Some(l)) => err(format!("{} (line {l}, key {key})", plain(inner.message()))),
+                    _ => err(format!("{}{at}", plain(inner.message()))),
+                }
             } else {
                 err(format!("{path}: {}{at}", plain(inner.message())))
             }
@@ -404,14 +422,42 @@ impl Scenario {
                 }
             }
         }
-        for (i, m) in scenario.world.metrics.iter().enumerate() {
-            for (name, v) in [("error_rate", m.error_rate), ("cpu", m.cpu), ("memory", m.memory)] {
+        let instances = scenario.world.instances;
+        if !(1..=MAX_INSTANCES).contains(&instances) {
+            return Err(err(format!(
+                "world.instances: {instances} is not between 1 and {MAX_INSTANCES}"
+            )));
+        }
+        let b = &scenario.world.baseline;
+        let samples = std::iter::once((
+            "world.baseline".to_string(),
+            Some(b.error_rate),
+            Some(b.latency_p99_ms),
+            Some(b.cpu),
+            Some(b.memory),
+        ))
+        .chain(scenario.world.metrics.iter().enumerate().map(|(i, m)| {
+            (
+                format!("world.metrics[{i}]"),
+                m.error_rate,
+                m.latency_p99_ms,
+                m.cpu,
+                m.memory,
+            )
+        }));
+        for (at, error_rate, latency, cpu, memory) in samples {
+            for (name, v) in [("error_rate", error_rate), ("cpu", cpu), ("memory", memory)] {
                 if let Some(v) = v {
                     if !(0.0..=1.0).contains(&v) {
-                        return Err(err(format!(
-                            "world.metrics[{i}].{name}: {v} is not a fraction between 0 and 1"
-                        )));
+                        return Err(err(format!("{at}.{name}: {v} is not a fraction between 0 and 1")));
                     }
+                }
+            }
+            if let Some(v) = latency {
+                if !v.is_finite() || v < 0.0 {
+                    return Err(err(format!(
+                        "{at}.latency_p99_ms: {v} is not a non-negative number of milliseconds"
+                    )));
                 }
             }
         }

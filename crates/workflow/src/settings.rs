@@ -20,6 +20,13 @@ pub const BUILTIN_AGENTS_TOML: &str = include_str!("../../../agents.toml");
 /// The shortest duration a setting in minutes may have: one second.
 pub const MIN_MINUTES: f64 = 1.0 / 60.0;
 
+/// The longest duration a setting in minutes may have: 366 days. Longer ones would not fit the
+/// calendar arithmetic of deadlines (and no deployment waits a year).
+pub const MAX_MINUTES: f64 = 366.0 * 24.0 * 60.0;
+
+/// Most health checks of the inactive colour before a blue-green switch.
+pub const MAX_HEALTH_CHECKS: u32 = 100;
+
 /// A duration given in (possibly fractional) minutes, to the millisecond.
 pub fn minutes(m: f64) -> chrono::Duration {
     chrono::Duration::milliseconds((m * 60_000.0).round() as i64)
@@ -385,7 +392,7 @@ fn load_layers<T: serde::de::DeserializeOwned>(
         if let Err(e) = alone {
             return Err(SettingsError::Load {
                 source_name: name.to_string(),
-                message: e.to_string(),
+                message: tidy_key(&e.to_string()),
             });
         }
         builder = builder.add_source(File::from_str(text, FileFormat::Toml));
@@ -415,8 +422,32 @@ fn load_layers<T: serde::de::DeserializeOwned>(
         .and_then(|c| c.try_deserialize::<T>())
         .map_err(|e| SettingsError::Load {
             source_name: name.to_string(),
-            message: e.to_string(),
+            message: tidy_key(&e.to_string()),
         })
+}
+
+/// The `config` crate writes the key of an array element's field without its dot
+/// (`` for key `windows.allowed[0]end` ``); this puts the dot back.
+fn tidy_key(message: &str) -> String {
+    const MARK: &str = "for key `";
+    let mut out = String::with_capacity(message.len() + 4);
+    let mut rest = message;
+    while let Some(at) = rest.find(MARK) {
+        let (head, tail) = rest.split_at(at + MARK.len());
+        out.push_str(head);
+        let end = tail.find('`').unwrap_or(tail.len());
+        let mut prev = None;
+        for c in tail[..end].chars() {
+            if prev == Some(']') && (c.is_alphanumeric() || c == '_') {
+                out.push('.');
+            }
+            out.push(c);
+            prev = Some(c);
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The top-level tables of `agents.toml` that configure the daemon rather
@@ -546,18 +577,33 @@ impl Settings {
                 self.agents.qa.approval_timeout_minutes,
             ),
         ];
-        if let Some((name, v)) = durations.iter().find(|(_, v)| !v.is_finite() || *v < MIN_MINUTES) {
+        if let Some((name, v)) = durations
+            .iter()
+            .find(|(_, v)| !v.is_finite() || *v < MIN_MINUTES || *v > MAX_MINUTES)
+        {
             return bad(format!(
-                "{name}: {v} must be a number of minutes of at least {MIN_MINUTES} (fractions such as 0.25 = 15 s are allowed)"
+                "{name}: {v} must be a number of minutes of at least {MIN_MINUTES} and at most {MAX_MINUTES} (fractions such as 0.25 = 15 s are allowed)"
             ));
         }
         for (i, c) in self.monitoring.checkpoints.iter().enumerate() {
-            if !c.minute.is_finite() || c.minute < 0.0 {
+            if !c.minute.is_finite() || c.minute < 0.0 || c.minute > MAX_MINUTES {
                 return bad(format!(
-                    "monitoring.checkpoints[{i}].minute: {} must be a non-negative number",
+                    "monitoring.checkpoints[{i}].minute: {} must be a non-negative number of minutes of at most {MAX_MINUTES}",
                     c.minute
                 ));
             }
+        }
+        if self.windows.end_of_month_days > 31 {
+            return bad(format!(
+                "windows.end_of_month_days: {} must be a number of days between 0 and 31",
+                self.windows.end_of_month_days
+            ));
+        }
+        if self.strategies.blue_green.pre_switch_health_checks > MAX_HEALTH_CHECKS {
+            return bad(format!(
+                "strategies.blue_green.pre_switch_health_checks: {} must be at most {MAX_HEALTH_CHECKS}",
+                self.strategies.blue_green.pre_switch_health_checks
+            ));
         }
         if self.monitoring.breaches_to_rollback == 0 || self.monitoring.inconclusive_escalate_after == 0 {
             return bad(
@@ -607,9 +653,10 @@ impl Settings {
                     "types.{name}.stages: must contain exactly one of \"deploy\" or \"rollback\""
                 ));
             }
-            if !p.monitoring_minutes.is_finite() || p.monitoring_minutes < 0.0 {
+            if !p.monitoring_minutes.is_finite() || p.monitoring_minutes < 0.0 || p.monitoring_minutes > MAX_MINUTES {
                 return bad(format!(
-                    "types.{name}.monitoring_minutes: must be a non-negative number"
+                    "types.{name}.monitoring_minutes: {} must be a non-negative number of minutes of at most {MAX_MINUTES}",
+                    p.monitoring_minutes
                 ));
             }
             if p.stages.contains(&Stage::Monitor) && p.monitoring_minutes < MIN_MINUTES {
@@ -629,6 +676,15 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_array_elements_get_their_dot() {
+        assert_eq!(
+            tidy_key("bad for key `windows.allowed[0]end`, and [1]x stays"),
+            "bad for key `windows.allowed[0].end`, and [1]x stays"
+        );
+        assert_eq!(tidy_key("for key `a[0][1]`"), "for key `a[0][1]`");
+    }
 
     #[test]
     fn builtin_carries_the_seed_rules() {

@@ -8,12 +8,27 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Why a value given from outside was refused.
+///
+/// The message quotes the value escaped (control characters show as `\n`, `\u{1b}`, …) and,
+/// past [`QUOTED_CHARS`] characters, only its start and its length.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {value:?} is invalid: {why}")]
+#[error("{what} {} is invalid: {why}", quoted(value))]
 pub struct InvalidValue {
     pub what: &'static str,
     pub value: String,
     pub why: &'static str,
+}
+
+/// Longest value an [`InvalidValue`] message quotes whole, in characters.
+pub const QUOTED_CHARS: usize = 64;
+
+fn quoted(value: &str) -> String {
+    let count = value.chars().count();
+    if count <= QUOTED_CHARS {
+        return format!("{value:?}");
+    }
+    let start: String = value.chars().take(QUOTED_CHARS).collect();
+    format!("{start:?}… ({count} characters)")
 }
 
 fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), InvalidValue> {
@@ -28,7 +43,11 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), Invali
         return bad("it is empty");
     }
     if value.len() > max {
-        return bad("it is too long");
+        return bad(if max == SERVICE_NAME_MAX {
+            "it is longer than 64 characters"
+        } else {
+            "it is longer than 128 characters"
+        });
     }
     if value.starts_with(['.', '-']) {
         return bad("it must start with a letter or digit");
@@ -42,6 +61,9 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), Invali
     Ok(())
 }
 
+const SERVICE_NAME_MAX: usize = 64;
+const VERSION_MAX: usize = 128;
+
 /// The name of a deployable service: `[A-Za-z0-9][A-Za-z0-9._+-]{0,63}`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -49,7 +71,7 @@ pub struct ServiceName(String);
 
 impl ServiceName {
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        check_token("service name", value, 64)?;
+        check_token("service name", value, SERVICE_NAME_MAX)?;
         Ok(Self(value.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -64,7 +86,7 @@ pub struct Version(String);
 
 impl Version {
     pub fn parse(value: &str) -> Result<Self, InvalidValue> {
-        check_token("version", value, 128)?;
+        check_token("version", value, VERSION_MAX)?;
         Ok(Self(value.to_string()))
     }
     pub fn as_str(&self) -> &str {
@@ -270,6 +292,19 @@ mod tests {
             assert!(ServiceName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(ServiceName::parse(&"a".repeat(65)).is_err());
+        let long = Version::parse(&"1".repeat(100_000)).unwrap_err().to_string();
+        assert_eq!(
+            long,
+            format!(
+                "version \"{}\"… (100000 characters) is invalid: it is longer than 128 characters",
+                "1".repeat(64)
+            )
+        );
+        let newline = Version::parse("1.0\nX=1").unwrap_err().to_string();
+        assert_eq!(
+            newline,
+            "version \"1.0\\nX=1\" is invalid: only ASCII letters, digits and - _ . + are allowed"
+        );
     }
 
     #[test]
