@@ -479,6 +479,11 @@ impl Daemon {
             .expect(200, "verify a deployment")
     }
 
+    /// Follows `GET /v1/events` (every deployment) from the first entry.
+    pub fn all_events(&self, token: &str) -> Events {
+        Events::open_path(self.addr(), "/v1/events", "events of every deployment".into(), token)
+    }
+
     /// Follows `GET /v1/events?deployment=ID` from the first entry.
     pub fn events(&self, deployment: &str, token: &str) -> Events {
         Events::open(self.addr(), deployment, token)
@@ -549,13 +554,21 @@ pub struct Events {
 
 impl Events {
     fn open(addr: &str, deployment: &str, token: &str) -> Events {
-        let label = format!("events of {deployment}");
+        Events::open_path(
+            addr,
+            &format!("/v1/events?deployment={deployment}"),
+            format!("events of {deployment}"),
+            token,
+        )
+    }
+
+    fn open_path(addr: &str, path: &str, label: String, token: &str) -> Events {
         let mut conn = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{label}: cannot connect to {addr}: {e}"));
         conn.set_read_timeout(Some(Duration::from_secs(30)))
             .expect("set a read timeout");
         write!(
             conn,
-            "GET /v1/events?deployment={deployment} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
         )
         .unwrap_or_else(|e| panic!("{label}: cannot send the request: {e}"));
         let mut reader = BufReader::new(conn.try_clone().expect("clone the socket"));
@@ -594,8 +607,13 @@ impl Events {
     }
 
     /// Waits (at most [`WAIT`]) for the first new entry for which `check` returns `Some`.
-    pub fn wait_for<T>(&mut self, what: &str, mut check: impl FnMut(&Value) -> Option<T>) -> T {
-        let deadline = Instant::now() + WAIT;
+    pub fn wait_for<T>(&mut self, what: &str, check: impl FnMut(&Value) -> Option<T>) -> T {
+        self.wait_for_within(WAIT, what, check)
+    }
+
+    /// [`Events::wait_for`] with another limit than [`WAIT`].
+    pub fn wait_for_within<T>(&mut self, limit: Duration, what: &str, mut check: impl FnMut(&Value) -> Option<T>) -> T {
+        let deadline = Instant::now() + limit;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.rx.recv_timeout(left) {
@@ -607,7 +625,7 @@ impl Events {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => panic!(
-                    "{}: timed out after {WAIT:?} waiting for {what}; entries so far:\n{}",
+                    "{}: timed out after {limit:?} waiting for {what}; entries so far:\n{}",
                     self.label,
                     self.summary()
                 ),

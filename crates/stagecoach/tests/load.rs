@@ -1,0 +1,359 @@
+//! Sustained load on the real daemon binary from this (separate) process
+//! over loopback: 20 clients submit, approve (the manager is a person here),
+//! watch and query while at least `IN_FLIGHT` deployments are in flight in
+//! the simulated world, for `DURATION`. Every request must succeed; at the
+//! end every deployment must reach a terminal status with a verified chain.
+//!
+//! Default: 15 s with 50 in flight. With `STAGECOACH_SLOW_TESTS=1` (set by
+//! `.ci/run`): 60 s with 200 in flight, the figures of docs/RELIABILITY.md.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Write};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::{token, Config, Harness, TERMINAL};
+use serde_json::{json, Value};
+
+const SUBMITTERS: usize = 8;
+const APPROVERS: usize = 6;
+const WATCHERS: usize = 3;
+const QUERIERS: usize = 3;
+
+fn slow() -> bool {
+    std::env::var("STAGECOACH_SLOW_TESTS").is_ok_and(|v| v == "1")
+}
+
+#[derive(Default)]
+struct Stats {
+    latencies_us: Mutex<Vec<u64>>,
+    errors: Mutex<Vec<String>>,
+    submitted: AtomicU64,
+    approved: AtomicU64,
+    max_in_flight: AtomicU64,
+}
+
+impl Stats {
+    fn record(&self, started: Instant, what: &str, status: u16, ok: &[u16]) {
+        self.latencies_us
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(started.elapsed().as_micros() as u64);
+        if !ok.contains(&status) {
+            self.errors
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(format!("{what}: {status}"));
+        }
+    }
+}
+
+struct Client {
+    http: reqwest::blocking::Client,
+    base: String,
+}
+
+impl Client {
+    fn new(base: &str) -> Client {
+        Client {
+            http: reqwest::blocking::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("a client"),
+            base: base.to_string(),
+        }
+    }
+
+    /// Deployments not in a terminal status, from `/metrics`.
+    fn in_flight(&self, stats: &Stats) -> usize {
+        let started = Instant::now();
+        let Ok(r) = self.http.get(format!("{}/metrics", self.base)).send() else {
+            stats.record(started, "GET /metrics", 0, &[200]);
+            return 0;
+        };
+        stats.record(started, "GET /metrics", r.status().as_u16(), &[200]);
+        let text = r.text().unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.strip_prefix("stagecoach_deployments{status=\""))
+            .filter_map(|l| l.split_once("\"} "))
+            .filter(|(status, _)| !TERMINAL.contains(status))
+            .filter_map(|(_, n)| n.trim().parse::<usize>().ok())
+            .sum()
+    }
+
+    fn get(&self, stats: &Stats, path: &str, who: &str) -> Option<Value> {
+        let started = Instant::now();
+        match self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token(who))
+            .send()
+        {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.json::<Value>().ok();
+                stats.record(started, &format!("GET {path}"), status, &[200]);
+                body
+            }
+            Err(e) => {
+                stats.record(started, &format!("GET {path}: {e}"), 0, &[200]);
+                None
+            }
+        }
+    }
+
+    fn post(&self, stats: &Stats, path: &str, who: &str, body: &Value, ok: &[u16]) -> Option<Value> {
+        let started = Instant::now();
+        match self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token(who))
+            .json(body)
+            .send()
+        {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.json::<Value>().ok();
+                stats.record(started, &format!("POST {path}"), status, ok);
+                body
+            }
+            Err(e) => {
+                stats.record(started, &format!("POST {path}: {e}"), 0, ok);
+                None
+            }
+        }
+    }
+}
+
+fn in_flight(list: &Value) -> Vec<(String, String)> {
+    list["deployments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|d| Some((d["id"].as_str()?.to_string(), d["status"].as_str()?.to_string())))
+        .filter(|(_, s)| !TERMINAL.contains(&s.as_str()))
+        .collect()
+}
+
+#[test]
+fn sustained_load_from_twenty_clients() {
+    let (duration, target) = if slow() {
+        (Duration::from_secs(60), 200usize)
+    } else {
+        (Duration::from_secs(15), 50usize)
+    };
+    let config = Config {
+        manager_human: true,
+        analysis_minutes: 0.02,
+        standard_monitoring_minutes: 0.1,
+        ..Config::default()
+    }
+    .principal("dana", &["deployer"])
+    .principal("maria", &["manager"]);
+    let mut h = Harness::new(&config);
+    let d = h.start();
+    let base = d.url.clone();
+
+    let stats = Stats::default();
+    let stop = AtomicBool::new(false);
+    let next_service = AtomicU64::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..SUBMITTERS {
+            s.spawn(|| {
+                let c = Client::new(&base);
+                while !stop.load(Ordering::Relaxed) {
+                    let live = c.in_flight(&stats);
+                    stats.max_in_flight.fetch_max(live as u64, Ordering::Relaxed);
+                    if live >= target {
+                        // Enough in flight: this client turns to reading for a while.
+                        c.get(&stats, "/v1/deployments?status=in_progress&service=svc-0", "dana");
+                        continue;
+                    }
+                    // Each deployment its own service, so they run side by side.
+                    let n = next_service.fetch_add(1, Ordering::Relaxed);
+                    let strategy = ["canary", "blue-green", "rolling"][n as usize % 3];
+                    let body = json!({"service": format!("svc-{n}"), "version": "1.0.0", "type": "standard",
+                                      "strategy": strategy, "changes": [format!("change {n}")]});
+                    if c.post(&stats, "/v1/deployments", "dana", &body, &[201]).is_some() {
+                        stats.submitted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+        for k in 0..APPROVERS {
+            let (stats, stop) = (&stats, &stop);
+            let base = base.clone();
+            s.spawn(move || {
+                let c = Client::new(&base);
+                while !stop.load(Ordering::Relaxed) {
+                    let list = c
+                        .get(stats, "/v1/deployments?status=awaiting_approval", "maria")
+                        .unwrap_or_default();
+                    // Each approver takes its own share, so no two approve the same one.
+                    for (id, _) in in_flight(&list) {
+                        let n: usize = id.trim_start_matches("d-").parse().unwrap_or(0);
+                        if n % APPROVERS != k {
+                            continue;
+                        }
+                        let body = json!({"role": "manager", "decision": "approve", "reason": "load test"});
+                        if c.post(
+                            stats,
+                            &format!("/v1/deployments/{id}/approvals"),
+                            "maria",
+                            &body,
+                            &[200],
+                        )
+                        .is_some()
+                        {
+                            stats.approved.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    std::thread::yield_now();
+                }
+            });
+        }
+        for _ in 0..WATCHERS {
+            s.spawn(|| {
+                let addr = base.trim_start_matches("http://").to_string();
+                let mut n = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if stats.submitted.load(Ordering::Relaxed) < n {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    // Follow a deployment's event stream for a few entries, then the next one.
+                    let started = Instant::now();
+                    let ok = watch_some(&addr, n, 5);
+                    stats.record(
+                        started,
+                        &format!("GET /v1/events?deployment={n}"),
+                        if ok { 200 } else { 0 },
+                        &[200],
+                    );
+                    n = n % stats.submitted.load(Ordering::Relaxed).max(1) + 1;
+                }
+            });
+        }
+        for _ in 0..QUERIERS {
+            s.spawn(|| {
+                let c = Client::new(&base);
+                let mut n = 1u64;
+                while !stop.load(Ordering::Relaxed) {
+                    if stats.submitted.load(Ordering::Relaxed) < n {
+                        std::thread::yield_now();
+                        continue;
+                    }
+                    let id = format!("d-{n:06}");
+                    c.get(&stats, &format!("/v1/deployments/{id}"), "dana");
+                    c.get(&stats, &format!("/v1/deployments/{id}/verify"), "dana");
+                    c.get(&stats, "/v1/deployments?service=svc-0", "dana");
+                    n = n % stats.submitted.load(Ordering::Relaxed).max(1) + 1;
+                }
+            });
+        }
+        std::thread::sleep(duration); // the length of the load, not a wait for an event
+        stop.store(true, Ordering::Relaxed);
+    });
+    let loaded = started.elapsed();
+
+    // Approve what is left as it comes to need it; every deployment must end, with an intact chain.
+    let c = Client::new(&base);
+    let submitted = stats.submitted.load(Ordering::Relaxed);
+    let mut open: BTreeSet<String> = (1..=submitted).map(|n| format!("d-{n:06}")).collect();
+    let mut events = d.all_events(&token("dana"));
+    events.wait_for_within(Duration::from_secs(300), "every deployment to end", |e| {
+        let id = e["deployment"].as_str().unwrap_or_default().to_string();
+        for status in common::statuses(e) {
+            if status == "awaiting_approval" && open.contains(&id) {
+                let body = json!({"role": "manager", "decision": "approve"});
+                // An approver of the load may have been first (409).
+                c.post(
+                    &stats,
+                    &format!("/v1/deployments/{id}/approvals"),
+                    "maria",
+                    &body,
+                    &[200, 409],
+                );
+            }
+            if TERMINAL.contains(&status.as_str()) {
+                assert_eq!(status, "succeeded", "{id}");
+                open.remove(&id);
+            }
+        }
+        open.is_empty().then_some(())
+    });
+    let ids: Vec<String> = (1..=submitted).map(|n| format!("d-{n:06}")).collect();
+    std::thread::scope(|s| {
+        for chunk in ids.chunks(ids.len().div_ceil(8).max(1)) {
+            let d = &d;
+            s.spawn(move || {
+                for id in chunk {
+                    let v = d.verify(id, &token("dana"));
+                    assert_eq!(v["intact"], true, "{id}: {v}");
+                }
+            });
+        }
+    });
+    let ended = ids;
+
+    let mut lat = stats.latencies_us.into_inner().unwrap_or_else(|e| e.into_inner());
+    lat.sort_unstable();
+    let p = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)] as f64 / 1000.0;
+    let errors = stats.errors.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!(
+        "load: {:.0} s, {} requests ({:.0}/s), {} errors, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms; \
+         {} deployments submitted, {} approved during the load, at most {} in flight; all {} ended succeeded with intact chains",
+        loaded.as_secs_f64(),
+        lat.len(),
+        lat.len() as f64 / loaded.as_secs_f64(),
+        errors.len(),
+        p(0.50),
+        p(0.99),
+        p(1.0),
+        submitted,
+        stats.approved.load(Ordering::Relaxed),
+        stats.max_in_flight.load(Ordering::Relaxed),
+        ended.len()
+    );
+    assert!(errors.is_empty(), "errors: {:?}", &errors[..errors.len().min(20)]);
+    assert!(
+        stats.max_in_flight.load(Ordering::Relaxed) as usize >= target,
+        "at least {target} deployments in flight at once"
+    );
+}
+
+/// Reads `count` entries of a deployment's event stream (or until it ends); true when it answered 200.
+fn watch_some(addr: &str, deployment: u64, count: usize) -> bool {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "GET /v1/events?deployment={deployment} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Accept: text/event-stream\r\nConnection: close\r\n\r\n",
+        token("dana")
+    );
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    if reader.read_line(&mut status).is_err() || !status.contains(" 200 ") {
+        return false;
+    }
+    let mut seen = 0;
+    let mut line = String::new();
+    while seen < count {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if line.starts_with("data:") => seen += 1,
+            Ok(_) => {}
+        }
+    }
+    true
+}
