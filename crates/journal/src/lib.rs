@@ -133,6 +133,15 @@ pub trait Store: Send {
     /// [`StoreError::InvalidEntry`] when the body is not JSON, the deployment
     /// number exceeds `i64::MAX` or the timestamp has no RFC 3339 form.
     fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError>;
+    /// Appends several entries, of any deployments, atomically and durably:
+    /// when `Ok` returns, all of them are on disk, in the order given; on an
+    /// error none of them is. This is group commit: one fsync for the batch.
+    /// The default appends one by one, which is atomic only for stores whose
+    /// appends cannot fail after validation (like [`MemoryStore`]).
+    fn append_batch(&mut self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreError> {
+        entries.iter().try_for_each(validate)?;
+        entries.into_iter().map(|e| self.append(e)).collect()
+    }
     /// Every entry, in seq order.
     fn all(&self) -> Result<Vec<Entry>, StoreError>;
     /// Entries with seq > `after`, in seq order (for event streams catching up).
@@ -288,6 +297,8 @@ fn chain(seq: u64, last: Option<(u64, &str)>, entry: NewEntry) -> Entry {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
     entries: Vec<Entry>,
+    /// Position in `entries` of each deployment's last entry.
+    last: std::collections::HashMap<u64, usize>,
 }
 
 impl MemoryStore {
@@ -299,12 +310,13 @@ impl MemoryStore {
 impl Store for MemoryStore {
     fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError> {
         validate(&entry)?;
-        let last = self.entries.iter().rev().find(|e| e.deployment == entry.deployment);
+        let last = self.last.get(&entry.deployment).map(|&i| &self.entries[i]);
         let entry = chain(
             self.entries.len() as u64 + 1,
             last.map(|e| (e.index, e.hash.as_str())),
             entry,
         );
+        self.last.insert(entry.deployment, self.entries.len());
         self.entries.push(entry.clone());
         Ok(entry)
     }
