@@ -112,6 +112,26 @@ struct EventEntry<'a> {
     facts: &'a [Fact],
 }
 
+/// An agent's answer or a timer, delivered to the coordinator's mailbox by
+/// the task that awaited it. Awaiting in separate tasks rather than in the
+/// coordinator's context matters at scale: actix polls every future held by
+/// a context each time the context wakes, so thousands of in-flight
+/// deployments would make every message cost thousands of polls.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Answer {
+    id: DeploymentId,
+    event: Event,
+}
+
+/// A submission whose production state was read, to be accepted.
+#[derive(Message)]
+#[rtype(result = "Result<DeploymentId, CommandError>")]
+struct Accept {
+    request: Request,
+    production: Production,
+}
+
 /// Work that waits until the batch holding its cause is durable.
 struct Deferred {
     id: DeploymentId,
@@ -242,12 +262,9 @@ impl Coordinator {
 
     /// Answers `result` once everything staged so far is durable, or
     /// `Unavailable` if it could not be written.
-    fn durably<T: 'static>(
-        &mut self,
-        result: Result<T, CommandError>,
-    ) -> ResponseActFuture<Self, Result<T, CommandError>> {
+    fn durably<T: 'static>(&mut self, result: Result<T, CommandError>) -> ResponseFuture<Result<T, CommandError>> {
         if self.batch.entries.is_empty() {
-            return Box::pin(actix::fut::ready(result));
+            return Box::pin(std::future::ready(result));
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.batch.waiters.push(tx);
@@ -262,8 +279,7 @@ impl Coordinator {
                         "the coordinator stopped before the journal write".into(),
                     )),
                 }
-            }
-            .into_actor(self),
+            },
         )
     }
 
@@ -595,12 +611,12 @@ impl Coordinator {
         M::Result: Send,
         F: FnOnce(Result<M::Result, MailboxError>) -> Event + 'static,
     {
-        addr.send(msg)
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                act.feed_answer(id, to_event(res), ctx);
-            })
-            .spawn(ctx);
+        let request = addr.send(msg);
+        let me = ctx.address();
+        actix::spawn(async move {
+            let event = to_event(request.await);
+            me.do_send(Answer { id, event });
+        });
     }
 
     /// Carries out effects; `attempt` is passed on to the agents.
@@ -676,7 +692,8 @@ impl Coordinator {
                         traffic_percent,
                     });
                     let security = agents.security.send(CheckIncidents(t, minute));
-                    async move {
+                    let me = ctx.address();
+                    actix::spawn(async move {
                         let (metrics, healthy) = devops.await.unwrap_or_else(|e| {
                             (
                                 Err(format!("agent unavailable: {e}")),
@@ -684,17 +701,13 @@ impl Coordinator {
                             )
                         });
                         let incidents = security.await.unwrap_or_default();
-                        Observation {
+                        let event = Event::Observed(Observation {
                             metrics,
                             healthy,
                             incidents,
-                        }
-                    }
-                    .into_actor(self)
-                    .map(move |obs, act, ctx| {
-                        act.feed_answer(id, Event::Observed(obs), ctx);
-                    })
-                    .spawn(ctx);
+                        });
+                        me.do_send(Answer { id, event });
+                    });
                 }
                 Effect::Rollback(plan) => self.call(ctx, id, &agents.devops, Rollback(t, plan), move |r| {
                     Event::RolledBack(r.unwrap_or_else(|e| workflow::machine::RollbackOutcome {
@@ -707,8 +720,13 @@ impl Coordinator {
                 }),
                 Effect::Timer { at, token } => {
                     let delay = (at - self.clock.now()).to_std().unwrap_or_default();
-                    ctx.run_later(delay, move |act, ctx| {
-                        act.feed_answer(id, Event::Timer(token), ctx);
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        me.do_send(Answer {
+                            id,
+                            event: Event::Timer(token),
+                        });
                     });
                 }
                 Effect::AcquireSlot => {
@@ -942,55 +960,82 @@ impl Actor for Coordinator {
 }
 
 impl Handler<Submit> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<DeploymentId, CommandError>>;
+    type Result = ResponseFuture<Result<DeploymentId, CommandError>>;
 
-    fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
         let request = msg.0;
         let inspect = self.agents.devops.send(Inspect(request.service.clone()));
-        let accepted = inspect.into_actor(self).map(move |production, act, ctx| {
-            let production = production
+        let me = ctx.address();
+        Box::pin(async move {
+            let production = inspect
+                .await
                 .map_err(|e| CommandError::Refused(format!("DevOps agent unavailable: {e}")))?
                 .map_err(|e| {
                     CommandError::Refused(format!("cannot read production state of {}: {e}", request.service))
                 })?;
-            // The id is taken only once the request is known to be valid.
-            let id = DeploymentId(act.next_id);
-            let held = act.history.held.get(&request.service).map(|(why, _)| why.clone());
-            let now = act.clock.now();
-            let (machine, out) = Machine::submit(
-                id,
-                now,
-                request.clone(),
-                production.clone(),
-                act.settings.clone(),
-                held.clone(),
-            )
-            .map_err(|e| CommandError::Invalid(e.to_string()))?;
-            let entry = JournalEntry::Submitted {
-                request,
-                production,
-                held,
-                settings: Box::new((*act.settings).clone()),
-                facts: out.facts.clone(),
-            };
-            act.stage(id, now, entry.kind(), &entry, ctx)?;
-            act.next_id += 1;
-            act.machines.insert(id, machine);
-            act.track(id, &out);
-            act.defer(id, out.effects, 1, ctx);
-            if let Err(e) = act.feed(id, Event::Start, ctx) {
-                // The submission is journaled; the start is retried on the next restart.
-                tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
-            }
-            Ok(id)
-        });
+            me.send(Accept { request, production })
+                .await
+                .map_err(|e| CommandError::Unavailable(format!("the coordinator stopped: {e}")))?
+        })
+    }
+}
+
+impl Handler<Accept> for Coordinator {
+    type Result = ResponseFuture<Result<DeploymentId, CommandError>>;
+
+    fn handle(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.accept(msg, ctx);
         // The id is given out only once the submission is durable.
-        Box::pin(accepted.then(|result, act, _ctx| act.durably(result)))
+        self.durably(result)
+    }
+}
+
+impl Handler<Answer> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
+        self.feed_answer(msg.id, msg.event, ctx);
+    }
+}
+
+impl Coordinator {
+    fn accept(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Result<DeploymentId, CommandError> {
+        let Accept { request, production } = msg;
+        // The id is taken only once the request is known to be valid.
+        let id = DeploymentId(self.next_id);
+        let held = self.history.held.get(&request.service).map(|(why, _)| why.clone());
+        let now = self.clock.now();
+        let (machine, out) = Machine::submit(
+            id,
+            now,
+            request.clone(),
+            production.clone(),
+            self.settings.clone(),
+            held.clone(),
+        )
+        .map_err(|e| CommandError::Invalid(e.to_string()))?;
+        let entry = JournalEntry::Submitted {
+            request,
+            production,
+            held,
+            settings: Box::new((*self.settings).clone()),
+            facts: out.facts.clone(),
+        };
+        self.stage(id, now, entry.kind(), &entry, ctx)?;
+        self.next_id += 1;
+        self.machines.insert(id, machine);
+        self.track(id, &out);
+        self.defer(id, out.effects, 1, ctx);
+        if let Err(e) = self.feed(id, Event::Start, ctx) {
+            // The submission is journaled; the start is retried on the next restart.
+            tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
+        }
+        Ok(id)
     }
 }
 
 impl Handler<Decide> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
         let result = self.decide(msg, ctx);
         self.durably(result)
@@ -1016,7 +1061,7 @@ impl Coordinator {
 }
 
 impl Handler<Cancel> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> Self::Result {
         let result = self.cancel(msg, ctx);
         self.durably(result)
@@ -1034,7 +1079,7 @@ impl Coordinator {
 }
 
 impl Handler<RequestRollback> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: RequestRollback, ctx: &mut Context<Self>) -> Self::Result {
         let result = self.request_rollback(msg, ctx);
         self.durably(result)
@@ -1068,7 +1113,7 @@ impl Coordinator {
 }
 
 impl Handler<Acknowledge> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Acknowledge, ctx: &mut Context<Self>) -> Self::Result {
         let result = self.acknowledge(msg, ctx);
         self.durably(result)
@@ -1086,7 +1131,7 @@ impl Coordinator {
 }
 
 impl Handler<Refuse> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<(), CommandError>>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Refuse, ctx: &mut Context<Self>) -> Self::Result {
         let result = self.refuse(msg, ctx);
         self.durably(result)
