@@ -315,6 +315,14 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     Ok(Report { quick: opts.quick, rows })
 }
 
+/// A binary built next to the running one (e.g. `stagecoach-example` next
+/// to `stagecoach` in `target/release`), if it is there.
+pub fn sibling_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let path = exe.parent()?.join(name);
+    path.is_file().then_some(path)
+}
+
 /// Average size in bytes of a journal row (body plus the other columns) in a fleet run.
 fn average_row_bytes(n: usize) -> usize {
     let store = fleet::Shared::new(Box::new(journal::MemoryStore::default()));

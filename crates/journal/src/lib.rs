@@ -169,7 +169,13 @@ pub fn entry_hash(prev_hash: &str, deployment: u64, index: u64, at: &DateTime<Ut
     field(&mut hasher, &timestamp(at));
     field(&mut hasher, kind);
     field(&mut hasher, body);
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(64);
+    for byte in hasher.finalize() {
+        hex.push(HEX[usize::from(byte >> 4)] as char);
+        hex.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    hex
 }
 
 /// Checks one deployment's chain, given its entries in index order: every
