@@ -132,6 +132,17 @@ struct Accept {
     production: Production,
 }
 
+/// The journal form of [`JournalEntry::Submitted`], serialised without copying the settings.
+#[derive(Serialize)]
+struct SubmittedEntry<'a> {
+    kind: &'static str,
+    request: &'a Request,
+    production: &'a Production,
+    held: &'a Option<String>,
+    settings: &'a Settings,
+    facts: &'a [Fact],
+}
+
 /// Work that waits until the batch holding its cause is durable.
 struct Deferred {
     id: DeploymentId,
@@ -412,6 +423,8 @@ impl Coordinator {
                 ));
             }
         }
+        // Deployments submitted under the same settings share one copy.
+        let mut shared: Arc<Settings> = self.settings.clone();
         for e in entries {
             let id = DeploymentId(e.deployment);
             let body: JournalEntry = serde_json::from_str(&e.body).map_err(|err| {
@@ -429,7 +442,10 @@ impl Coordinator {
                     settings,
                     ..
                 } => {
-                    let (machine, out) = Machine::submit(id, e.at, request, production, Arc::new(*settings), held)
+                    if *shared != *settings {
+                        shared = Arc::new(*settings);
+                    }
+                    let (machine, out) = Machine::submit(id, e.at, request, production, shared.clone(), held)
                         .map_err(|err| {
                             format!(
                                 "journal entry {} of {id}: the submission no longer opens: {err}",
@@ -1014,14 +1030,16 @@ impl Coordinator {
             held.clone(),
         )
         .map_err(|e| CommandError::Invalid(e.to_string()))?;
-        let entry = JournalEntry::Submitted {
-            request,
-            production,
-            held,
-            settings: Box::new((*self.settings).clone()),
-            facts: out.facts.clone(),
+        let settings = self.settings.clone();
+        let entry = SubmittedEntry {
+            kind: "submitted",
+            request: &request,
+            production: &production,
+            held: &held,
+            settings: &settings,
+            facts: &out.facts,
         };
-        self.stage(id, now, entry.kind(), &entry, ctx)?;
+        self.stage(id, now, "submitted", &entry, ctx)?;
         self.next_id += 1;
         self.machines.insert(id, machine);
         self.track(id, &out);

@@ -2,6 +2,12 @@
 //! `cargo run --release -p bench --example bench -- [--quick] [--json] [--daemon PATH] [--example-service PATH]`.
 //! Rows 5 to 8 need `--daemon` (a built `stagecoach`) and, for row 8, `--example-service`.
 
+
+/// With `--features mimalloc`, the allocator docs/PERFORMANCE.md recommends for the binary.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let mut opts = bench::BenchOptions::default();
     let mut json = false;
