@@ -20,10 +20,7 @@
 //! durable. A batch is written in one transaction, so one fsync, once the
 //! actor has handled the messages and answers already waiting: under load
 //! many deployments share each commit, alone a deployment pays one commit
-//! per input as before. A store whose commits wait for the disk is written
-//! on tokio's blocking pool, one batch at a time, while the actor goes on
-//! handling messages into the next batch (a paused test clock does not
-//! advance while such a write runs, so virtual time stays exact). If a batch cannot be written, nothing it implied is
+//! per input as before. If a batch cannot be written, nothing it implied is
 //! carried out, its callers get `Unavailable`, and the in-memory state is
 //! rebuilt from the journal, which still holds exactly what was durable.
 
@@ -153,30 +150,6 @@ struct Deferred {
     attempt: u32,
 }
 
-/// The report on a batch written off the actor.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct Committed {
-    result: Result<Vec<journal::Entry>, String>,
-    seconds: f64,
-}
-
-/// The batch being written off the actor.
-struct InFlight {
-    batch: Batch,
-    /// Set under the journal's lock once the batch is committed (1), or when it failed (2).
-    status: Arc<std::sync::atomic::AtomicU8>,
-    /// How many entries it holds.
-    entries: usize,
-}
-
-/// The journal, shared with the writes running off the actor.
-type SharedJournal = Arc<std::sync::Mutex<Box<dyn journal::Store>>>;
-
-fn lock(journal: &SharedJournal) -> std::sync::MutexGuard<'_, Box<dyn journal::Store>> {
-    journal.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Entries not yet durable and everything waiting for them.
 #[derive(Default)]
 struct Batch {
@@ -191,10 +164,7 @@ pub struct Coordinator {
     clock: Arc<dyn Clock>,
     people: Arc<dyn People>,
     agents: Agents,
-    journal: SharedJournal,
-    /// Whether batches are written off the actor (stores whose commits wait for the disk).
-    off_actor: bool,
-    in_flight: Option<InFlight>,
+    journal: Box<dyn journal::Store>,
     entries: tokio::sync::broadcast::Sender<journal::Entry>,
     machines: BTreeMap<DeploymentId, Machine>,
     next_id: u64,
@@ -229,9 +199,7 @@ impl Coordinator {
             clock,
             people,
             agents,
-            journal: Arc::new(std::sync::Mutex::new(journal)),
-            off_actor: false,
-            in_flight: None,
+            journal,
             entries,
             machines: BTreeMap::new(),
             next_id: 1,
@@ -296,7 +264,7 @@ impl Coordinator {
 
     /// Carries out `effects` once everything staged so far is durable.
     fn defer(&mut self, id: DeploymentId, effects: Vec<Effect>, attempt: u32, ctx: &mut Context<Self>) {
-        if self.batch.entries.is_empty() && self.in_flight.is_none() {
+        if self.batch.entries.is_empty() {
             self.run(id, effects, attempt, ctx);
         } else {
             self.batch.deferred.push(Deferred { id, effects, attempt });
@@ -326,70 +294,22 @@ impl Coordinator {
         )
     }
 
-    /// Writes the current batch in one durable transaction (through the
-    /// blocking pool when the store waits for the disk, else at once), unless a batch is being
-    /// written: then this one follows when that one is done.
+    /// Writes the current batch in one durable transaction, then answers its
+    /// callers and carries out what it implied. On failure nothing of it is
+    /// carried out and the state is rebuilt from the journal.
     fn flush(&mut self, ctx: &mut Context<Self>) {
-        self.batch.flush_scheduled = false;
-        if self.in_flight.is_some() {
-            return;
-        }
-        let mut batch = std::mem::take(&mut self.batch);
+        let batch = std::mem::take(&mut self.batch);
         if batch.entries.is_empty() {
-            for w in batch.waiters {
-                let _ = w.send(Ok(()));
-            }
             for d in batch.deferred {
                 self.run(d.id, d.effects, d.attempt, ctx);
             }
             return;
         }
-        let entries = std::mem::take(&mut batch.entries);
-        if self.off_actor {
-            let n = entries.len();
-            let status = Arc::new(std::sync::atomic::AtomicU8::new(0));
-            let (journal, written) = (self.journal.clone(), status.clone());
-            let job = tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let mut store = lock(&journal);
-                let result = store.append_batch(entries).map_err(|e| e.to_string());
-                written.store(if result.is_ok() { 1 } else { 2 }, std::sync::atomic::Ordering::Release);
-                (result, started.elapsed().as_secs_f64())
-            });
-            let (me, failed) = (ctx.address(), status.clone());
-            actix::spawn(async move {
-                let (result, seconds) = job.await.unwrap_or_else(|e| {
-                    failed.store(2, std::sync::atomic::Ordering::Release);
-                    (Err(format!("the journal write did not complete: {e}")), 0.0)
-                });
-                me.do_send(Committed { result, seconds });
-            });
-            self.in_flight = Some(InFlight {
-                batch,
-                status,
-                entries: n,
-            });
-            return;
-        }
-        let n = entries.len();
+        let n = batch.entries.len();
         let started = Instant::now();
-        let result = lock(&self.journal).append_batch(entries).map_err(|e| e.to_string());
-        self.committed(batch, n, result, started.elapsed().as_secs_f64(), ctx);
-    }
-
-    /// After a batch was written: answers its callers and carries out what
-    /// it implied, or, when it failed, nothing of it and rebuilds the state
-    /// from the journal.
-    fn committed(
-        &mut self,
-        batch: Batch,
-        n: usize,
-        result: Result<Vec<journal::Entry>, String>,
-        secs: f64,
-        ctx: &mut Context<Self>,
-    ) {
-        match result {
+        match self.journal.append_batch(batch.entries) {
             Ok(written) => {
+                let secs = started.elapsed().as_secs_f64();
                 self.writes.count += n as u64;
                 self.writes.sum += secs * n as f64;
                 self.writes.max = self.writes.max.max(secs);
@@ -398,10 +318,9 @@ impl Coordinator {
                         self.writes.buckets[i] += n as u64;
                     }
                 }
-                if self.entries.receiver_count() > 0 {
-                    for entry in written {
-                        let _ = self.entries.send(entry);
-                    }
+                for entry in written {
+                    // Nobody listening is fine.
+                    let _ = self.entries.send(entry);
                 }
                 for w in batch.waiters {
                     let _ = w.send(Ok(()));
@@ -412,10 +331,8 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::error!(entries = n, error = %e, "journal write failed; nothing of it was carried out, rebuilding the state from the journal");
-                // What was staged since was applied on top of the lost batch: it goes too.
-                let later = std::mem::take(&mut self.batch);
-                for w in batch.waiters.into_iter().chain(later.waiters) {
-                    let _ = w.send(Err(e.clone()));
+                for w in batch.waiters {
+                    let _ = w.send(Err(e.to_string()));
                 }
                 self.rebuild(ctx);
             }
@@ -425,7 +342,6 @@ impl Coordinator {
     /// Forgets the in-memory state and replays the journal, after a batch
     /// that could not be written: the journal holds what is true.
     fn rebuild(&mut self, ctx: &mut Context<Self>) {
-        self.batch = Batch::default();
         self.machines.clear();
         self.next_id = 1;
         self.history = ServiceHistory::default();
@@ -447,13 +363,8 @@ impl Coordinator {
     /// and staged, after the machine refused an event (a refused event may
     /// have changed part of it).
     fn reload(&mut self, id: DeploymentId) -> Result<(), String> {
-        // The batch being written is in the journal once its write says so.
-        if let Some(f) = &self.in_flight {
-            while f.status.load(std::sync::atomic::Ordering::Acquire) == 0 {
-                std::thread::sleep(std::time::Duration::from_micros(50));
-            }
-        }
-        let mut inputs: Vec<(DateTime<Utc>, String)> = lock(&self.journal)
+        let mut inputs: Vec<(DateTime<Utc>, String)> = self
+            .journal
             .deployment(id.0)
             .map_err(|e| e.to_string())?
             .into_iter()
@@ -495,7 +406,7 @@ impl Coordinator {
 
     /// Rebuilds every deployment from the journal, in the order it was written.
     fn replay(&mut self) -> Result<(), String> {
-        let entries = lock(&self.journal).all().map_err(|e| e.to_string())?;
+        let entries = self.journal.all().map_err(|e| e.to_string())?;
         // Check every chain on the entries already read.
         let mut chains: BTreeMap<u64, Vec<journal::Entry>> = BTreeMap::new();
         for e in &entries {
@@ -1060,7 +971,6 @@ impl Actor for Coordinator {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        self.off_actor = lock(&self.journal).waits_for_disk();
         self.resume(ctx);
     }
 }
@@ -1093,21 +1003,6 @@ impl Handler<Accept> for Coordinator {
         let result = self.accept(msg, ctx);
         // The id is given out only once the submission is durable.
         self.durably(result)
-    }
-}
-
-impl Handler<Committed> for Coordinator {
-    type Result = ();
-
-    fn handle(&mut self, msg: Committed, ctx: &mut Context<Self>) {
-        let Some(in_flight) = self.in_flight.take() else {
-            return;
-        };
-        self.committed(in_flight.batch, in_flight.entries, msg.result, msg.seconds, ctx);
-        // The next batch, staged meanwhile, goes now.
-        if !self.batch.entries.is_empty() || !self.batch.deferred.is_empty() || !self.batch.waiters.is_empty() {
-            self.flush(ctx);
-        }
     }
 }
 
@@ -1300,7 +1195,7 @@ impl Handler<Verify> for Coordinator {
         if !self.machines.contains_key(&msg.0) {
             return Err(CommandError::NotFound(msg.0));
         }
-        lock(&self.journal)
+        self.journal
             .verify(msg.0 .0)
             .map_err(|e| CommandError::Unavailable(e.to_string()))
     }
@@ -1315,13 +1210,13 @@ impl Handler<WatchJournal> for Coordinator {
                 if !self.machines.contains_key(&id) {
                     return Err(CommandError::NotFound(id));
                 }
-                let mut all = lock(&self.journal).deployment(id.0);
+                let mut all = self.journal.deployment(id.0);
                 if let (Ok(v), Some(after)) = (&mut all, after) {
                     v.retain(|e| e.seq > after);
                 }
                 all
             }
-            (None, Some(after)) => lock(&self.journal).since(after),
+            (None, Some(after)) => self.journal.since(after),
             (None, None) => Ok(vec![]),
         }
         .map_err(|e| CommandError::Unavailable(e.to_string()))?;

@@ -75,9 +75,6 @@ impl journal::Store for Shared {
     fn append_batch(&mut self, entries: Vec<journal::NewEntry>) -> Result<Vec<journal::Entry>, journal::StoreError> {
         self.lock().append_batch(entries)
     }
-    fn waits_for_disk(&self) -> bool {
-        self.lock().waits_for_disk()
-    }
     fn all(&self) -> Result<Vec<journal::Entry>, journal::StoreError> {
         self.lock().all()
     }

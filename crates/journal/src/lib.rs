@@ -142,11 +142,6 @@ pub trait Store: Send {
         entries.iter().try_for_each(validate)?;
         entries.into_iter().map(|e| self.append(e)).collect()
     }
-    /// Whether an append waits for the disk (an fsync), so that a caller
-    /// may prefer to append from a thread of its own. False by default.
-    fn waits_for_disk(&self) -> bool {
-        false
-    }
     /// Every entry, in seq order.
     fn all(&self) -> Result<Vec<Entry>, StoreError>;
     /// Entries with seq > `after`, in seq order (for event streams catching up).

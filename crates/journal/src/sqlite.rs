@@ -179,10 +179,6 @@ impl Store for SqliteStore {
         Ok(written)
     }
 
-    fn waits_for_disk(&self) -> bool {
-        true
-    }
-
     fn all(&self) -> Result<Vec<Entry>, StoreError> {
         self.since(0)
     }
