@@ -279,19 +279,17 @@ impl Coordinator {
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.batch.waiters.push(tx);
-        Box::pin(
-            async move {
-                match rx.await {
-                    Ok(Ok(())) => result,
-                    Ok(Err(e)) => Err(CommandError::Unavailable(format!(
-                        "journal write failed, nothing was changed: {e}"
-                    ))),
-                    Err(_) => Err(CommandError::Unavailable(
-                        "the coordinator stopped before the journal write".into(),
-                    )),
-                }
-            },
-        )
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(())) => result,
+                Ok(Err(e)) => Err(CommandError::Unavailable(format!(
+                    "journal write failed, nothing was changed: {e}"
+                ))),
+                Err(_) => Err(CommandError::Unavailable(
+                    "the coordinator stopped before the journal write".into(),
+                )),
+            }
+        })
     }
 
     /// Writes the current batch in one durable transaction, then answers its
@@ -445,8 +443,8 @@ impl Coordinator {
                     if *shared != *settings {
                         shared = Arc::new(*settings);
                     }
-                    let (machine, out) = Machine::submit(id, e.at, request, production, shared.clone(), held)
-                        .map_err(|err| {
+                    let (machine, out) =
+                        Machine::submit(id, e.at, request, production, shared.clone(), held).map_err(|err| {
                             format!(
                                 "journal entry {} of {id}: the submission no longer opens: {err}",
                                 e.index

@@ -2,7 +2,6 @@
 //! `cargo run --release -p bench --example bench -- [--quick] [--json] [--daemon PATH] [--example-service PATH]`.
 //! Rows 5 to 8 need `--daemon` (a built `stagecoach`) and, for row 8, `--example-service`.
 
-
 /// With `--features mimalloc`, the allocator docs/PERFORMANCE.md recommends for the binary.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -27,7 +26,10 @@ fn main() -> std::process::ExitCode {
     match bench::run(&opts) {
         Ok(report) => {
             if json {
-                println!("{}", serde_json::to_string_pretty(&report).expect("a report serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).expect("a report serialises")
+                );
             } else {
                 print!("{}", report.render_text());
             }

@@ -1,7 +1,6 @@
 //! Runs one fleet of row 1 (in-memory journal) or row 2 (`--durable`), for profiling:
 //! `cargo build --release -p bench --example fleet && perf record target/release/examples/fleet 2000`.
 
-
 /// With `--features mimalloc`, the allocator docs/PERFORMANCE.md recommends for the binary.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -19,7 +18,10 @@ fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let keep = std::env::var_os("FLEET_KEEP").map(std::path::PathBuf::from);
     let store: Box<dyn journal::Store> = if durable {
-        Box::new(journal::SqliteStore::open_exclusive(&keep.clone().unwrap_or_else(|| dir.path().join("fleet.sqlite"))).expect("a journal"))
+        Box::new(
+            journal::SqliteStore::open_exclusive(&keep.clone().unwrap_or_else(|| dir.path().join("fleet.sqlite")))
+                .expect("a journal"),
+        )
     } else {
         Box::new(journal::MemoryStore::default())
     };

@@ -51,7 +51,8 @@ fn open(path: &Path) -> Result<Connection, String> {
     let conn = Connection::open(path).map_err(|e| e.to_string())?;
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))
         .map_err(|e| e.to_string())?;
-    conn.pragma_update(None, "synchronous", "FULL").map_err(|e| e.to_string())?;
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| e.to_string())?;
     conn.execute_batch(
         "CREATE TABLE entries (seq INTEGER PRIMARY KEY, deployment INTEGER NOT NULL, idx INTEGER NOT NULL,
          at TEXT NOT NULL, kind TEXT NOT NULL, body TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL,

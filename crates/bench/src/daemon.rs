@@ -41,7 +41,13 @@ impl Daemon {
             .arg(state_dir)
             .arg("--config")
             .arg(config)
-            .args(["daemon", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "json"])
+            .args([
+                "daemon",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--log-format",
+                "json",
+            ])
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -210,7 +216,10 @@ fn submit_load(url: &str, token: &str, clients: usize, total: usize) -> Result<L
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| (vec![], 1, Some("a client thread panicked".into()))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| (vec![], 1, Some("a client thread panicked".into())))
+            })
             .collect()
     });
     let wall = started.elapsed();
@@ -297,14 +306,19 @@ fn daemon_rows(binary: &Path, dir: &Path, total: usize, single_commit_us: Option
     let commit_rate = single_commit_us.map(|us| 1e6 / us);
     let scale = format!("{total} submissions, 32 keep-alive clients");
     rows.push(
-        RowBuilder::new("5a", &format!("API POST /v1/deployments, {scale}: rate"), "req/s", "≥ 5,000/s")
-            .baseline("raw single-commit rate", commit_rate)
-            .note(format!(
-                "{} accepted in {:.2} s; daemon: bundled defaults, simulated world, durable journal",
-                load.submitted,
-                load.wall.as_secs_f64()
-            ))
-            .value(rate, rate >= 5000.0),
+        RowBuilder::new(
+            "5a",
+            &format!("API POST /v1/deployments, {scale}: rate"),
+            "req/s",
+            "≥ 5,000/s",
+        )
+        .baseline("raw single-commit rate", commit_rate)
+        .note(format!(
+            "{} accepted in {:.2} s; daemon: bundled defaults, simulated world, durable journal",
+            load.submitted,
+            load.wall.as_secs_f64()
+        ))
+        .value(rate, rate >= 5000.0),
     );
     let p99 = crate::ms(load.p99);
     rows.push(
@@ -379,7 +393,9 @@ fn row8(opts: &BenchOptions, dir: &Path) -> Row {
     )
     .baseline("the metrics interval × breaches (1 s × 1)", Some(1.0));
     let (Some(daemon), Some(example)) = (&opts.daemon_binary, &opts.example_binary) else {
-        return row.not_measured("needs the stagecoach and stagecoach-example binaries (run `stagecoach bench` from a build that has both)");
+        return row.not_measured(
+            "needs the stagecoach and stagecoach-example binaries (run `stagecoach bench` from a build that has both)",
+        );
     };
     match reaction(daemon, example, dir) {
         Ok((secs, samples)) => row
@@ -477,7 +493,10 @@ fn reaction(daemon_binary: &Path, example_binary: &Path, dir: &Path) -> Result<(
         .send()
         .and_then(|r| r.json())
         .map_err(|e| format!("submit: {e}"))?;
-    let id = submitted["id"].as_str().ok_or_else(|| format!("submit answered {submitted}"))?.to_string();
+    let id = submitted["id"]
+        .as_str()
+        .ok_or_else(|| format!("submit answered {submitted}"))?
+        .to_string();
     // Wait until the canary is being analysed on good metrics.
     let started = Instant::now();
     let samples = loop {
@@ -492,7 +511,10 @@ fn reaction(daemon_binary: &Path, example_binary: &Path, dir: &Path) -> Result<(
             break samples;
         }
         if started.elapsed() > Duration::from_secs(60) {
-            return Err(format!("{id} did not reach canary analysis within 60 s: status {}", record["status"]));
+            return Err(format!(
+                "{id} did not reach canary analysis within 60 s: status {}",
+                record["status"]
+            ));
         }
         std::thread::sleep(Duration::from_millis(50));
     };

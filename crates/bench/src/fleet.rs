@@ -33,7 +33,10 @@ pub fn scenario_text(n: usize) -> String {
     let mut s = String::from("start = \"2026-12-01T10:05:00Z\"\n");
     for i in 0..n {
         let kind = kinds[i % 4];
-        let _ = writeln!(s, "[[requests]]\nservice = \"svc-{i:05}\"\ntype = \"{kind}\"\nsubmitted_by = \"dana\"");
+        let _ = writeln!(
+            s,
+            "[[requests]]\nservice = \"svc-{i:05}\"\ntype = \"{kind}\"\nsubmitted_by = \"dana\""
+        );
         let _ = writeln!(
             s,
             "attest = [\"code_review_approved\", \"changelog_updated\", \"release_notes_prepared\"]"

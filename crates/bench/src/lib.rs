@@ -78,7 +78,10 @@ impl Report {
                 out.push(format!("row {}: {}", r.id, r.note));
             }
             if r.id == "3" && r.ratio.is_some_and(|x| x > 20.0) {
-                out.push(format!("row 3: a journal event costs {:.1}× an actix round trip (> 20×)", r.ratio.unwrap_or(0.0)));
+                out.push(format!(
+                    "row 3: a journal event costs {:.1}× an actix round trip (> 20×)",
+                    r.ratio.unwrap_or(0.0)
+                ));
             }
             if r.id == "5c" && r.value.is_some_and(|x| x > 0.0) {
                 out.push(format!("row 5c: {} API submissions failed", r.value.unwrap_or(0.0)));
@@ -93,7 +96,11 @@ impl Report {
         let _ = writeln!(
             s,
             "stagecoach bench{}\n",
-            if self.quick { " --quick (small sizes; targets are for the full run)" } else { "" }
+            if self.quick {
+                " --quick (small sizes; targets are for the full run)"
+            } else {
+                ""
+            }
         );
         let _ = writeln!(
             s,
@@ -113,11 +120,16 @@ impl Report {
                 r.id,
                 r.figure,
                 num(r.value),
-                r.baseline.map_or("-".to_string(), |b| format!("{} {}", fmt_num(b), r.unit)),
+                r.baseline
+                    .map_or("-".to_string(), |b| format!("{} {}", fmt_num(b), r.unit)),
                 r.ratio.map_or("-".to_string(), |x| format!("{x:.2}×")),
                 verdict,
                 r.target,
-                if r.baseline_name.is_empty() { "-" } else { &r.baseline_name }
+                if r.baseline_name.is_empty() {
+                    "-"
+                } else {
+                    &r.baseline_name
+                }
             );
             if !r.note.is_empty() {
                 let _ = writeln!(s, "     {}", r.note);
@@ -179,7 +191,11 @@ impl RowBuilder {
     }
     /// The value relative to the baseline decides: met when `check(ratio)`.
     pub(crate) fn ratio(self, value: f64, check: impl Fn(f64) -> bool) -> Row {
-        let met = self.row.baseline.filter(|b| *b != 0.0).is_some_and(|b| check(value / b));
+        let met = self
+            .row
+            .baseline
+            .filter(|b| *b != 0.0)
+            .is_some_and(|b| check(value / b));
         self.value(value, met)
     }
     pub(crate) fn not_measured(mut self, why: impl Into<String>) -> Row {
@@ -236,16 +252,30 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
     match &memory {
         Ok(m) => {
             let secs = m.wall.as_secs_f64();
-            rows.push(RowBuilder::new("1a", &format!("{scale}, in-memory journal: wall time"), "s", "≤ 5 s (10,000)")
+            rows.push(
+                RowBuilder::new(
+                    "1a",
+                    &format!("{scale}, in-memory journal: wall time"),
+                    "s",
+                    "≤ 5 s (10,000)",
+                )
                 .note(format!("{} journal events; statuses {:?}", m.events, m.by_status))
-                .value(secs, secs <= 5.0));
+                .value(secs, secs <= 5.0),
+            );
             match peak_rss_mb {
                 Some(mb) => rows.push(
-                    RowBuilder::new("1b", &format!("{scale}, in-memory journal: peak RSS"), "MB", "≤ 300 MB (10,000)")
-                        .note("VmHWM of the bench process right after the run")
-                        .value(mb, mb <= 300.0),
+                    RowBuilder::new(
+                        "1b",
+                        &format!("{scale}, in-memory journal: peak RSS"),
+                        "MB",
+                        "≤ 300 MB (10,000)",
+                    )
+                    .note("VmHWM of the bench process right after the run")
+                    .value(mb, mb <= 300.0),
                 ),
-                None => rows.push(RowBuilder::new("1b", "peak RSS", "MB", "≤ 300 MB").not_measured("no /proc/self/status")),
+                None => {
+                    rows.push(RowBuilder::new("1b", "peak RSS", "MB", "≤ 300 MB").not_measured("no /proc/self/status"))
+                }
             }
         }
         Err(e) => {
@@ -264,10 +294,15 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         Ok(d) => {
             let rate = d.events as f64 / d.wall.as_secs_f64();
             rows.push(
-                RowBuilder::new("2", &format!("{durable_scale}, durable SQLite journal: events/s"), "events/s", "≥ 0.5 × baseline")
-                    .baseline(&batched_name, batched_ok)
-                    .note(format!("{} events in {:.2} s", d.events, d.wall.as_secs_f64()))
-                    .ratio(rate, |r| r >= 0.5),
+                RowBuilder::new(
+                    "2",
+                    &format!("{durable_scale}, durable SQLite journal: events/s"),
+                    "events/s",
+                    "≥ 0.5 × baseline",
+                )
+                .baseline(&batched_name, batched_ok)
+                .note(format!("{} events in {:.2} s", d.events, d.wall.as_secs_f64()))
+                .ratio(rate, |r| r >= 0.5),
             );
         }
         Err(e) => rows.push(RowBuilder::new("2", "durable fleet: events/s", "events/s", "≥ 0.5 × baseline").failed(e)),
@@ -279,12 +314,19 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         Ok(m) if m.events > 0 => {
             let per_event = m.wall.as_secs_f64() * 1e6 / m.events as f64;
             rows.push(
-                RowBuilder::new("3", "cost per journal event in row 1 (wall / events)", "µs", "≤ 5 × baseline")
-                    .baseline("raw actix send round trip", Some(rt_us))
-                    .ratio(per_event, |r| r <= 5.0),
+                RowBuilder::new(
+                    "3",
+                    "cost per journal event in row 1 (wall / events)",
+                    "µs",
+                    "≤ 5 × baseline",
+                )
+                .baseline("raw actix send round trip", Some(rt_us))
+                .ratio(per_event, |r| r <= 5.0),
             );
         }
-        _ => rows.push(RowBuilder::new("3", "cost per journal event", "µs", "≤ 5 × baseline").not_measured("row 1 did not run")),
+        _ => rows.push(
+            RowBuilder::new("3", "cost per journal event", "µs", "≤ 5 × baseline").not_measured("row 1 did not run"),
+        ),
     }
 
     // Row 4: one deployment alone on the durable journal.
@@ -296,23 +338,39 @@ pub fn run(opts: &BenchOptions) -> Result<Report, String> {
         Ok(o) if o.events > 0 => {
             let per = o.wall.as_secs_f64() * 1e6 / o.events as f64;
             rows.push(
-                RowBuilder::new("4", "one deployment's transition latency, durable journal", "µs", "≤ 1.5 × baseline")
-                    .baseline("one raw rusqlite commit", single_us)
-                    .note(format!("mean over its {} transitions (wall time of the whole deployment / journal entries)", o.events))
-                    .ratio(per, |r| r <= 1.5),
+                RowBuilder::new(
+                    "4",
+                    "one deployment's transition latency, durable journal",
+                    "µs",
+                    "≤ 1.5 × baseline",
+                )
+                .baseline("one raw rusqlite commit", single_us)
+                .note(format!(
+                    "mean over its {} transitions (wall time of the whole deployment / journal entries)",
+                    o.events
+                ))
+                .ratio(per, |r| r <= 1.5),
             );
         }
-        Ok(_) => rows.push(RowBuilder::new("4", "transition latency", "µs", "≤ 1.5 × baseline").failed("no journal entries")),
+        Ok(_) => {
+            rows.push(RowBuilder::new("4", "transition latency", "µs", "≤ 1.5 × baseline").failed("no journal entries"))
+        }
         Err(e) => rows.push(RowBuilder::new("4", "transition latency", "µs", "≤ 1.5 × baseline").failed(e)),
     }
-    for (name, r) in [("raw rusqlite batched", batched.err()), ("raw rusqlite commit", single.err())] {
+    for (name, r) in [
+        ("raw rusqlite batched", batched.err()),
+        ("raw rusqlite commit", single.err()),
+    ] {
         if let Some(e) = r {
             rows.push(RowBuilder::new("-", name, "", "").failed(e));
         }
     }
 
     rows.extend(daemon::rows(opts, dir.path(), single_us));
-    Ok(Report { quick: opts.quick, rows })
+    Ok(Report {
+        quick: opts.quick,
+        rows,
+    })
 }
 
 /// A binary built next to the running one (e.g. `stagecoach-example` next
@@ -348,8 +406,15 @@ pub fn vm_kb(field: &str) -> Option<u64> {
 /// A `Vm…` line of a /proc/PID/status file, in kB.
 pub(crate) fn proc_status_kb(path: &str, field: &str) -> Option<u64> {
     let text = std::fs::read_to_string(path).ok()?;
-    let line = text.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-    line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Seconds as a readable figure.

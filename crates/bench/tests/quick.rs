@@ -15,8 +15,16 @@ fn quick_run_has_no_gross_regression() {
     let regressions = report.gross_regressions();
     assert!(regressions.is_empty(), "gross regressions:\n{}", regressions.join("\n"));
     for id in ["1a", "1b", "2", "3", "4"] {
-        let row = report.rows.iter().find(|r| r.id == id).unwrap_or_else(|| panic!("row {id} missing"));
+        let row = report
+            .rows
+            .iter()
+            .find(|r| r.id == id)
+            .unwrap_or_else(|| panic!("row {id} missing"));
         assert!(row.value.is_some(), "row {id} has no value: {}", row.note);
     }
-    assert!(started.elapsed().as_secs() < 120, "the quick run took {:?}", started.elapsed());
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "the quick run took {:?}",
+        started.elapsed()
+    );
 }

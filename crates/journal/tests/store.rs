@@ -422,8 +422,15 @@ fn batches_chain_like_single_appends_and_are_all_or_nothing() {
             assert!(v.intact, "deployment {d}: {:?}", v.problems);
         }
         let refused = store.append_batch(vec![new(1, "event", "{}"), new(2, "event", "not json")]);
-        assert!(matches!(refused, Err(StoreError::InvalidEntry { deployment: 2, .. })), "{refused:?}");
-        assert_eq!(store.all().unwrap().len(), 5, "nothing of the refused batch was written");
+        assert!(
+            matches!(refused, Err(StoreError::InvalidEntry { deployment: 2, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.all().unwrap().len(),
+            5,
+            "nothing of the refused batch was written"
+        );
         assert_eq!(store.deployment(1).unwrap().len(), 3);
         assert!(store.append_batch(vec![]).unwrap().is_empty());
     }
