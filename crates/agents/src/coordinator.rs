@@ -1167,9 +1167,18 @@ impl Coordinator {
 }
 
 impl Handler<GetRecord> for Coordinator {
-    type Result = Option<workflow::Record>;
+    type Result = ResponseFuture<Option<workflow::Record>>;
     fn handle(&mut self, msg: GetRecord, _: &mut Context<Self>) -> Self::Result {
-        self.machines.get(&msg.0).map(|m| m.rendered_record())
+        let Some(machine) = self.machines.get(&msg.0).cloned() else {
+            return Box::pin(std::future::ready(None));
+        };
+        // Rendering the Markdown (templates compiled on every render) is the
+        // costliest part of answering a submission: do it off the actor.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || machine.rendered_record())
+                .await
+                .ok()
+        })
     }
 }
 
