@@ -13,6 +13,16 @@
 //! deployment by replaying the journal, and [`Actor::started`] re-runs the
 //! work a crash interrupted (as a retry) and re-arms the timers at their
 //! original times.
+//!
+//! Journal writes use group commit. An input is applied to its machine at
+//! once, its entry joins the current batch, and everything it implies (the
+//! effects to carry out, the reply to the caller) waits until the batch is
+//! durable. A batch is written in one transaction, so one fsync, once the
+//! actor has handled the messages and answers already waiting: under load
+//! many deployments share each commit, alone a deployment pays one commit
+//! per input as before. If a batch cannot be written, nothing it implied is
+//! carried out, its callers get `Unavailable`, and the in-memory state is
+//! rebuilt from the journal, which still holds exactly what was durable.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -94,6 +104,61 @@ struct WriteStats {
 
 const WRITE_BUCKETS: [f64; 8] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5];
 
+/// The journal form of [`JournalEntry::Event`], serialised without copying the event.
+#[derive(Serialize)]
+struct EventEntry<'a> {
+    kind: &'static str,
+    event: &'a Event,
+    facts: &'a [Fact],
+}
+
+/// An agent's answer or a timer, delivered to the coordinator's mailbox by
+/// the task that awaited it. Awaiting in separate tasks rather than in the
+/// coordinator's context matters at scale: actix polls every future held by
+/// a context each time the context wakes, so thousands of in-flight
+/// deployments would make every message cost thousands of polls.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Answer {
+    id: DeploymentId,
+    event: Event,
+}
+
+/// A submission whose production state was read, to be accepted.
+#[derive(Message)]
+#[rtype(result = "Result<DeploymentId, CommandError>")]
+struct Accept {
+    request: Request,
+    production: Production,
+}
+
+/// The journal form of [`JournalEntry::Submitted`], serialised without copying the settings.
+#[derive(Serialize)]
+struct SubmittedEntry<'a> {
+    kind: &'static str,
+    request: &'a Request,
+    production: &'a Production,
+    held: &'a Option<String>,
+    settings: &'a Settings,
+    facts: &'a [Fact],
+}
+
+/// Work that waits until the batch holding its cause is durable.
+struct Deferred {
+    id: DeploymentId,
+    effects: Vec<Effect>,
+    attempt: u32,
+}
+
+/// Entries not yet durable and everything waiting for them.
+#[derive(Default)]
+struct Batch {
+    entries: Vec<journal::NewEntry>,
+    deferred: Vec<Deferred>,
+    waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
+    flush_scheduled: bool,
+}
+
 pub struct Coordinator {
     settings: Arc<Settings>,
     clock: Arc<dyn Clock>,
@@ -115,6 +180,7 @@ pub struct Coordinator {
     writes: WriteStats,
     /// Deployments whose journal chain was broken when it was replayed.
     broken: Vec<String>,
+    batch: Batch,
 }
 
 impl Coordinator {
@@ -148,6 +214,7 @@ impl Coordinator {
                 ..WriteStats::default()
             },
             broken: vec![],
+            batch: Batch::default(),
         };
         c.replay()?;
         Ok(c)
@@ -169,34 +236,169 @@ impl Coordinator {
 
     // ---- journal ------------------------------------------------------------
 
-    /// Appends durably; nothing may act on `entry` before this returns Ok.
-    fn write(&mut self, id: DeploymentId, at: DateTime<Utc>, entry: &JournalEntry) -> Result<(), CommandError> {
+    /// Adds an entry to the current batch; nothing may act on it before the
+    /// batch is durable (see [`Coordinator::defer`] and [`Coordinator::durably`]).
+    fn stage<T: Serialize>(
+        &mut self,
+        id: DeploymentId,
+        at: DateTime<Utc>,
+        kind: &str,
+        entry: &T,
+        ctx: &mut Context<Self>,
+    ) -> Result<(), CommandError> {
         let body = serde_json::to_string(entry)
             .map_err(|e| CommandError::Unavailable(format!("cannot encode a journal entry: {e}")))?;
+        self.batch.entries.push(journal::NewEntry {
+            deployment: id.0,
+            at,
+            kind: kind.to_string(),
+            body,
+        });
+        if !self.batch.flush_scheduled {
+            self.batch.flush_scheduled = true;
+            // Runs after the messages and answers already waiting were handled, so they share the commit.
+            ctx.spawn(actix::fut::ready(()).map(|_, act: &mut Self, ctx| act.flush(ctx)));
+        }
+        Ok(())
+    }
+
+    /// Carries out `effects` once everything staged so far is durable.
+    fn defer(&mut self, id: DeploymentId, effects: Vec<Effect>, attempt: u32, ctx: &mut Context<Self>) {
+        if self.batch.entries.is_empty() {
+            self.run(id, effects, attempt, ctx);
+        } else {
+            self.batch.deferred.push(Deferred { id, effects, attempt });
+        }
+    }
+
+    /// Answers `result` once everything staged so far is durable, or
+    /// `Unavailable` if it could not be written.
+    fn durably<T: 'static>(&mut self, result: Result<T, CommandError>) -> ResponseFuture<Result<T, CommandError>> {
+        if self.batch.entries.is_empty() {
+            return Box::pin(std::future::ready(result));
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.batch.waiters.push(tx);
+        Box::pin(async move {
+            match rx.await {
+                Ok(Ok(())) => result,
+                Ok(Err(e)) => Err(CommandError::Unavailable(format!(
+                    "journal write failed, nothing was changed: {e}"
+                ))),
+                Err(_) => Err(CommandError::Unavailable(
+                    "the coordinator stopped before the journal write".into(),
+                )),
+            }
+        })
+    }
+
+    /// Writes the current batch in one durable transaction, then answers its
+    /// callers and carries out what it implied. On failure nothing of it is
+    /// carried out and the state is rebuilt from the journal.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        let batch = std::mem::take(&mut self.batch);
+        if batch.entries.is_empty() {
+            for d in batch.deferred {
+                self.run(d.id, d.effects, d.attempt, ctx);
+            }
+            return;
+        }
+        let n = batch.entries.len();
         let started = Instant::now();
-        let written = self
-            .journal
-            .append(journal::NewEntry {
-                deployment: id.0,
-                at,
-                kind: entry.kind().to_string(),
-                body,
-            })
-            .map_err(|e| {
-                tracing::error!(deployment = %id, error = %e, "journal write failed; the command was not carried out");
-                CommandError::Unavailable(format!("journal write failed, nothing was changed: {e}"))
-            })?;
-        let secs = started.elapsed().as_secs_f64();
-        self.writes.count += 1;
-        self.writes.sum += secs;
-        self.writes.max = self.writes.max.max(secs);
-        for (i, bound) in WRITE_BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.writes.buckets[i] += 1;
+        match self.journal.append_batch(batch.entries) {
+            Ok(written) => {
+                let secs = started.elapsed().as_secs_f64();
+                self.writes.count += n as u64;
+                self.writes.sum += secs * n as f64;
+                self.writes.max = self.writes.max.max(secs);
+                for (i, bound) in WRITE_BUCKETS.iter().enumerate() {
+                    if secs <= *bound {
+                        self.writes.buckets[i] += n as u64;
+                    }
+                }
+                for entry in written {
+                    // Nobody listening is fine.
+                    let _ = self.entries.send(entry);
+                }
+                for w in batch.waiters {
+                    let _ = w.send(Ok(()));
+                }
+                for d in batch.deferred {
+                    self.run(d.id, d.effects, d.attempt, ctx);
+                }
+            }
+            Err(e) => {
+                tracing::error!(entries = n, error = %e, "journal write failed; nothing of it was carried out, rebuilding the state from the journal");
+                for w in batch.waiters {
+                    let _ = w.send(Err(e.to_string()));
+                }
+                self.rebuild(ctx);
             }
         }
-        // Nobody listening is fine.
-        let _ = self.entries.send(written);
+    }
+
+    /// Forgets the in-memory state and replays the journal, after a batch
+    /// that could not be written: the journal holds what is true.
+    fn rebuild(&mut self, ctx: &mut Context<Self>) {
+        self.machines.clear();
+        self.next_id = 1;
+        self.history = ServiceHistory::default();
+        self.superseded.clear();
+        self.pending.clear();
+        self.slots.clear();
+        self.waiting.clear();
+        self.broken.clear();
+        if let Err(e) = self.replay() {
+            tracing::error!(error = %e, "cannot replay the journal after a failed write");
+        }
+        let services: Vec<ServiceName> = self.waiting.keys().cloned().collect();
+        for s in services {
+            self.grant_slot(&s, ctx);
+        }
+    }
+
+    /// Rebuilds one deployment's machine from its journal entries, durable
+    /// and staged, after the machine refused an event (a refused event may
+    /// have changed part of it).
+    fn reload(&mut self, id: DeploymentId) -> Result<(), String> {
+        let mut inputs: Vec<(DateTime<Utc>, String)> = self
+            .journal
+            .deployment(id.0)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|e| (e.at, e.body))
+            .collect();
+        inputs.extend(
+            self.batch
+                .entries
+                .iter()
+                .filter(|e| e.deployment == id.0)
+                .map(|e| (e.at, e.body.clone())),
+        );
+        let mut machine = None;
+        for (at, body) in inputs {
+            match serde_json::from_str::<JournalEntry>(&body).map_err(|e| e.to_string())? {
+                JournalEntry::Submitted {
+                    request,
+                    production,
+                    held,
+                    settings,
+                    ..
+                } => {
+                    let (m, _) = Machine::submit(id, at, request, production, Arc::new(*settings), held)
+                        .map_err(|e| e.to_string())?;
+                    machine = Some(m);
+                }
+                JournalEntry::Event { event, .. } => {
+                    if let Some(m) = machine.as_mut() {
+                        let _ = m.handle(at, event);
+                    }
+                }
+                JournalEntry::Resumed { .. } => {}
+            }
+        }
+        let machine = machine.ok_or_else(|| format!("{id} has no submission in the journal"))?;
+        self.machines.insert(id, machine);
         Ok(())
     }
 
@@ -219,6 +421,8 @@ impl Coordinator {
                 ));
             }
         }
+        // Deployments submitted under the same settings share one copy.
+        let mut shared: Arc<Settings> = self.settings.clone();
         for e in entries {
             let id = DeploymentId(e.deployment);
             let body: JournalEntry = serde_json::from_str(&e.body).map_err(|err| {
@@ -236,8 +440,11 @@ impl Coordinator {
                     settings,
                     ..
                 } => {
-                    let (machine, out) = Machine::submit(id, e.at, request, production, Arc::new(*settings), held)
-                        .map_err(|err| {
+                    if *shared != *settings {
+                        shared = Arc::new(*settings);
+                    }
+                    let (machine, out) =
+                        Machine::submit(id, e.at, request, production, shared.clone(), held).map_err(|err| {
                             format!(
                                 "journal entry {} of {id}: the submission no longer opens: {err}",
                                 e.index
@@ -368,28 +575,34 @@ impl Coordinator {
                 return Ok(());
             }
         }
-        let before = machine.clone();
         let out = match machine.handle(now, event.clone()) {
             Ok(out) => out,
             Err(illegal) => {
                 tracing::error!(deployment = %id, error = %illegal, "refused an illegal stage transition");
-                *machine = before;
+                // The machine may have changed before it refused: rebuild it from its inputs.
+                if let Err(e) = self.reload(id) {
+                    tracing::error!(deployment = %id, error = %e, "cannot rebuild the deployment after a refused transition");
+                }
                 return Err(CommandError::Refused(illegal.to_string()));
             }
         };
-        let entry = JournalEntry::Event {
-            event: event.clone(),
-            facts: out.facts.clone(),
+        let entry = EventEntry {
+            kind: "event",
+            event: &event,
+            facts: &out.facts,
         };
-        if let Err(e) = self.write(id, now, &entry) {
-            self.machines.insert(id, before);
+        if let Err(e) = self.stage(id, now, "event", &entry, ctx) {
+            // Nothing was staged: take the machine back to its journaled inputs.
+            if let Err(e) = self.reload(id) {
+                tracing::error!(deployment = %id, error = %e, "cannot rebuild the deployment after a failed journal write");
+            }
             return Err(e);
         }
         let refusal = out.refusal.clone();
         self.answered(id, &event);
         self.after_event(id, &event, &out);
         self.track(id, &out);
-        self.run(id, out.effects, 1, ctx);
+        self.defer(id, out.effects, 1, ctx);
         match refusal {
             Some(r) => Err(CommandError::Refused(r)),
             None => Ok(()),
@@ -412,12 +625,12 @@ impl Coordinator {
         M::Result: Send,
         F: FnOnce(Result<M::Result, MailboxError>) -> Event + 'static,
     {
-        addr.send(msg)
-            .into_actor(self)
-            .map(move |res, act, ctx| {
-                act.feed_answer(id, to_event(res), ctx);
-            })
-            .spawn(ctx);
+        let request = addr.send(msg);
+        let me = ctx.address();
+        actix::spawn(async move {
+            let event = to_event(request.await);
+            me.do_send(Answer { id, event });
+        });
     }
 
     /// Carries out effects; `attempt` is passed on to the agents.
@@ -493,7 +706,8 @@ impl Coordinator {
                         traffic_percent,
                     });
                     let security = agents.security.send(CheckIncidents(t, minute));
-                    async move {
+                    let me = ctx.address();
+                    actix::spawn(async move {
                         let (metrics, healthy) = devops.await.unwrap_or_else(|e| {
                             (
                                 Err(format!("agent unavailable: {e}")),
@@ -501,17 +715,13 @@ impl Coordinator {
                             )
                         });
                         let incidents = security.await.unwrap_or_default();
-                        Observation {
+                        let event = Event::Observed(Observation {
                             metrics,
                             healthy,
                             incidents,
-                        }
-                    }
-                    .into_actor(self)
-                    .map(move |obs, act, ctx| {
-                        act.feed_answer(id, Event::Observed(obs), ctx);
-                    })
-                    .spawn(ctx);
+                        });
+                        me.do_send(Answer { id, event });
+                    });
                 }
                 Effect::Rollback(plan) => self.call(ctx, id, &agents.devops, Rollback(t, plan), move |r| {
                     Event::RolledBack(r.unwrap_or_else(|e| workflow::machine::RollbackOutcome {
@@ -524,8 +734,13 @@ impl Coordinator {
                 }),
                 Effect::Timer { at, token } => {
                     let delay = (at - self.clock.now()).to_std().unwrap_or_default();
-                    ctx.run_later(delay, move |act, ctx| {
-                        act.feed_answer(id, Event::Timer(token), ctx);
+                    let me = ctx.address();
+                    actix::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        me.do_send(Answer {
+                            id,
+                            event: Event::Timer(token),
+                        });
                     });
                 }
                 Effect::AcquireSlot => {
@@ -686,7 +901,8 @@ impl Coordinator {
             let mut kept = pending.clone();
             if !rerun.is_empty() {
                 let now = self.clock.now();
-                if let Err(e) = self.write(id, now, &JournalEntry::Resumed { effects: rerun.clone() }) {
+                let entry = JournalEntry::Resumed { effects: rerun.clone() };
+                if let Err(e) = self.stage(id, now, entry.kind(), &entry, ctx) {
                     tracing::error!(deployment = %id, error = %e, "cannot journal the resumption; the deployment stays paused");
                     self.pending.insert(id, pending);
                     continue;
@@ -700,7 +916,7 @@ impl Coordinator {
             for p in kept {
                 match p.effect {
                     Effect::AcquireSlot => {}
-                    effect => self.run(id, vec![effect], p.attempt, ctx),
+                    effect => self.defer(id, vec![effect], p.attempt, ctx),
                 }
             }
         }
@@ -771,54 +987,92 @@ impl Actor for Coordinator {
 }
 
 impl Handler<Submit> for Coordinator {
-    type Result = ResponseActFuture<Self, Result<DeploymentId, CommandError>>;
+    type Result = ResponseFuture<Result<DeploymentId, CommandError>>;
 
-    fn handle(&mut self, msg: Submit, _ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
         let request = msg.0;
         let inspect = self.agents.devops.send(Inspect(request.service.clone()));
-        Box::pin(inspect.into_actor(self).map(move |production, act, ctx| {
-            let production = production
+        let me = ctx.address();
+        Box::pin(async move {
+            let production = inspect
+                .await
                 .map_err(|e| CommandError::Refused(format!("DevOps agent unavailable: {e}")))?
                 .map_err(|e| {
                     CommandError::Refused(format!("cannot read production state of {}: {e}", request.service))
                 })?;
-            // The id is taken only once the request is known to be valid.
-            let id = DeploymentId(act.next_id);
-            let held = act.history.held.get(&request.service).map(|(why, _)| why.clone());
-            let now = act.clock.now();
-            let (machine, out) = Machine::submit(
-                id,
-                now,
-                request.clone(),
-                production.clone(),
-                act.settings.clone(),
-                held.clone(),
-            )
-            .map_err(|e| CommandError::Invalid(e.to_string()))?;
-            let entry = JournalEntry::Submitted {
-                request,
-                production,
-                held,
-                settings: Box::new((*act.settings).clone()),
-                facts: out.facts.clone(),
-            };
-            act.write(id, now, &entry)?;
-            act.next_id += 1;
-            act.machines.insert(id, machine);
-            act.track(id, &out);
-            act.run(id, out.effects, 1, ctx);
-            if let Err(e) = act.feed(id, Event::Start, ctx) {
-                // The submission is journaled; the start is retried on the next restart.
-                tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
-            }
-            Ok(id)
-        }))
+            me.send(Accept { request, production })
+                .await
+                .map_err(|e| CommandError::Unavailable(format!("the coordinator stopped: {e}")))?
+        })
+    }
+}
+
+impl Handler<Accept> for Coordinator {
+    type Result = ResponseFuture<Result<DeploymentId, CommandError>>;
+
+    fn handle(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.accept(msg, ctx);
+        // The id is given out only once the submission is durable.
+        self.durably(result)
+    }
+}
+
+impl Handler<Answer> for Coordinator {
+    type Result = ();
+
+    fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
+        self.feed_answer(msg.id, msg.event, ctx);
+    }
+}
+
+impl Coordinator {
+    fn accept(&mut self, msg: Accept, ctx: &mut Context<Self>) -> Result<DeploymentId, CommandError> {
+        let Accept { request, production } = msg;
+        // The id is taken only once the request is known to be valid.
+        let id = DeploymentId(self.next_id);
+        let held = self.history.held.get(&request.service).map(|(why, _)| why.clone());
+        let now = self.clock.now();
+        let (machine, out) = Machine::submit(
+            id,
+            now,
+            request.clone(),
+            production.clone(),
+            self.settings.clone(),
+            held.clone(),
+        )
+        .map_err(|e| CommandError::Invalid(e.to_string()))?;
+        let settings = self.settings.clone();
+        let entry = SubmittedEntry {
+            kind: "submitted",
+            request: &request,
+            production: &production,
+            held: &held,
+            settings: &settings,
+            facts: &out.facts,
+        };
+        self.stage(id, now, "submitted", &entry, ctx)?;
+        self.next_id += 1;
+        self.machines.insert(id, machine);
+        self.track(id, &out);
+        self.defer(id, out.effects, 1, ctx);
+        if let Err(e) = self.feed(id, Event::Start, ctx) {
+            // The submission is journaled; the start is retried on the next restart.
+            tracing::error!(deployment = %id, error = %e, "deployment accepted but not started");
+        }
+        Ok(id)
     }
 }
 
 impl Handler<Decide> for Coordinator {
-    type Result = Result<(), CommandError>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.decide(msg, ctx);
+        self.durably(result)
+    }
+}
+
+impl Coordinator {
+    fn decide(&mut self, msg: Decide, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let d = msg.0;
         let m = self.machines.get(&d.id).ok_or(CommandError::NotFound(d.id))?;
         let forbidden = workflow::approval::may_decide(m.record(), d.role, &d.by).err();
@@ -836,8 +1090,15 @@ impl Handler<Decide> for Coordinator {
 }
 
 impl Handler<Cancel> for Coordinator {
-    type Result = Result<(), CommandError>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.cancel(msg, ctx);
+        self.durably(result)
+    }
+}
+
+impl Coordinator {
+    fn cancel(&mut self, msg: Cancel, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let event = Event::Cancel {
             by: msg.by,
             reason: msg.reason,
@@ -847,8 +1108,15 @@ impl Handler<Cancel> for Coordinator {
 }
 
 impl Handler<RequestRollback> for Coordinator {
-    type Result = Result<(), CommandError>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: RequestRollback, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.request_rollback(msg, ctx);
+        self.durably(result)
+    }
+}
+
+impl Coordinator {
+    fn request_rollback(&mut self, msg: RequestRollback, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let m = self.machines.get(&msg.id).ok_or(CommandError::NotFound(msg.id))?;
         if m.status() == Status::Succeeded {
             let service = m.record().service.clone();
@@ -874,8 +1142,15 @@ impl Handler<RequestRollback> for Coordinator {
 }
 
 impl Handler<Acknowledge> for Coordinator {
-    type Result = Result<(), CommandError>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Acknowledge, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.acknowledge(msg, ctx);
+        self.durably(result)
+    }
+}
+
+impl Coordinator {
+    fn acknowledge(&mut self, msg: Acknowledge, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let event = Event::Acknowledge {
             index: msg.index,
             by: msg.by,
@@ -885,8 +1160,15 @@ impl Handler<Acknowledge> for Coordinator {
 }
 
 impl Handler<Refuse> for Coordinator {
-    type Result = Result<(), CommandError>;
+    type Result = ResponseFuture<Result<(), CommandError>>;
     fn handle(&mut self, msg: Refuse, ctx: &mut Context<Self>) -> Self::Result {
+        let result = self.refuse(msg, ctx);
+        self.durably(result)
+    }
+}
+
+impl Coordinator {
+    fn refuse(&mut self, msg: Refuse, ctx: &mut Context<Self>) -> Result<(), CommandError> {
         let event = Event::Refused {
             by: msg.by,
             role: msg.role,
@@ -898,9 +1180,18 @@ impl Handler<Refuse> for Coordinator {
 }
 
 impl Handler<GetRecord> for Coordinator {
-    type Result = Option<workflow::Record>;
+    type Result = ResponseFuture<Option<workflow::Record>>;
     fn handle(&mut self, msg: GetRecord, _: &mut Context<Self>) -> Self::Result {
-        self.machines.get(&msg.0).map(|m| m.rendered_record())
+        let Some(machine) = self.machines.get(&msg.0).cloned() else {
+            return Box::pin(std::future::ready(None));
+        };
+        // Rendering the Markdown (templates compiled on every render) is the
+        // costliest part of answering a submission: do it off the actor.
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || machine.rendered_record())
+                .await
+                .ok()
+        })
     }
 }
 

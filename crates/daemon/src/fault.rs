@@ -2,8 +2,10 @@
 //! in its environment, the daemon aborts (SIGABRT: no destructor runs, nothing
 //! is flushed, as with `kill -9`) right after its N-th durable journal append.
 //! That puts a crash at an exact journal position, which a `kill -9` from
-//! outside can only approximate. Never set it outside tests; the daemon logs
-//! a warning when it is.
+//! outside can only approximate. The wrapper commits a group of entries one
+//! entry at a time (the store's default `append_batch`), so a crash can land
+//! between any two entries, as if the group had been cut there. Never set it
+//! outside tests; the daemon logs a warning when it is.
 
 use journal::{Entry, NewEntry, Store, StoreError, Verification};
 

@@ -133,6 +133,15 @@ pub trait Store: Send {
     /// [`StoreError::InvalidEntry`] when the body is not JSON, the deployment
     /// number exceeds `i64::MAX` or the timestamp has no RFC 3339 form.
     fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError>;
+    /// Appends several entries, of any deployments, atomically and durably:
+    /// when `Ok` returns, all of them are on disk, in the order given; on an
+    /// error none of them is. This is group commit: one fsync for the batch.
+    /// The default appends one by one, which is atomic only for stores whose
+    /// appends cannot fail after validation (like [`MemoryStore`]).
+    fn append_batch(&mut self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreError> {
+        entries.iter().try_for_each(validate)?;
+        entries.into_iter().map(|e| self.append(e)).collect()
+    }
     /// Every entry, in seq order.
     fn all(&self) -> Result<Vec<Entry>, StoreError>;
     /// Entries with seq > `after`, in seq order (for event streams catching up).
@@ -160,7 +169,7 @@ pub fn entry_hash(prev_hash: &str, deployment: u64, index: u64, at: &DateTime<Ut
     field(&mut hasher, &timestamp(at));
     field(&mut hasher, kind);
     field(&mut hasher, body);
-    hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect()
+    hex(&hasher.finalize().into())
 }
 
 /// Checks one deployment's chain, given its entries in index order: every
@@ -285,50 +294,142 @@ fn chain(seq: u64, last: Option<(u64, &str)>, entry: NewEntry) -> Entry {
 }
 
 /// A journal held in memory, for tests and the simulator. Nothing survives a drop.
+///
+/// Entries are kept compactly (the hash as 32 bytes, the previous hash as a
+/// link to the previous entry, the kind as a small number, the body without
+/// spare capacity), because a simulation of thousands of deployments holds
+/// hundreds of thousands of them; [`Entry`]s are built when read.
 #[derive(Debug, Clone, Default)]
 pub struct MemoryStore {
-    entries: Vec<Entry>,
+    entries: Vec<Stored>,
+    /// Every kind seen, indexed by `Stored::kind`.
+    kinds: Vec<Box<str>>,
+    /// Position in `entries` of each deployment's last entry.
+    last: std::collections::HashMap<u64, usize>,
+}
+
+/// One entry of a [`MemoryStore`]; its seq is its position + 1.
+#[derive(Debug, Clone)]
+struct Stored {
+    deployment: u64,
+    index: u64,
+    at: DateTime<Utc>,
+    kind: u16,
+    body: Box<str>,
+    hash: [u8; 32],
+    /// Position of the previous entry of the same deployment.
+    prev: Option<usize>,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         Self::default()
     }
+
+    fn entry(&self, position: usize) -> Entry {
+        let s = &self.entries[position];
+        Entry {
+            seq: position as u64 + 1,
+            deployment: s.deployment,
+            index: s.index,
+            at: s.at,
+            kind: self.kinds[usize::from(s.kind)].to_string(),
+            body: s.body.to_string(),
+            prev_hash: s
+                .prev
+                .map_or_else(|| GENESIS_HASH.to_owned(), |p| hex(&self.entries[p].hash)),
+            hash: hex(&s.hash),
+        }
+    }
+
+    fn kind_number(&mut self, kind: &str) -> u16 {
+        match self.kinds.iter().position(|k| &**k == kind) {
+            Some(i) => i as u16,
+            None => {
+                self.kinds.push(kind.into());
+                (self.kinds.len() - 1) as u16
+            }
+        }
+    }
 }
 
 impl Store for MemoryStore {
     fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError> {
         validate(&entry)?;
-        let last = self.entries.iter().rev().find(|e| e.deployment == entry.deployment);
+        if self.kinds.len() >= usize::from(u16::MAX) && !self.kinds.iter().any(|k| **k == *entry.kind) {
+            return Err(StoreError::InvalidEntry {
+                deployment: entry.deployment,
+                reason: format!("more than {} kinds of entries", u16::MAX),
+            });
+        }
+        let prev = self.last.get(&entry.deployment).copied();
+        let last_hash = prev.map(|p| hex(&self.entries[p].hash));
         let entry = chain(
             self.entries.len() as u64 + 1,
-            last.map(|e| (e.index, e.hash.as_str())),
+            prev.map(|p| self.entries[p].index).zip(last_hash.as_deref()),
             entry,
         );
-        self.entries.push(entry.clone());
+        let kind = self.kind_number(&entry.kind);
+        self.last.insert(entry.deployment, self.entries.len());
+        self.entries.push(Stored {
+            deployment: entry.deployment,
+            index: entry.index,
+            at: entry.at,
+            kind,
+            body: entry.body.as_str().into(),
+            hash: unhex(&entry.hash).expect("entry_hash gives 64 hex digits"),
+            prev,
+        });
         Ok(entry)
     }
 
     fn all(&self) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.entries.clone())
+        Ok((0..self.entries.len()).map(|i| self.entry(i)).collect())
     }
 
     fn since(&self, after: u64) -> Result<Vec<Entry>, StoreError> {
-        Ok(self.entries.iter().filter(|e| e.seq > after).cloned().collect())
+        let from = usize::try_from(after).unwrap_or(usize::MAX).min(self.entries.len());
+        Ok((from..self.entries.len()).map(|i| self.entry(i)).collect())
     }
 
     fn deployment(&self, deployment: u64) -> Result<Vec<Entry>, StoreError> {
-        Ok(self
-            .entries
-            .iter()
-            .filter(|e| e.deployment == deployment)
-            .cloned()
-            .collect())
+        let mut positions = vec![];
+        let mut at = self.last.get(&deployment).copied();
+        while let Some(p) = at {
+            positions.push(p);
+            at = self.entries[p].prev;
+        }
+        Ok(positions.into_iter().rev().map(|p| self.entry(p)).collect())
     }
 
     fn max_deployment(&self) -> Result<u64, StoreError> {
-        Ok(self.entries.iter().map(|e| e.deployment).max().unwrap_or(0))
+        Ok(self.last.keys().copied().max().unwrap_or(0))
     }
+}
+
+/// Lowercase hex of a SHA-256.
+fn hex(bytes: &[u8; 32]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(64);
+    for byte in bytes {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 0xf)] as char);
+    }
+    out
+}
+
+/// The 32 bytes of a 64-digit hex SHA-256.
+fn unhex(text: &str) -> Option<[u8; 32]> {
+    let digits = text.as_bytes();
+    if digits.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in digits.chunks(2).enumerate() {
+        let value = |c: u8| (c as char).to_digit(16);
+        out[i] = u8::try_from(value(pair[0])? * 16 + value(pair[1])?).ok()?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! interleaving its appends. Offline tools (read, verify) use
 //! [`SqliteStore::open`] while no daemon runs.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -105,51 +106,77 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError> {
-        validate(&entry)?;
+        let mut written = self.append_batch(vec![entry])?;
+        Ok(written.pop().expect("one entry in, one out"))
+    }
+
+    /// One transaction, so one fsync, for the whole batch.
+    fn append_batch(&mut self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreError> {
+        entries.iter().try_for_each(validate)?;
+        if entries.is_empty() {
+            return Ok(vec![]);
+        }
         let path = self.path.clone();
         let sqlite = |err| classify(&path, err);
-        let deployment = entry.deployment as i64; // validate() checked that it fits
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(sqlite)?;
-        let last: Option<(i64, i64, String)> = tx
-            .query_row(
-                "SELECT seq, idx, hash FROM entries WHERE deployment = ?1 ORDER BY idx DESC LIMIT 1",
-                [deployment],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
-            )
-            .optional()
-            .map_err(sqlite)?;
-        let next_seq: i64 = tx
+        let mut next_seq: i64 = tx
             .query_row("SELECT coalesce(max(seq), 0) + 1 FROM entries", [], |row| row.get(0))
             .map_err(sqlite)?;
-        let last = match last {
-            Some((seq, index, hash)) => Some((to_u64(&path, seq, "idx", index)?, hash)),
-            None => None,
-        };
-        let entry = chain(
-            to_u64(&path, next_seq, "seq", next_seq)?,
-            last.as_ref().map(|(i, h)| (*i, h.as_str())),
-            entry,
-        );
-        tx.execute(
-            "INSERT INTO entries (seq, deployment, idx, at, kind, body, prev_hash, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![
-                next_seq,
-                deployment,
-                entry.index as i64,
-                timestamp(&entry.at),
-                entry.kind,
-                entry.body,
-                entry.prev_hash,
-                entry.hash
-            ],
-        )
-        .map_err(sqlite)?;
+        // The last (index, hash) of each deployment, as this batch extends it.
+        let mut heads: HashMap<u64, (u64, String)> = HashMap::new();
+        let mut written = Vec::with_capacity(entries.len());
+        {
+            let mut last_of = tx
+                .prepare_cached("SELECT seq, idx, hash FROM entries WHERE deployment = ?1 ORDER BY idx DESC LIMIT 1")
+                .map_err(sqlite)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO entries (seq, deployment, idx, at, kind, body, prev_hash, hash)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .map_err(sqlite)?;
+            for entry in entries {
+                let deployment = entry.deployment as i64; // validate() checked that it fits
+                let last = match heads.remove(&entry.deployment) {
+                    Some(head) => Some(head),
+                    None => {
+                        let row: Option<(i64, i64, String)> = last_of
+                            .query_row([deployment], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                            .optional()
+                            .map_err(sqlite)?;
+                        match row {
+                            Some((seq, index, hash)) => Some((to_u64(&path, seq, "idx", index)?, hash)),
+                            None => None,
+                        }
+                    }
+                };
+                let entry = chain(
+                    to_u64(&path, next_seq, "seq", next_seq)?,
+                    last.as_ref().map(|(i, h)| (*i, h.as_str())),
+                    entry,
+                );
+                insert
+                    .execute(params![
+                        next_seq,
+                        deployment,
+                        entry.index as i64,
+                        timestamp(&entry.at),
+                        entry.kind,
+                        entry.body,
+                        entry.prev_hash,
+                        entry.hash
+                    ])
+                    .map_err(sqlite)?;
+                next_seq += 1;
+                heads.insert(entry.deployment, (entry.index, entry.hash.clone()));
+                written.push(entry);
+            }
+        }
         tx.commit().map_err(sqlite)?;
-        Ok(entry)
+        Ok(written)
     }
 
     fn all(&self) -> Result<Vec<Entry>, StoreError> {

@@ -397,3 +397,41 @@ fn uncreatable_directory_is_reported() {
         "{err}"
     );
 }
+
+/// A batch extends each deployment's chain like single appends would, and
+/// an invalid entry anywhere in a batch keeps all of it out.
+#[test]
+fn batches_chain_like_single_appends_and_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut sqlite = SqliteStore::open(&journal_path(&dir)).unwrap();
+    let mut memory = MemoryStore::default();
+    for store in [&mut sqlite as &mut dyn Store, &mut memory] {
+        store.append(new(1, "submitted", "{}")).unwrap();
+        let written = store
+            .append_batch(vec![
+                new(2, "submitted", "{}"),
+                new(1, "event", r#"{"n":1}"#),
+                new(2, "event", r#"{"n":2}"#),
+                new(1, "event", r#"{"n":3}"#),
+            ])
+            .unwrap();
+        assert_eq!(written.iter().map(|e| e.seq).collect::<Vec<_>>(), [2, 3, 4, 5]);
+        assert_eq!(written.iter().map(|e| e.index).collect::<Vec<_>>(), [1, 2, 2, 3]);
+        for d in [1, 2] {
+            let v = store.verify(d).unwrap();
+            assert!(v.intact, "deployment {d}: {:?}", v.problems);
+        }
+        let refused = store.append_batch(vec![new(1, "event", "{}"), new(2, "event", "not json")]);
+        assert!(
+            matches!(refused, Err(StoreError::InvalidEntry { deployment: 2, .. })),
+            "{refused:?}"
+        );
+        assert_eq!(
+            store.all().unwrap().len(),
+            5,
+            "nothing of the refused batch was written"
+        );
+        assert_eq!(store.deployment(1).unwrap().len(), 3);
+        assert!(store.append_batch(vec![]).unwrap().is_empty());
+    }
+}
