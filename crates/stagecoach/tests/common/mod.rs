@@ -479,9 +479,14 @@ impl Daemon {
             .expect(200, "verify a deployment")
     }
 
-    /// Follows `GET /v1/events` (every deployment) from the first entry.
-    pub fn all_events(&self, token: &str) -> Events {
-        Events::open_path(self.addr(), "/v1/events", "events of every deployment".into(), token)
+    /// Follows `GET /v1/events?after=SEQ` (every deployment) from the entry after `after`.
+    pub fn all_events(&self, after: u64, token: &str) -> Events {
+        Events::open_path(
+            self.addr(),
+            &format!("/v1/events?after={after}"),
+            "events of every deployment".into(),
+            token,
+        )
     }
 
     /// Follows `GET /v1/events?deployment=ID` from the first entry.
@@ -604,6 +609,16 @@ impl Events {
             conn,
             seen: vec![],
         }
+    }
+
+    /// The next entry, or `None` when the stream ended or nothing came before `deadline`.
+    pub fn next_before(&mut self, deadline: Instant) -> Option<Value> {
+        let entry = self
+            .rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .ok()?;
+        self.seen.push(entry.clone());
+        Some(entry)
     }
 
     /// Waits (at most [`WAIT`]) for the first new entry for which `check` returns `Some`.
