@@ -57,6 +57,15 @@ enum Command {
     /// daemon in this process with examples/demo.toml and deploys three releases of the bundled
     /// example service (about two minutes).
     Demo,
+    /// Measure Stagecoach against baselines taken in the same run (docs/PERFORMANCE.md).
+    Bench {
+        /// Small sizes, for CI; fails only on gross regressions.
+        #[arg(long)]
+        quick: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
     #[command(hide = true)]
     ExampleService(example_service::server::Options),
@@ -112,6 +121,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Bench { quick, json } => run_bench(quick, json),
         Command::ExampleService(options) => match example_service::server::run(options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -162,6 +172,37 @@ fn run_daemon(config: Option<&Path>, listen: Option<String>, state_dir: Option<P
         Err(e) => {
             tracing::error!("{e}");
             eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_bench(quick: bool, json: bool) -> ExitCode {
+    let opts = bench::BenchOptions {
+        quick,
+        // Rows 5–8 start this binary as `daemon` on 127.0.0.1.
+        daemon_binary: std::env::current_exe().ok(),
+        // Row 8's metrics endpoint: the example service, served by this binary too.
+        example_binary: bench::sibling_binary("stagecoach-example"),
+    };
+    match bench::run(&opts) {
+        Ok(report) => {
+            if json {
+                match serde_json::to_string_pretty(&report) {
+                    Ok(j) => println!("{j}"),
+                    Err(e) => return usage_error(e),
+                }
+            } else {
+                print!("{}", report.render_text());
+            }
+            if report.gross_regressions().is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("stagecoach bench: {e}");
             ExitCode::from(2)
         }
     }
