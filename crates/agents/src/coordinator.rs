@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use chrono::{DateTime, Utc};
@@ -181,7 +181,15 @@ pub struct Coordinator {
     /// Deployments whose journal chain was broken when it was replayed.
     broken: Vec<String>,
     batch: Batch,
+    /// After a journal write failed: the wait before trying again to resume
+    /// the paused deployments, and whether that retry is already scheduled.
+    write_retry: Duration,
+    retry_scheduled: bool,
 }
+
+/// First and longest wait before retrying after a failed journal write.
+const WRITE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const WRITE_RETRY_MAX: Duration = Duration::from_secs(30);
 
 impl Coordinator {
     /// A coordinator with the state the journal holds: every deployment in
@@ -215,6 +223,8 @@ impl Coordinator {
             },
             broken: vec![],
             batch: Batch::default(),
+            write_retry: WRITE_RETRY_FIRST,
+            retry_scheduled: false,
         };
         c.replay()?;
         Ok(c)
@@ -326,6 +336,7 @@ impl Coordinator {
                 for d in batch.deferred {
                     self.run(d.id, d.effects, d.attempt, ctx);
                 }
+                self.write_retry = WRITE_RETRY_FIRST;
             }
             Err(e) => {
                 tracing::error!(entries = n, error = %e, "journal write failed; nothing of it was carried out, rebuilding the state from the journal");
@@ -333,8 +344,30 @@ impl Coordinator {
                     let _ = w.send(Err(e.to_string()));
                 }
                 self.rebuild(ctx);
+                self.schedule_write_retry(ctx);
             }
         }
+    }
+
+    /// In-flight deployments are paused while the journal cannot be written
+    /// (what they would do next cannot be recorded). Tries again later: the
+    /// work whose answers were lost is resumed as after a restart, each
+    /// re-run journaled first, so nothing runs unless writing works again.
+    fn schedule_write_retry(&mut self, ctx: &mut Context<Self>) {
+        if self.retry_scheduled {
+            return;
+        }
+        self.retry_scheduled = true;
+        let wait = self.write_retry;
+        self.write_retry = (wait * 2).min(WRITE_RETRY_MAX);
+        tracing::warn!(
+            retry_in_seconds = wait.as_secs_f64(),
+            "deployments paused until the journal can be written"
+        );
+        ctx.run_later(wait, |act, ctx| {
+            act.retry_scheduled = false;
+            act.resume(ctx);
+        });
     }
 
     /// Forgets the in-memory state and replays the journal, after a batch

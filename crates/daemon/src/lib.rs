@@ -119,17 +119,7 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
         )
     })?;
     let store = journal::SqliteStore::open_exclusive(&journal_path(&state_dir)).map_err(|e| e.to_string())?;
-    let store: Box<dyn journal::Store> = match fault::abort_after_appends()? {
-        Some(n) => {
-            tracing::warn!(
-                appends = n,
-                "{} is set: this daemon aborts right after that many journal appends (crash testing)",
-                fault::ABORT_AFTER_APPENDS
-            );
-            Box::new(fault::AbortAfter::new(Box::new(store), n))
-        }
-        None => Box::new(store),
-    };
+    let store = fault::inject(Box::new(store), &journal_path(&state_dir))?;
     let (principals, created) = auth::principals(&config.principals, &state_dir)?;
     if let Some(path) = &created {
         tracing::warn!(

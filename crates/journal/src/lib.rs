@@ -54,7 +54,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-pub use sqlite::{SqliteStore, SCHEMA_VERSION};
+pub use sqlite::{disk_full_error, SqliteStore, SCHEMA_VERSION};
 
 /// The `prev_hash` of the first entry of every chain: 64 `'0'`s.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -122,8 +122,23 @@ pub enum StoreError {
     Corrupt { path: PathBuf, seq: i64, detail: String },
     #[error("cannot append to the journal of deployment {deployment}: {reason}")]
     InvalidEntry { deployment: u64, reason: String },
-    #[error("journal {}: {source}", path.display())]
+    #[error("journal {}: {source}{}", path.display(), database_hint(source))]
     Database { path: PathBuf, source: rusqlite::Error },
+}
+
+/// What to do about a database error, where SQLite's code says.
+fn database_hint(e: &rusqlite::Error) -> &'static str {
+    match e.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+            "; the file is damaged and nothing in it can be trusted: move it aside (with its -wal and -shm files) \
+             and restore it from a backup, or start with another --state-dir"
+        }
+        Some(rusqlite::ErrorCode::DiskFull) => "; free space on its file system: the daemon resumes by itself",
+        Some(rusqlite::ErrorCode::ReadOnly | rusqlite::ErrorCode::PermissionDenied) => {
+            "; make the state dir and the journal writable by the daemon's user"
+        }
+        _ => "",
+    }
 }
 
 /// Durable storage of the journal.

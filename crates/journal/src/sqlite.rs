@@ -359,6 +359,18 @@ impl Raw {
     }
 }
 
+/// The error SQLite reports when the disk is full (`SQLITE_FULL`), for the
+/// journal at `path`: what fault injection returns to imitate a full disk.
+pub fn disk_full_error(path: &Path, detail: &str) -> StoreError {
+    StoreError::Database {
+        path: path.to_path_buf(),
+        source: rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some(format!("database or disk is full ({detail})")),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

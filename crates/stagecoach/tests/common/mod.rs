@@ -142,17 +142,32 @@ impl Config {
 
 /// Everything the daemons of one test wrote to stderr/stdout.
 #[derive(Clone, Default)]
-pub struct Logs(Arc<Mutex<String>>);
+pub struct Logs(Arc<(Mutex<String>, std::sync::Condvar)>);
 
 impl Logs {
     fn push(&self, line: &str) {
-        let mut logs = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut logs = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
         logs.push_str(line);
         logs.push('\n');
+        self.0 .1.notify_all();
     }
 
     pub fn text(&self) -> String {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.0 .0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Waits (at most [`WAIT`]) until `needle` has appeared `times` times in the output.
+    pub fn wait_for(&self, needle: &str, times: usize) {
+        let deadline = Instant::now() + WAIT;
+        let mut logs = self.0 .0.lock().unwrap_or_else(|e| e.into_inner());
+        while logs.matches(needle).count() < times {
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "{needle:?} did not appear {times} times in the daemon's output"
+            );
+            logs = self.0 .1.wait_timeout(logs, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
     }
 }
 
