@@ -185,6 +185,9 @@ pub struct Coordinator {
     /// the paused deployments, and whether that retry is already scheduled.
     write_retry: Duration,
     retry_scheduled: bool,
+    /// Agent calls whose answer has not come back yet. Resuming after a
+    /// failed write leaves them alone: their answers are still coming.
+    in_flight: Vec<(DeploymentId, Effect)>,
 }
 
 /// First and longest wait before retrying after a failed journal write.
@@ -225,6 +228,7 @@ impl Coordinator {
             batch: Batch::default(),
             write_retry: WRITE_RETRY_FIRST,
             retry_scheduled: false,
+            in_flight: Vec::new(),
         };
         c.replay()?;
         Ok(c)
@@ -676,6 +680,12 @@ impl Coordinator {
         let lost = |e: MailboxError| format!("agent unavailable: {e}");
         for effect in effects {
             let t = target.clone();
+            if !matches!(
+                effect,
+                Effect::Timer { .. } | Effect::AwaitDecision { .. } | Effect::AcquireSlot | Effect::Finished
+            ) {
+                self.in_flight.push((id, effect.clone()));
+            }
             match effect {
                 Effect::Prepare => self.call(ctx, id, &agents.devops, Prepare(t), move |r| {
                     Event::Prepared(r.map_err(lost).and_then(|x| x))
@@ -926,9 +936,23 @@ impl Coordinator {
                     _ => true,
                 })
                 .collect();
+            // A call still running (after a failed write, not a restart) is not run again.
+            let mut running: Vec<&Effect> = self
+                .in_flight
+                .iter()
+                .filter(|(d, _)| *d == id)
+                .map(|(_, e)| e)
+                .collect();
             let rerun: Vec<Effect> = pending
                 .iter()
                 .filter(|p| !matches!(p.effect, Effect::Timer { .. } | Effect::AcquireSlot))
+                .filter(|p| match running.iter().position(|e| **e == p.effect) {
+                    Some(i) => {
+                        running.remove(i);
+                        false
+                    }
+                    None => true,
+                })
                 .map(|p| p.effect.clone())
                 .collect();
             let mut kept = pending.clone();
@@ -946,10 +970,18 @@ impl Coordinator {
                 tracing::info!(deployment = %id, effects = rerun.len(), "resuming interrupted work");
             }
             self.pending.insert(id, kept.clone());
+            let mut to_run = rerun;
             for p in kept {
                 match p.effect {
                     Effect::AcquireSlot => {}
-                    effect => self.defer(id, vec![effect], p.attempt, ctx),
+                    Effect::Timer { .. } => self.defer(id, vec![p.effect], p.attempt, ctx),
+                    effect => {
+                        // Only what was interrupted; a call still running answers by itself.
+                        if let Some(i) = to_run.iter().position(|e| *e == effect) {
+                            to_run.remove(i);
+                            self.defer(id, vec![effect], p.attempt, ctx);
+                        }
+                    }
                 }
             }
         }
@@ -1054,6 +1086,13 @@ impl Handler<Answer> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
+        if let Some(i) = self
+            .in_flight
+            .iter()
+            .position(|(id, e)| *id == msg.id && e.answered_by(&msg.event))
+        {
+            self.in_flight.remove(i);
+        }
         self.feed_answer(msg.id, msg.event, ctx);
     }
 }

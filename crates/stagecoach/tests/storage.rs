@@ -74,8 +74,11 @@ fn a_full_disk_pauses_the_daemon_and_it_resumes_by_itself() {
     );
     let v = d.verify(&id, &token("alice"));
     assert_eq!(v["intact"], true, "{v}");
-    // Each production weight once, except a step whose answer was lost, re-run as a later attempt.
+    // Each production weight exactly once: nothing that was running when the
+    // writes failed is run again (only work whose answer was lost would be).
     let runs = common::deploy_runs(&log);
+    let production: Vec<_> = runs.iter().filter(|r| r.environment == "production").collect();
+    assert_eq!(production.len(), 3, "{runs:?}");
     for weight in ["10", "50", "100"] {
         let first_attempts = runs
             .iter()
