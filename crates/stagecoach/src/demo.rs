@@ -258,7 +258,10 @@ pub fn run(options: DemoOptions) -> Result<u8, String> {
             println!("  {version:>6}: {n:>6} requests, {errors:>4} errors ({share:.1} %)");
         }
         if t.unanswered > 0 {
-            println!("  {:>6} requests got no answer", t.unanswered);
+            println!(
+                "  {:>6} requests got no answer (sent before 1.0.0 was up: until the first release, nothing listens)",
+                t.unanswered
+            );
         }
         let expected = *second == 0 && *third == 1;
         println!(
