@@ -21,6 +21,13 @@ use std::time::Duration;
 use serde::Serialize;
 
 /// What to run.
+/// The quick mode's line for row 3 (a journal event against an actix round
+/// trip). An optimised build measures 10–16×, so 20× is gross. A debug build
+/// (what `cargo test` runs in CI) measured 15–23× on the same machine, with
+/// both sides unoptimised and other tests' builds around, so its line is 50×:
+/// still far below what a per-event cost growing with the fleet would give.
+pub const GROSS_ROW3_RATIO: f64 = if cfg!(debug_assertions) { 50.0 } else { 20.0 };
+
 #[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
     /// Small sizes, for CI: the whole run takes seconds, even in a debug build.
@@ -72,15 +79,17 @@ impl Report {
     /// because something broke, an API request that failed, or (in the
     /// quick mode, whose sizes the line is drawn for) a journal event
     /// costing more than 20× an actix round trip.
+    /// Gross regressions: a row that broke, an API error, or (quick mode) row 3
+    /// over [`GROSS_ROW3_RATIO`].
     pub fn gross_regressions(&self) -> Vec<String> {
         let mut out = vec![];
         for r in &self.rows {
             if r.note.starts_with("failed:") {
                 out.push(format!("row {}: {}", r.id, r.note));
             }
-            if self.quick && r.id == "3" && r.ratio.is_some_and(|x| x > 20.0) {
+            if self.quick && r.id == "3" && r.ratio.is_some_and(|x| x > GROSS_ROW3_RATIO) {
                 out.push(format!(
-                    "row 3: a journal event costs {:.1}× an actix round trip (> 20×)",
+                    "row 3: a journal event costs {:.1}× an actix round trip (> {GROSS_ROW3_RATIO}×)",
                     r.ratio.unwrap_or(0.0)
                 ));
             }
