@@ -17,6 +17,10 @@ use proptest::test_runner::Config as ProptestConfig;
 use sim::scenario::Scenario;
 use toml::Value;
 
+#[path = "../../../tests/support/toml_paths.rs"]
+mod toml_paths;
+use toml_paths::{at_path, paths, steps};
+
 fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig::default();
     if std::env::var_os("PROPTEST_CASES").is_none() {
@@ -181,61 +185,6 @@ fn parse_and_load(text: &str) -> Result<Option<Scenario>, TestCaseError> {
 // ---- structure-aware edits ---------------------------------------------------------------------
 
 /// Paths to every value, written as serde_path_to_error writes them (`requests[0].version`).
-fn paths(v: &Value, prefix: &str, out: &mut Vec<String>) {
-    match v {
-        Value::Table(map) => {
-            for (k, child) in map {
-                let p = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                out.push(p.clone());
-                paths(child, &p, out);
-            }
-        }
-        Value::Array(items) => {
-            for (i, child) in items.iter().enumerate() {
-                let p = format!("{prefix}[{i}]");
-                out.push(p.clone());
-                paths(child, &p, out);
-            }
-        }
-        _ => {}
-    }
-}
-
-fn steps(path: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for part in path.split('.') {
-        let mut rest = part;
-        if let Some(i) = rest.find('[') {
-            if i > 0 {
-                out.push(rest[..i].to_owned());
-            }
-            rest = &rest[i..];
-            while let Some(end) = rest.find(']') {
-                out.push(rest[..=end].to_owned());
-                rest = &rest[end + 1..];
-            }
-        } else {
-            out.push(rest.to_owned());
-        }
-    }
-    out
-}
-
-fn at_path<'a>(v: &'a mut Value, path: &str) -> Option<&'a mut Value> {
-    let mut cur = v;
-    for step in steps(path) {
-        cur = match step.strip_prefix('[') {
-            Some(index) => cur.get_mut(index.trim_end_matches(']').parse::<usize>().ok()?)?,
-            None => cur.get_mut(step.as_str())?,
-        };
-    }
-    Some(cur)
-}
-
 fn wrong_value() -> impl Strategy<Value = Value> {
     let datetime = |s: &str| Value::Datetime(s.parse().expect("a TOML datetime"));
     prop_oneof![
