@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler};
@@ -56,40 +56,6 @@ pub fn scenario_text(n: usize) -> String {
          [[world.metrics]]\nminute = 12\nversion = \"2.0.9\"\nerror_rate = 0.07\n",
     );
     s
-}
-
-/// A store shared with the caller, so it can be inspected after the run.
-#[derive(Clone)]
-pub struct Shared(pub Arc<Mutex<Box<dyn journal::Store>>>);
-
-impl Shared {
-    pub fn new(store: Box<dyn journal::Store>) -> Self {
-        Shared(Arc::new(Mutex::new(store)))
-    }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn journal::Store>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl journal::Store for Shared {
-    fn append(&mut self, entry: journal::NewEntry) -> Result<journal::Entry, journal::StoreError> {
-        self.lock().append(entry)
-    }
-    fn append_batch(&mut self, entries: Vec<journal::NewEntry>) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().append_batch(entries)
-    }
-    fn all(&self) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().all()
-    }
-    fn since(&self, after: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().since(after)
-    }
-    fn deployment(&self, deployment: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().deployment(deployment)
-    }
-    fn max_deployment(&self) -> Result<u64, journal::StoreError> {
-        self.lock().max_deployment()
-    }
 }
 
 struct Collector(tokio::sync::mpsc::UnboundedSender<workflow::types::DeploymentId>);

@@ -393,11 +393,11 @@ pub fn sibling_binary(name: &str) -> Option<PathBuf> {
 
 /// Average size in bytes of a journal row (body plus the other columns) in a fleet run.
 fn average_row_bytes(n: usize) -> usize {
-    let store = fleet::Shared::new(Box::new(journal::MemoryStore::default()));
+    let store = journal::SharedStore::new(Box::new(journal::MemoryStore::default()));
     if fleet::run(n, Box::new(store.clone())).is_err() {
         return 512;
     }
-    let entries = journal::Store::all(&**store.0.lock().unwrap_or_else(|p| p.into_inner())).unwrap_or_default();
+    let entries = journal::Store::all(&store).unwrap_or_default();
     if entries.is_empty() {
         return 512;
     }

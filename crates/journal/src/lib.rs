@@ -472,3 +472,43 @@ mod tests {
         );
     }
 }
+
+/// A store shared between its users (clones see the same entries): the
+/// Coordinator writes through one clone while a caller keeps another to read
+/// the journal afterwards (the simulator replays it, the benchmarks measure it).
+#[derive(Clone)]
+pub struct SharedStore(std::sync::Arc<std::sync::Mutex<Box<dyn Store>>>);
+
+impl SharedStore {
+    pub fn new(store: Box<dyn Store>) -> SharedStore {
+        SharedStore(std::sync::Arc::new(std::sync::Mutex::new(store)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Store for SharedStore {
+    fn append(&mut self, entry: NewEntry) -> Result<Entry, StoreError> {
+        self.lock().append(entry)
+    }
+    fn append_batch(&mut self, entries: Vec<NewEntry>) -> Result<Vec<Entry>, StoreError> {
+        self.lock().append_batch(entries)
+    }
+    fn all(&self) -> Result<Vec<Entry>, StoreError> {
+        self.lock().all()
+    }
+    fn since(&self, after: u64) -> Result<Vec<Entry>, StoreError> {
+        self.lock().since(after)
+    }
+    fn deployment(&self, deployment: u64) -> Result<Vec<Entry>, StoreError> {
+        self.lock().deployment(deployment)
+    }
+    fn verify(&self, deployment: u64) -> Result<Verification, StoreError> {
+        self.lock().verify(deployment)
+    }
+    fn max_deployment(&self) -> Result<u64, StoreError> {
+        self.lock().max_deployment()
+    }
+}

@@ -47,35 +47,6 @@ pub enum SimError {
     Replay(String),
 }
 
-/// The simulation's journal: kept in memory and shared, so the run can be
-/// replayed from it afterwards.
-#[derive(Clone, Default)]
-struct SharedStore(Arc<std::sync::Mutex<journal::MemoryStore>>);
-
-impl SharedStore {
-    fn lock(&self) -> std::sync::MutexGuard<'_, journal::MemoryStore> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl journal::Store for SharedStore {
-    fn append(&mut self, entry: journal::NewEntry) -> Result<journal::Entry, journal::StoreError> {
-        self.lock().append(entry)
-    }
-    fn all(&self) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().all()
-    }
-    fn since(&self, after: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().since(after)
-    }
-    fn deployment(&self, deployment: u64) -> Result<Vec<journal::Entry>, journal::StoreError> {
-        self.lock().deployment(deployment)
-    }
-    fn max_deployment(&self) -> Result<u64, journal::StoreError> {
-        self.lock().max_deployment()
-    }
-}
-
 /// Loads the configuration for a scenario: bundled defaults, then the
 /// `--config` file, then the scenario's `[config]` table, then `STAGECOACH__`
 /// environment overrides.
@@ -151,7 +122,8 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
         notifier: world.clone(),
         people: world.clone(),
     };
-    let store = SharedStore::default();
+    // Kept in memory and shared, so the run can be replayed from it afterwards.
+    let store = journal::SharedStore::new(Box::new(journal::MemoryStore::default()));
     let coordinator =
         agents::start(settings.clone(), ports.clone(), Box::new(store.clone())).map_err(SimError::Replay)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
