@@ -187,7 +187,7 @@ pub struct Coordinator {
     retry_scheduled: bool,
     /// Agent calls whose answer has not come back yet. Resuming after a
     /// failed write leaves them alone: their answers are still coming.
-    in_flight: Vec<(DeploymentId, Effect)>,
+    in_flight: BTreeMap<DeploymentId, Vec<Effect>>,
 }
 
 /// First and longest wait before retrying after a failed journal write.
@@ -228,7 +228,7 @@ impl Coordinator {
             batch: Batch::default(),
             write_retry: WRITE_RETRY_FIRST,
             retry_scheduled: false,
-            in_flight: Vec::new(),
+            in_flight: BTreeMap::new(),
         };
         c.replay()?;
         Ok(c)
@@ -684,7 +684,7 @@ impl Coordinator {
                 effect,
                 Effect::Timer { .. } | Effect::AwaitDecision { .. } | Effect::AcquireSlot | Effect::Finished
             ) {
-                self.in_flight.push((id, effect.clone()));
+                self.in_flight.entry(id).or_default().push(effect.clone());
             }
             match effect {
                 Effect::Prepare => self.call(ctx, id, &agents.devops, Prepare(t), move |r| {
@@ -937,12 +937,7 @@ impl Coordinator {
                 })
                 .collect();
             // A call still running (after a failed write, not a restart) is not run again.
-            let mut running: Vec<&Effect> = self
-                .in_flight
-                .iter()
-                .filter(|(d, _)| *d == id)
-                .map(|(_, e)| e)
-                .collect();
+            let mut running: Vec<&Effect> = self.in_flight.get(&id).into_iter().flatten().collect();
             let rerun: Vec<Effect> = pending
                 .iter()
                 .filter(|p| !matches!(p.effect, Effect::Timer { .. } | Effect::AcquireSlot))
@@ -1086,12 +1081,13 @@ impl Handler<Answer> for Coordinator {
     type Result = ();
 
     fn handle(&mut self, msg: Answer, ctx: &mut Context<Self>) {
-        if let Some(i) = self
-            .in_flight
-            .iter()
-            .position(|(id, e)| *id == msg.id && e.answered_by(&msg.event))
-        {
-            self.in_flight.remove(i);
+        if let Some(calls) = self.in_flight.get_mut(&msg.id) {
+            if let Some(i) = calls.iter().position(|e| e.answered_by(&msg.event)) {
+                calls.remove(i);
+            }
+            if calls.is_empty() {
+                self.in_flight.remove(&msg.id);
+            }
         }
         self.feed_answer(msg.id, msg.event, ctx);
     }
