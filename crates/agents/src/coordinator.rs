@@ -733,12 +733,17 @@ impl Coordinator {
                 Effect::MeasureBaseline => self.call(ctx, id, &agents.devops, MeasureBaseline(t), move |r| {
                     Event::BaselineMeasured(r.map_err(lost).and_then(|x| x))
                 }),
-                Effect::Step { index, step } => {
-                    self.call(ctx, id, &agents.devops, RunStep(t, step), move |r| Event::StepDone {
+                Effect::Step { index, step } => self.call(ctx, id, &agents.devops, RunStep(t, step), move |r| {
+                    let (result, simulated) = match r {
+                        Ok(reported) => (reported.value, reported.simulated),
+                        Err(e) => (Err(lost(e)), false),
+                    };
+                    Event::StepDone {
                         index,
-                        result: r.map_err(lost).and_then(|x| x),
-                    })
-                }
+                        result,
+                        simulated,
+                    }
+                }),
                 Effect::Observe {
                     minute,
                     traffic_percent,
@@ -754,13 +759,14 @@ impl Coordinator {
                         let (metrics, healthy) = devops.await.unwrap_or_else(|e| {
                             (
                                 Err(format!("agent unavailable: {e}")),
-                                Err(format!("agent unavailable: {e}")),
+                                crate::ports::Reported::observed(Err(format!("agent unavailable: {e}"))),
                             )
                         });
                         let incidents = security.await.unwrap_or_default();
                         let event = Event::Observed(Observation {
                             metrics,
-                            healthy,
+                            healthy: healthy.value,
+                            health_simulated: healthy.simulated,
                             incidents,
                         });
                         me.do_send(Answer { id, event });
@@ -769,6 +775,7 @@ impl Coordinator {
                 Effect::Rollback(plan) => self.call(ctx, id, &agents.devops, Rollback(t, plan), move |r| {
                     Event::RolledBack(r.unwrap_or_else(|e| workflow::machine::RollbackOutcome {
                         steps: vec![("Initiate rollback".into(), false, format!("agent unavailable: {e}"))],
+                        simulated_steps: vec![],
                         restored: false,
                         migrations_reverted: false,
                         caches_cleared: false,

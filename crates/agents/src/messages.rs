@@ -31,12 +31,12 @@ pub struct DeployStaging(pub Target);
 pub struct MeasureBaseline(pub Target);
 
 #[derive(Message)]
-#[rtype(result = "Result<(), String>")]
+#[rtype(result = "crate::ports::Reported<Result<(), String>>")]
 pub struct RunStep(pub Target, pub DeployStep);
 
 /// Read the new version's metrics and health.
 #[derive(Message)]
-#[rtype(result = "(Result<MetricSample, String>, Result<bool, String>)")]
+#[rtype(result = "(Result<MetricSample, String>, crate::ports::Reported<Result<bool, String>>)")]
 pub struct Observe {
     pub target: Target,
     pub minute: u32,

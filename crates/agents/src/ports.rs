@@ -3,6 +3,12 @@
 //! Agents call these and nothing else to touch the world. The simulator
 //! (`sim`) implements them against a scripted world in virtual time; real
 //! adapters implement them against commands, HTTP endpoints and files.
+//!
+//! Every answer says whether the simulated world gave it: the reports carry
+//! a `simulated` flag (or the list of their simulated findings), and the
+//! answers without a report of their own come as [`Reported`]. A port
+//! cannot answer without saying which, so the record never shows invented
+//! evidence as observed.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,6 +34,29 @@ pub struct Target {
     /// 1 for the first try of an action; more when the daemon re-runs an
     /// action that a crash interrupted.
     pub attempt: u32,
+}
+
+/// A port's answer and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported<T> {
+    pub value: T,
+    /// The simulated world answered: no command, probe or source ran.
+    pub simulated: bool,
+}
+
+impl<T> Reported<T> {
+    /// An answer from a command, probe or source of the real world.
+    pub fn observed(value: T) -> Self {
+        Reported {
+            value,
+            simulated: false,
+        }
+    }
+
+    /// An answer the simulated world made up.
+    pub fn simulated(value: T) -> Self {
+        Reported { value, simulated: true }
+    }
 }
 
 /// Where the current time comes from. Only `SystemClock` reads the system clock.
@@ -57,9 +86,9 @@ pub trait Environments: Send + Sync {
     /// What runs in production now.
     async fn production(&self, service: &ServiceName) -> Result<Production, String>;
     async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String>;
-    async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String>;
+    async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>>;
     /// Health/smoke check of critical functionality in production.
-    async fn health(&self, target: &Target, minute: u32) -> Result<bool, String>;
+    async fn health(&self, target: &Target, minute: u32) -> Reported<Result<bool, String>>;
     async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome;
 }
 

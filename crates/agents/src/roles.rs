@@ -10,7 +10,7 @@ use workflow::settings::AgentSettings;
 use workflow::types::Role;
 
 use crate::messages::*;
-use crate::ports::{Build, Environments, Metrics, Notifier, Security as SecurityPort, TestSuites};
+use crate::ports::{Build, Environments, Metrics, Notifier, Reported, Security as SecurityPort, TestSuites};
 
 fn review(role: Role, settings: &AgentSettings, msg: &Review) -> Advice {
     debug_assert_eq!(role, msg.role);
@@ -62,7 +62,7 @@ impl Handler<MeasureBaseline> for DevOps {
 }
 
 impl Handler<RunStep> for DevOps {
-    type Result = ResponseFuture<Result<(), String>>;
+    type Result = ResponseFuture<Reported<Result<(), String>>>;
     fn handle(&mut self, msg: RunStep, _: &mut Context<Self>) -> Self::Result {
         let env = self.environments.clone();
         Box::pin(async move { env.step(&msg.0, &msg.1).await })
@@ -70,7 +70,10 @@ impl Handler<RunStep> for DevOps {
 }
 
 impl Handler<Observe> for DevOps {
-    type Result = ResponseFuture<(Result<workflow::thresholds::MetricSample, String>, Result<bool, String>)>;
+    type Result = ResponseFuture<(
+        Result<workflow::thresholds::MetricSample, String>,
+        Reported<Result<bool, String>>,
+    )>;
     fn handle(&mut self, msg: Observe, _: &mut Context<Self>) -> Self::Result {
         let metrics = self.metrics.clone();
         let env = self.environments.clone();

@@ -1,7 +1,11 @@
 //! The daemon's world: every agent port, carried out by the commands
 //! configured per service (`[services.NAME.actions.ACTION]` in
 //! `agents.toml`), and by the simulated world (`sim::world::World`, with
-//! zero durations) for every action that has no command.
+//! zero durations) for every action that has no command. Whatever the
+//! simulated world answers is marked simulated (the report's `simulated`
+//! flag or list, [`ports::Reported::simulated`]), so the record labels it;
+//! [`HookWorld::simulated_actions`] lists, per service, the actions that
+//! have no command, for the daemon's start-up log.
 //!
 //! Every command gets the deployment in its environment (added after the
 //! inherited environment and the command's own `env`, so these values win):
@@ -29,7 +33,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agents::ports::{self, DecisionSink, SystemClock, Target};
+use agents::ports::{self, DecisionSink, Reported, SystemClock, Target};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use hooks::Outcome;
@@ -447,6 +451,7 @@ impl HookWorld {
                 passed: 0,
                 failed: 1,
                 skipped: 0,
+                simulated: false,
             });
         };
         let reports = reports::parse_junit(&path.display().to_string(), &text).map_err(|e| e.to_string())?;
@@ -456,6 +461,7 @@ impl HookWorld {
             passed: 0,
             failed: 0,
             skipped: 0,
+            simulated: false,
         };
         for r in reports {
             result.passed += r.passed();
@@ -506,6 +512,7 @@ impl HookWorld {
         Ok(ScanReport {
             critical_vulnerabilities: scan.critical() as u32,
             findings,
+            simulated: false,
         })
     }
 
@@ -649,11 +656,23 @@ impl ports::Build for HookWorld {
             Stage::Failed(outcome) => format!("none (build failed: {})", outcome.summary()),
             Stage::Skipped => "none (not built: the tests failed)".into(),
         };
+        // What a command answered is observed; the rest stays simulated.
+        let mut simulated = sim.simulated.clone();
+        for (field, stage) in [
+            ("tests_passed", &tests),
+            ("build_succeeded", &build),
+            ("backup_verified", &backup),
+        ] {
+            if !matches!(stage, Stage::Simulated) {
+                simulated.retain(|f| f != field);
+            }
+        }
         Ok(PrepareReport {
             tests_passed: tests.ok(sim.tests_passed),
             build_succeeded: build.ok(sim.build_succeeded),
             artifact,
             backup_verified: backup.ok(sim.backup_verified),
+            simulated,
             ..sim
         })
     }
@@ -681,6 +700,7 @@ impl ports::Environments for HookWorld {
                 migrations_complete: ok,
                 external_services: ok,
                 smoke_tests: ok,
+                simulated: vec![],
             });
         }
         let sim = self.sim.deploy_staging(target).await?;
@@ -690,6 +710,25 @@ impl ports::Environments for HookWorld {
         let migrate = self.stage(target, staging("migrate"), &mut stopped).await?;
         let health = self.stage(target, staging("health"), &mut stopped).await?;
         let smoke = self.stage(target, staging("smoke"), &mut stopped).await?;
+        // What a command answered is observed; the rest stays simulated.
+        let mut simulated = sim.simulated.clone();
+        for (field, stage) in [
+            ("deployed", &deploy),
+            ("application_started", &deploy),
+            ("migrations_complete", &migrate),
+            ("health_endpoints", &health),
+            ("external_services", &health),
+            ("smoke_tests", &smoke),
+        ] {
+            let still_simulated = match field {
+                // No command checks external services: only a skipped health check decides them.
+                "external_services" => !matches!(stage, Stage::Skipped),
+                _ => matches!(stage, Stage::Simulated),
+            };
+            if !still_simulated {
+                simulated.retain(|f| f != field);
+            }
+        }
         Ok(StagingReport {
             deployed: deploy.ok(sim.deployed),
             application_started: deploy.ok(sim.application_started),
@@ -697,49 +736,55 @@ impl ports::Environments for HookWorld {
             health_endpoints: health.ok(sim.health_endpoints),
             external_services: sim.external_services && !matches!(health, Stage::Skipped),
             smoke_tests: smoke.ok(sim.smoke_tests),
+            simulated,
         })
     }
 
-    async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
+    async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>> {
         if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
-            p.step(v, target.previous_version.as_ref(), step).await?;
+            if let Err(e) = p.step(v, target.previous_version.as_ref(), step).await {
+                return Reported::observed(Err(e));
+            }
             // The simulated world keeps track of what production runs.
-            return self.sim.step(target, step).await.or(Ok(()));
+            let _ = self.sim.step(target, step).await;
+            return Reported::observed(Ok(()));
         }
         let mut configured = false;
         for call in step_calls(target, step) {
             if let Some(ran) = self.invoke(target, &call).await {
                 configured = true;
-                ran.result()?;
+                if let Err(e) = ran.result() {
+                    return Reported::observed(Err(e));
+                }
             }
         }
         // The simulated world tracks what production runs (promotion, active colour).
         let simulated = self.sim.step(target, step).await;
         if configured {
-            Ok(())
+            Reported::observed(Ok(()))
         } else {
             simulated
         }
     }
 
-    async fn health(&self, target: &Target, minute: u32) -> Result<bool, String> {
+    async fn health(&self, target: &Target, minute: u32) -> Reported<Result<bool, String>> {
         if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
-            return Ok(match p.health(v).await {
+            return Reported::observed(Ok(match p.health(v).await {
                 Ok(()) => true,
                 Err(e) => {
                     tracing::warn!(deployment = %target.id, error = %e, "health check failed");
                     false
                 }
-            });
+            }));
         }
         match self
             .invoke(target, &Call::new("health", Environment::Production, target))
             .await
         {
             None => self.sim.health(target, minute).await,
-            Some(Ran::Succeeded(_)) => Ok(true),
-            Some(Ran::Failed(..)) => Ok(false),
-            Some(Ran::Error(message)) => Err(message),
+            Some(Ran::Succeeded(_)) => Reported::observed(Ok(true)),
+            Some(Ran::Failed(..)) => Reported::observed(Ok(false)),
+            Some(Ran::Error(message)) => Reported::observed(Err(message)),
         }
     }
 
@@ -773,6 +818,7 @@ impl ports::Environments for HookWorld {
                     ),
                     ("Verify rollback successful".into(), ok, String::new()),
                 ],
+                simulated_steps: vec![],
                 restored: ok,
                 migrations_reverted: false,
                 caches_cleared: false,
@@ -807,6 +853,8 @@ impl ports::Environments for HookWorld {
             restored,
             detail,
         )];
+        // Per step: answered by the simulated world (no command configured).
+        let mut simulated_steps = vec![false];
         if restored {
             // The simulated world tracks what production runs; its own rollback always succeeds.
             self.sim.rollback(target, plan).await;
@@ -825,36 +873,46 @@ impl ports::Environments for HookWorld {
                 String::new(),
             ));
         }
+        simulated_steps.push(false);
         let mut caches_cleared = false;
         if plan.clear_caches {
             let clear = call("clear_cache");
-            let (ok, detail) = if !restored {
-                (false, NOT_RESTORED.into())
+            let (ok, detail, simulated) = if !restored {
+                (false, NOT_RESTORED.into(), false)
             } else {
                 match self.invoke(target, &clear).await {
-                    None => (true, String::new()),
-                    Some(ran) => ran.step(&clear),
+                    None => (true, String::new(), true),
+                    Some(ran) => {
+                        let (ok, detail) = ran.step(&clear);
+                        (ok, detail, false)
+                    }
                 }
             };
             caches_cleared = ok;
             steps.push(("Clear caches".into(), ok, detail));
+            simulated_steps.push(simulated);
         }
         let verify = call("health");
-        let (verified, detail) = if !restored {
-            (false, NOT_RESTORED.into())
+        let (verified, detail, simulated) = if !restored {
+            (false, NOT_RESTORED.into(), false)
         } else {
             match self.invoke(target, &verify).await {
-                None => match self.sim.health(target, 0).await {
-                    Ok(true) => (true, String::new()),
-                    Ok(false) => (false, "verification failed".into()),
-                    Err(e) => (false, e),
+                None => match self.sim.health(target, 0).await.value {
+                    Ok(true) => (true, String::new(), true),
+                    Ok(false) => (false, "verification failed".into(), true),
+                    Err(e) => (false, e, true),
                 },
-                Some(ran) => ran.step(&verify),
+                Some(ran) => {
+                    let (ok, detail) = ran.step(&verify);
+                    (ok, detail, false)
+                }
             }
         };
         steps.push(("Verify rollback successful".into(), verified, detail));
+        simulated_steps.push(simulated);
         RollbackOutcome {
             steps,
+            simulated_steps,
             restored,
             migrations_reverted: restored && plan.revert_migrations,
             caches_cleared,
@@ -932,6 +990,7 @@ impl ports::TestSuites for HookWorld {
             passed,
             failed,
             skipped: 0,
+            simulated: false,
         }])
     }
 }
@@ -952,6 +1011,7 @@ impl ports::Security for HookWorld {
             Some(Ran::Succeeded(_)) => Ok(ScanReport {
                 critical_vulnerabilities: 0,
                 findings: vec![],
+                simulated: false,
             }),
             Some(Ran::Failed(outcome, _)) => {
                 // A scanner that exited with a code reports its finding last; one
@@ -963,6 +1023,7 @@ impl ports::Security for HookWorld {
                 Ok(ScanReport {
                     critical_vulnerabilities: 1,
                     findings: vec![finding],
+                    simulated: false,
                 })
             }
             Some(Ran::Error(message)) => Err(message),

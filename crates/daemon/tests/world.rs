@@ -98,6 +98,7 @@ async fn canary_step_runs_deploy_then_health_with_the_deployment_in_the_environm
             &DeployStep::CanaryWeight { percent: 25 },
         )
         .await
+        .value
         .unwrap();
 
     assert_eq!(order(out), ["deploy", "health"]);
@@ -139,6 +140,7 @@ async fn a_failing_deploy_command_fails_the_step_with_its_output_and_stops_it() 
             &DeployStep::CanaryWeight { percent: 5 },
         )
         .await
+        .value
         .unwrap_err();
 
     assert!(err.starts_with("deploy failed: exit 3"), "{err}");
@@ -159,6 +161,7 @@ async fn a_command_that_cannot_start_fails_the_step_naming_the_action() {
             &DeployStep::DeployInactive { colour: Colour::Green },
         )
         .await
+        .value
         .unwrap_err();
     assert!(err.starts_with("deploy could not be run"), "{err}");
     assert!(err.contains("/nonexistent/stagecoach-deploy"), "{err}");
@@ -171,19 +174,35 @@ async fn a_service_without_commands_uses_the_simulated_world() {
 
     let prepared = world.prepare(&t).await.unwrap();
     assert!(prepared.ok(), "{prepared:?}");
-    assert!(world.deploy_staging(&t).await.unwrap().ok());
-    assert!(!world.run(&t, SuiteSelection::All, &[]).await.unwrap().is_empty());
-    assert_eq!(world.scan(&t).await.unwrap().critical_vulnerabilities, 0);
-    world.step(&t, &DeployStep::CanaryWeight { percent: 5 }).await.unwrap();
+    // Everything the simulated world answers says so.
+    assert_eq!(prepared.simulated, sim::world::SIMULATED_PREPARE);
+    let staging = world.deploy_staging(&t).await.unwrap();
+    assert!(staging.ok());
+    assert_eq!(staging.simulated, sim::world::SIMULATED_STAGING);
+    let suites = world.run(&t, SuiteSelection::All, &[]).await.unwrap();
+    assert!(!suites.is_empty() && suites.iter().all(|s| s.simulated), "{suites:?}");
+    let scan = world.scan(&t).await.unwrap();
+    assert_eq!((scan.critical_vulnerabilities, scan.simulated), (0, true));
+    assert!(world.step(&t, &DeployStep::Backup).await.simulated);
+    assert!(world.health(&t, 1).await.simulated);
+    world
+        .step(&t, &DeployStep::CanaryWeight { percent: 5 })
+        .await
+        .value
+        .unwrap();
     assert_eq!(world.production(&t.service).await.unwrap().current_version, None);
     world
         .step(&t, &DeployStep::CanaryWeight { percent: 100 })
         .await
+        .value
         .unwrap();
-    assert!(world.health(&t, 10).await.unwrap());
+    assert!(world.health(&t, 10).await.value.unwrap());
 
     let production = world.production(&t.service).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
+
+    let outcome = world.rollback(&t, &plan(true)).await;
+    assert_eq!(outcome.simulated_steps, vec![true; outcome.steps.len()]);
 }
 
 #[tokio::test]
@@ -203,6 +222,7 @@ async fn set_production_seeds_production_and_configured_steps_still_promote() {
             &DeployStep::CanaryWeight { percent: 100 },
         )
         .await
+        .value
         .unwrap();
     let production = world.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
@@ -236,6 +256,7 @@ async fn rolling_steps_deploy_and_check_each_instance_in_turn() {
             },
         )
         .await
+        .value
         .unwrap_err();
     assert_eq!(order(out), ["deploy 3", "health 3", "deploy 4", "health 4"]);
     assert!(err.starts_with("health for instance 4 failed"), "{err}");
@@ -261,6 +282,8 @@ async fn staging_stops_at_the_first_failing_command() {
     assert!(!report.migrations_complete);
     assert!(!report.health_endpoints && !report.smoke_tests);
     assert_eq!(order(out), ["deploy", "migrate"]);
+    // The checks after the failed command were not run: failed, not simulated.
+    assert!(report.simulated.is_empty(), "{report:?}");
     assert_eq!(recorded_env(out, "deploy")["STAGECOACH_ENVIRONMENT"], "staging");
 }
 
@@ -279,6 +302,17 @@ async fn prepare_reports_tests_build_and_the_artifact() {
     assert!(report.tests_passed && report.build_succeeded, "{report:?}");
     assert_eq!(report.artifact, "web-2.0.0.tar.gz");
     assert_eq!(order(out), ["tests", "build"]);
+    // The commands' findings are observed; the rest come from the simulated world.
+    assert_eq!(
+        report.simulated,
+        [
+            "migrations",
+            "migrations_tested",
+            "environment_updated",
+            "backup_verified"
+        ]
+        .map(String::from)
+    );
 
     let failing = self::world("web", vec![("tests", sh(out, "exit 1")), ("build", sh(out, ""))]);
     let report = failing.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
@@ -314,6 +348,7 @@ async fn a_failing_rollback_command_is_not_restored_and_says_why() {
         .skip(1)
         .any(|(s, ok, _)| s == "Clear caches" && !ok));
     assert_eq!(order(out), ["rollback"], "nothing runs after a failed rollback");
+    assert!(outcome.simulated_steps.iter().all(|s| !s), "{outcome:?}");
     let production = world.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
 }
@@ -527,4 +562,30 @@ async fn a_scanner_that_writes_no_report_is_an_error() {
     let world = with_scanner(dir.path(), "exit 2");
     let err = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap_err();
     assert!(err.contains("wrote no report"), "{err}");
+}
+
+#[tokio::test]
+async fn a_rollback_step_without_a_command_is_simulated() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world("web", vec![("rollback", sh(out, ""))]);
+    world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
+
+    let outcome = world.rollback(&target("web", Strategy::Canary, 1), &plan(true)).await;
+
+    let steps: Vec<(&str, bool)> = outcome
+        .steps
+        .iter()
+        .zip(&outcome.simulated_steps)
+        .map(|((s, _, _), sim)| (s.as_str(), *sim))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("Initiate rollback to previous version (v1.9.0)", false),
+            ("Revert database migrations: not needed or not safe, skipped", false),
+            ("Clear caches", true),
+            ("Verify rollback successful", true),
+        ]
+    );
 }

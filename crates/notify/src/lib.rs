@@ -34,8 +34,9 @@
 //! Delivery per channel kind:
 //!
 //! - `webhook`: `POST` with `Content-Type: application/json` and `Idempotency-Key: <id>`. Format `json` sends
-//!   `{"id","kind","at","subject","body","deployment","service","version"}` (`at` RFC 3339 UTC, `version` null
-//!   when absent); receivers de-duplicate by `id`. Format `slack` sends `{"text": "*subject*\nbody"}`. Any 2xx
+//!   `{"id","kind","at","subject","body","deployment","service","version","simulated"}` (`at` RFC 3339 UTC,
+//!   `version` null when absent, `simulated` true when the deployment rests on simulated evidence); receivers
+//!   de-duplicate by `id`. Format `slack` sends `{"text": "*subject*\nbody"}`. Any 2xx
 //!   is success. Connection errors, timeouts, 5xx, 408 and 429 are retried; other statuses (4xx, redirects,
 //!   which are not followed) fail at once.
 //! - `outbox`: `{dir}/{at:%Y%m%dT%H%M%S}-{id}-{kind}.md` with the subject as heading, the deployment's facts
@@ -45,7 +46,12 @@
 //!   `log` exists even when not configured.
 //!
 //! Template overrides see `subject` and `body` (the seed's texts), `kind`, `service`, `version` (none when
-//! absent), `deployment_id` and `at`; undefined variables are errors, found by [`NotifyConfig::validate`].
+//! absent), `deployment_id`, `at` and `simulated`; undefined variables are errors, found by
+//! [`NotifyConfig::validate`].
+//!
+//! A notification about a deployment that rests on simulated evidence (`NotificationEntry::simulated`) is
+//! labelled on every channel, whatever the overrides say: its subject ends with "(simulated)" and its body
+//! carries [`workflow::record::SIMULATED_NOTICE`].
 
 mod config;
 mod outbox;
@@ -89,6 +95,8 @@ pub(crate) struct Message<'a> {
     pub deployment_id: &'a str,
     pub service: &'a str,
     pub version: Option<&'a str>,
+    /// The deployment rests on simulated evidence (see [`NotificationEntry::simulated`]).
+    pub simulated: bool,
 }
 
 /// Delivers notifications to the channels configured for their kind.
@@ -164,6 +172,7 @@ impl Notifier {
             version: ctx.version.as_deref(),
             deployment_id: &ctx.deployment_id,
             at: &at,
+            simulated: entry.simulated,
         };
         let render = |field: Field, seed: &str| match self.templates.render(entry.kind, field, &tctx) {
             None => seed.to_string(),
@@ -179,8 +188,17 @@ impl Notifier {
         };
         let subject = render(Field::Subject, &entry.subject);
         // A subject is one line.
-        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
-        let body = render(Field::Body, &entry.body);
+        let mut subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut body = render(Field::Body, &entry.body);
+        // No template override can drop the label of a simulated deployment.
+        if entry.simulated {
+            if !subject.contains("(simulated)") {
+                subject.push_str(" (simulated)");
+            }
+            if !body.contains(workflow::record::SIMULATED_NOTICE) {
+                body = format!("{}\n\n{}\n", body.trim_end(), workflow::record::SIMULATED_NOTICE);
+            }
+        }
         Message {
             id: &entry.id,
             kind: entry.kind,
@@ -191,6 +209,7 @@ impl Notifier {
             deployment_id: &ctx.deployment_id,
             service: &ctx.service,
             version: ctx.version.as_deref(),
+            simulated: entry.simulated,
         }
     }
 

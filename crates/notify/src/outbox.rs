@@ -34,7 +34,11 @@ pub(crate) fn document(msg: &Message<'_>) -> String {
     text.push_str(&format!("- At: {}\n", msg.at));
     text.push_str(&format!("- Deployment: {}\n", msg.deployment_id));
     text.push_str(&format!("- Service: {}\n", msg.service));
-    text.push_str(&format!("- Version: {}\n\n", msg.version.unwrap_or("-")));
+    text.push_str(&format!("- Version: {}\n", msg.version.unwrap_or("-")));
+    if msg.simulated {
+        text.push_str("- Evidence: partly or wholly simulated (see the Deployment Record)\n");
+    }
+    text.push('\n');
     text.push_str(msg.body.trim_end());
     text.push('\n');
     text

@@ -18,6 +18,8 @@ pub(crate) struct TemplateContext<'a> {
     pub version: Option<&'a str>,
     pub deployment_id: &'a str,
     pub at: &'a str,
+    /// The deployment rests on simulated evidence.
+    pub simulated: bool,
 }
 
 fn environment<'s>() -> Environment<'s> {
@@ -39,6 +41,7 @@ pub(crate) fn check(source: &str) -> Result<(), String> {
         version: Some("1.0.0"),
         deployment_id: "d-000001",
         at: "2025-01-01T00:00:00Z",
+        simulated: false,
     };
     template.render(Value::from_serialize(&sample)).map_err(describe)?;
     Ok(())

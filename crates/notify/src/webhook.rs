@@ -29,6 +29,7 @@ pub(crate) fn body(format: WebhookFormat, msg: &Message<'_>) -> serde_json::Valu
             "deployment": msg.deployment_id,
             "service": msg.service,
             "version": msg.version,
+            "simulated": msg.simulated,
         }),
         WebhookFormat::Slack => json!({ "text": format!("*{}*\n{}", msg.subject, msg.body) }),
     }

@@ -223,3 +223,30 @@ subject = "Done: {{{{ subject }}}}"
     assert_eq!(body["subject"], "Done: Subject of n-2");
     assert_eq!(body["body"], post.body.as_str());
 }
+
+#[tokio::test]
+async fn a_simulated_deployment_is_labelled_even_through_an_override() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("outbox");
+    // The override drops the seed's body; the label stays.
+    let notifier = Notifier::new(outbox_config(
+        &dir,
+        "[notify.templates.rollback]\nbody = \"Rolled back{% if simulated %} in the simulated world{% endif %}.\"\n",
+    ));
+    let mut simulated = entry("n-1", NotificationKind::Rollback, 1);
+    simulated.simulated = true;
+    notifier.send(&ctx(), &simulated).await.unwrap();
+    let text = std::fs::read_to_string(dir.join("20250304T100105-n-1-rollback.md")).unwrap();
+    assert!(text.starts_with("# Subject of n-1 (simulated)\n"), "{text}");
+    assert!(text.contains("- Evidence: partly or wholly simulated"), "{text}");
+    assert!(text.contains("Rolled back in the simulated world."), "{text}");
+    assert!(text.contains(workflow::record::SIMULATED_NOTICE), "{text}");
+
+    // An observed deployment carries no label.
+    notifier
+        .send(&ctx(), &entry("n-2", NotificationKind::Rollback, 2))
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(dir.join("20250304T100205-n-2-rollback.md")).unwrap();
+    assert!(!text.contains("simulated"), "{text}");
+}

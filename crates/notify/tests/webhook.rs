@@ -70,6 +70,7 @@ async fn notifications_arrive_in_order_with_their_fields() {
                 "id",
                 "kind",
                 "service",
+                "simulated",
                 "subject",
                 "version"
             ]
@@ -85,6 +86,7 @@ async fn notifications_arrive_in_order_with_their_fields() {
         assert_eq!(body["deployment"], "d-000042");
         assert_eq!(body["service"], "web");
         assert_eq!(body["version"], "2.4.1");
+        assert_eq!(body["simulated"], false);
     }
     assert_eq!(got[0].json()["at"], "2025-03-04T10:01:05Z");
 }

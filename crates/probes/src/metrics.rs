@@ -24,8 +24,8 @@
 //! # error_code_prefix = "5"                              # codes starting with it are errors
 //! # latency_histogram = "example_http_request_duration_seconds"
 //! # latency_unit = "seconds"                             # or "milliseconds"
-//! # cpu_gauge = "process_cpu_fraction"                   # optional: cpu is 0.0 without it
-//! # memory_gauge = "process_memory_fraction"             # optional: memory is 0.0 without it
+//! # cpu_gauge = "process_cpu_fraction"                   # optional: cpu is not measured without it
+//! # memory_gauge = "process_memory_fraction"             # optional: memory is not measured without it
 //! # interval_seconds = 5.0                               # shortest window between the two scrapes
 //! # timeout_seconds = 5.0                                # per scrape
 //!
@@ -51,7 +51,10 @@
 //!   interpolated inside the bucket as Prometheus' `histogram_quantile` does (the highest finite bound when
 //!   it falls in the `+Inf` bucket), × 1000 for `latency_unit = "seconds"`;
 //! - `cpu`, `memory` = the mean of the gauges' current values over the matching series (one per instance,
-//!   each a fraction of that instance's capacity), or 0.0 when no gauge is configured.
+//!   each a fraction of that instance's capacity), or not measured (`None`) when no gauge is configured.
+//!
+//! A metric a provider is not configured to measure (`cpu`, `memory`) is `None` in the sample, never a
+//! made-up value: its thresholds are not judged.
 //!
 //! A series that appears only in the second scrape counts from 0 (client libraries create labelled series
 //! on first use). A [`MetricsReader`] remembers each target's last scrape for up to [`MAX_REMEMBERED_AGE`]:
@@ -139,23 +142,27 @@ pub struct PrometheusConfig {
     pub error_rate: String,
     /// 99th percentile latency in milliseconds.
     pub latency_p99_ms: String,
-    /// Fraction of CPU capacity.
-    pub cpu: String,
-    /// Fraction of memory capacity.
-    pub memory: String,
+    /// Fraction of CPU capacity; not measured when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    /// Fraction of memory capacity; not measured when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
     /// Seconds per query. Default 5.
     #[serde(default = "default_timeout")]
     pub timeout_seconds: f64,
 }
 
 impl PrometheusConfig {
-    fn queries(&self) -> [(&'static str, &String); 4] {
-        [
+    /// The configured expressions: error rate and latency always, cpu and memory when given.
+    fn queries(&self) -> Vec<(&'static str, &String)> {
+        let mut out = vec![
             ("error_rate", &self.error_rate),
             ("latency_p99_ms", &self.latency_p99_ms),
-            ("cpu", &self.cpu),
-            ("memory", &self.memory),
-        ]
+        ];
+        out.extend(self.cpu.as_ref().map(|e| ("cpu", e)));
+        out.extend(self.memory.as_ref().map(|e| ("memory", e)));
+        out
     }
 
     /// See [`MetricsConfig::validate`].
@@ -201,10 +208,10 @@ pub struct ScrapeConfig {
     /// Unit of the histogram's bounds. Default `seconds`.
     #[serde(default)]
     pub latency_unit: LatencyUnit,
-    /// Gauge holding the fraction of CPU capacity in use; cpu is 0.0 when unset.
+    /// Gauge holding the fraction of CPU capacity in use; cpu is not measured when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_gauge: Option<String>,
-    /// Gauge holding the fraction of memory in use; memory is 0.0 when unset.
+    /// Gauge holding the fraction of memory in use; memory is not measured when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory_gauge: Option<String>,
     /// Only series with these label values count (values may use the placeholders).
@@ -415,13 +422,29 @@ impl MetricsReader {
         for (name, expr) in cfg.queries() {
             exprs.push((name, http::fill(expr, vars, name)?));
         }
-        let query = |i: usize| self.instant_query(&endpoint, exprs[i].0, &exprs[i].1, timeout);
-        let (error_rate, latency_p99_ms, cpu, memory) = tokio::join!(query(0), query(1), query(2), query(3));
+        let query = |name: &'static str| {
+            let expr = exprs.iter().find(|(n, _)| *n == name).map(|(_, e)| e.clone());
+            let endpoint = &endpoint;
+            async move {
+                match expr {
+                    Some(expr) => self.instant_query(endpoint, name, &expr, timeout).await.map(Some),
+                    None => Ok(None),
+                }
+            }
+        };
+        let (error_rate, latency_p99_ms, cpu, memory) = tokio::join!(
+            query("error_rate"),
+            query("latency_p99_ms"),
+            query("cpu"),
+            query("memory")
+        );
+        let required = |name: &str, v: Result<Option<f64>, String>| v?.ok_or_else(|| format!("{name} has no query"));
         Ok(MetricSample {
-            error_rate: error_rate?,
-            latency_p99_ms: latency_p99_ms?,
+            error_rate: required("error_rate", error_rate)?,
+            latency_p99_ms: required("latency_p99_ms", latency_p99_ms)?,
             cpu: cpu?,
             memory: memory?,
+            simulated: false,
         })
     }
 
@@ -714,14 +737,15 @@ fn compute(
         LatencyUnit::Milliseconds => 1.0,
     };
     let gauge = |metric: &str, gauge: &Option<String>| match gauge {
-        None => Ok(0.0),
-        Some(name) => gauge_mean(second, targets, name, filter, metric),
+        None => Ok(None),
+        Some(name) => gauge_mean(second, targets, name, filter, metric).map(Some),
     };
     Ok(MetricSample {
         error_rate: errors / requests,
         latency_p99_ms: p99 * scale,
         cpu: gauge("cpu", &cfg.cpu_gauge)?,
         memory: gauge("memory", &cfg.memory_gauge)?,
+        simulated: false,
     })
 }
 
@@ -870,8 +894,11 @@ async fn read_command(cfg: &CommandConfig, vars: &BTreeMap<String, String>) -> R
 struct Printed {
     error_rate: f64,
     latency_p99_ms: f64,
-    cpu: f64,
-    memory: f64,
+    /// Omitted or `null`: not measured.
+    #[serde(default)]
+    cpu: Option<f64>,
+    #[serde(default)]
+    memory: Option<f64>,
 }
 
 /// The sample in a command's output: the whole output as one JSON object, or else its last line that
@@ -906,6 +933,7 @@ fn parse_command_output(output: &str) -> Result<MetricSample, String> {
         latency_p99_ms: printed.latency_p99_ms,
         cpu: printed.cpu,
         memory: printed.memory,
+        simulated: false,
     })
 }
 
@@ -914,8 +942,8 @@ fn check_sample(sample: MetricSample) -> Result<MetricSample, String> {
     let values = [
         ("error_rate", sample.error_rate),
         ("latency_p99_ms", sample.latency_p99_ms),
-        ("cpu", sample.cpu),
-        ("memory", sample.memory),
+        ("cpu", sample.cpu.unwrap_or(0.0)),
+        ("memory", sample.memory.unwrap_or(0.0)),
     ];
     for (name, value) in values {
         if !value.is_finite() {
@@ -1066,8 +1094,8 @@ mod tests {
             url: "http://127.0.0.1:9090".into(),
             error_rate: " ".into(),
             latency_p99_ms: "1".into(),
-            cpu: "1".into(),
-            memory: "x{y=\"{zone}\"}".into(),
+            cpu: Some("1".into()),
+            memory: Some("x{y=\"{zone}\"}".into()),
             timeout_seconds: 5.0,
         };
         assert_eq!(
@@ -1199,8 +1227,9 @@ mod tests {
         let expected = MetricSample {
             error_rate: 0.01,
             latency_p99_ms: 120.5,
-            cpu: 0.3,
-            memory: 0.4,
+            cpu: Some(0.3),
+            memory: Some(0.4),
+            simulated: false,
         };
         assert_eq!(parse_command_output(json), Ok(expected));
         assert_eq!(parse_command_output(&format!("log line\n{json}\n")), Ok(expected));
@@ -1210,6 +1239,9 @@ mod tests {
         .unwrap();
         assert_eq!(parse_command_output(&pretty), Ok(expected));
         assert!(parse_command_output("").unwrap_err().starts_with("printed nothing"));
+        // A command that does not measure CPU and memory leaves them out.
+        let unmeasured = parse_command_output(r#"{"error_rate":0.01,"latency_p99_ms":120.5}"#).unwrap();
+        assert_eq!((unmeasured.cpu, unmeasured.memory), (None, None));
         let err = parse_command_output(r#"{"error_rate":0.01}"#).unwrap_err();
         assert!(err.contains("missing field `latency_p99_ms`"), "{err}");
         let err = parse_command_output("oops").unwrap_err();
@@ -1221,8 +1253,9 @@ mod tests {
         let good = MetricSample {
             error_rate: 0.0,
             latency_p99_ms: 1.0,
-            cpu: 1.5,
-            memory: 0.0,
+            cpu: Some(1.5),
+            memory: Some(0.0),
+            simulated: false,
         };
         assert_eq!(check_sample(good), Ok(good));
         let bad = |f: fn(&mut MetricSample)| {
@@ -1231,7 +1264,13 @@ mod tests {
             check_sample(s).unwrap_err()
         };
         assert!(bad(|s| s.error_rate = 8.0).contains("above 1"));
-        assert_eq!(bad(|s| s.cpu = -0.1), "cpu is negative (-0.1)");
-        assert_eq!(bad(|s| s.memory = f64::NAN), "memory is NaN");
+        assert_eq!(bad(|s| s.cpu = Some(-0.1)), "cpu is negative (-0.1)");
+        assert_eq!(bad(|s| s.memory = Some(f64::NAN)), "memory is NaN");
+        let unmeasured = MetricSample {
+            cpu: None,
+            memory: None,
+            ..good
+        };
+        assert_eq!(check_sample(unmeasured), Ok(unmeasured));
     }
 }

@@ -212,8 +212,16 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
             )));
         }
     }
+    // Everything in a simulation is simulated: each record says so first.
+    for r in &mut records {
+        r.markdown = format!("{SIMULATED_RUN}\n\n{}", r.markdown);
+    }
     Ok(Outcome {
         records,
         failed_expectations,
     })
 }
+
+/// The note at the top of every record of a simulation.
+pub const SIMULATED_RUN: &str =
+    "> Simulated run: every action below was simulated (scripted world, virtual time); nothing was deployed.";

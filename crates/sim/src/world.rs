@@ -4,14 +4,15 @@
 //! This is a product feature (the `simulate` command), not a test double:
 //! each action takes the virtual minutes of `[world.durations]`, production
 //! state changes as deployments and rollbacks happen, and metrics follow the
-//! script minute by minute.
+//! script minute by minute. Every answer it gives is marked simulated, so
+//! the records say so wherever its results appear.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agents::messages::Decide;
-use agents::ports::{self, DecisionSink, HumanDecision, Target};
+use agents::ports::{self, DecisionSink, HumanDecision, Reported, Target};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use workflow::checklist::{PrepareReport, ScanReport};
@@ -64,6 +65,26 @@ pub struct World {
     /// Every notification the world received, in order.
     pub sent: Mutex<Vec<NotificationEntry>>,
 }
+
+/// Every finding of a prepare report, by field: all simulated here.
+pub const SIMULATED_PREPARE: [&str; 6] = [
+    "tests_passed",
+    "build_succeeded",
+    "migrations",
+    "migrations_tested",
+    "environment_updated",
+    "backup_verified",
+];
+
+/// Every check of a staging report, by field: all simulated here.
+pub const SIMULATED_STAGING: [&str; 6] = [
+    "deployed",
+    "application_started",
+    "health_endpoints",
+    "migrations_complete",
+    "external_services",
+    "smoke_tests",
+];
 
 fn minutes(m: u32) -> Duration {
     Duration::from_secs(m as u64 * 60)
@@ -135,8 +156,9 @@ impl World {
         let mut s = MetricSample {
             error_rate: b.error_rate,
             latency_p99_ms: b.latency_p99_ms,
-            cpu: b.cpu,
-            memory: b.memory,
+            cpu: Some(b.cpu),
+            memory: Some(b.memory),
+            simulated: true,
         };
         let mut unavailable = false;
         for m in self
@@ -147,8 +169,8 @@ impl World {
         {
             s.error_rate = m.error_rate.unwrap_or(s.error_rate);
             s.latency_p99_ms = m.latency_p99_ms.unwrap_or(s.latency_p99_ms);
-            s.cpu = m.cpu.unwrap_or(s.cpu);
-            s.memory = m.memory.unwrap_or(s.memory);
+            s.cpu = m.cpu.or(s.cpu);
+            s.memory = m.memory.or(s.memory);
             unavailable = m.unavailable;
         }
         if unavailable {
@@ -179,6 +201,7 @@ impl ports::Build for World {
             environment_updated: p.environment_updated,
             backup_verified: p.backup,
             instances: self.spec.instances,
+            simulated: SIMULATED_PREPARE.iter().map(|f| f.to_string()).collect(),
         })
     }
 }
@@ -204,10 +227,27 @@ impl ports::Environments for World {
             migrations_complete: s.deploy && s.migrations,
             external_services: s.deploy && s.external_services,
             smoke_tests: s.deploy && s.smoke,
+            simulated: SIMULATED_STAGING.iter().map(|f| f.to_string()).collect(),
         })
     }
 
-    async fn step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
+    async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>> {
+        Reported::simulated(self.scripted_step(target, step).await)
+    }
+
+    async fn health(&self, _target: &Target, _minute: u32) -> Reported<Result<bool, String>> {
+        Reported::simulated(Ok(self.spec.production.health))
+    }
+
+    async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
+        let mut outcome = self.scripted_rollback(target, plan).await;
+        outcome.simulated_steps = vec![true; outcome.steps.len()];
+        outcome
+    }
+}
+
+impl World {
+    async fn scripted_step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
         tokio::time::sleep(minutes(self.spec.durations.deploy_step)).await;
         let p = &self.spec.production;
         match step {
@@ -247,11 +287,7 @@ impl ports::Environments for World {
         }
     }
 
-    async fn health(&self, _target: &Target, _minute: u32) -> Result<bool, String> {
-        Ok(self.spec.production.health)
-    }
-
-    async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
+    async fn scripted_rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
         tokio::time::sleep(minutes(self.spec.durations.rollback)).await;
         let ok = self.spec.production.rollback;
         let restore = plan.restore_version.clone();
@@ -308,6 +344,7 @@ impl ports::Environments for World {
         ));
         RollbackOutcome {
             steps,
+            simulated_steps: vec![],
             restored: ok,
             migrations_reverted: ok && plan.revert_migrations,
             caches_cleared: ok && plan.clear_caches,
@@ -325,8 +362,9 @@ impl ports::Metrics for World {
             Ok(_) => Ok(MetricSample {
                 error_rate: b.error_rate,
                 latency_p99_ms: b.latency_p99_ms,
-                cpu: b.cpu,
-                memory: b.memory,
+                cpu: Some(b.cpu),
+                memory: Some(b.memory),
+                simulated: true,
             }),
         }
     }
@@ -356,6 +394,7 @@ impl ports::TestSuites for World {
                 passed: s.passed,
                 failed: s.failed,
                 skipped: s.skipped,
+                simulated: true,
             })
             .collect();
         let minutes_taken = if selection == SuiteSelection::All {
@@ -382,6 +421,7 @@ impl ports::Security for World {
         Ok(ScanReport {
             critical_vulnerabilities: s.critical_vulnerabilities,
             findings,
+            simulated: true,
         })
     }
 

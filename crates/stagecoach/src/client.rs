@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use workflow::record::{fmt_num, pct, Decision, Fact, Record, Request, SampleEntry};
+use workflow::record::{fmt_num, pct, simulated, Decision, Fact, Record, Request, SampleEntry};
 use workflow::thresholds::{AlertAction, Metric, MetricSample};
 use workflow::types::{DeploymentId, NotificationKind, Stage, Status};
 
@@ -853,14 +853,21 @@ fn time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-/// `error 0.10% p99 120 ms cpu 40% memory 55%`.
+/// A fraction as a whole percentage, or "not measured".
+fn whole_pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{:.0}%", v * 100.0))
+        .unwrap_or_else(|| "not measured".into())
+}
+
+/// `error 0.10% p99 120 ms cpu 40% memory 55%`, with " (simulated)" when the simulated world gave it.
 fn describe_metrics(s: &MetricSample) -> String {
     format!(
-        "error {:.2}% p99 {} ms cpu {:.0}% memory {:.0}%",
+        "error {:.2}% p99 {} ms cpu {} memory {}{}",
         s.error_rate * 100.0,
         fmt_num(s.latency_p99_ms.round()),
-        s.cpu * 100.0,
-        s.memory * 100.0
+        whole_pct(s.cpu),
+        whole_pct(s.memory),
+        simulated(s.simulated)
     )
 }
 
@@ -916,11 +923,12 @@ fn describe_fact(fact: &Fact) -> Option<String> {
     };
     let step = |prefix: &str, s: &workflow::record::StepEntry| {
         let head = format!("{prefix}{}{}", s.step, if s.ok { "" } else { " FAILED" });
-        if s.detail.is_empty() || s.detail == s.step {
+        let line = if s.detail.is_empty() || s.detail == s.step {
             head
         } else {
             format!("{head}: {}", s.detail)
-        }
+        };
+        format!("{line}{}", simulated(s.simulated))
     };
     Some(match fact {
         Fact::Submitted { request, strategy, .. } => {
@@ -932,34 +940,61 @@ fn describe_fact(fact: &Fact) -> Option<String> {
             stage, outcome, note, ..
         } => with_note(format!("stage {stage} {outcome}"), note),
         Fact::Prepared { report, .. } => format!(
-            "prepared {}: tests {}, build {}",
+            "prepared {}: tests {}{}, build {}{}{}",
             report.artifact,
             if report.tests_passed { "passed" } else { "FAILED" },
-            if report.build_succeeded { "ok" } else { "FAILED" }
+            simulated(report.is_simulated("tests_passed")),
+            if report.build_succeeded { "ok" } else { "FAILED" },
+            simulated(report.is_simulated("build_succeeded")),
+            if report.simulated.is_empty() {
+                String::new()
+            } else {
+                format!("; simulated: {}", report.simulated.join(", "))
+            }
         ),
         Fact::Scanned { report, .. } => {
             format!(
-                "security scan: {} critical vulnerabilities",
-                report.critical_vulnerabilities
+                "security scan: {} critical vulnerabilities{}",
+                report.critical_vulnerabilities,
+                simulated(report.simulated)
             )
         }
         Fact::Checklist { .. } => return None,
-        Fact::Staged { report, .. } => format!("staging {}", if report.ok() { "healthy" } else { "NOT healthy" }),
+        Fact::Staged { report, .. } => format!(
+            "staging {}{}",
+            if report.ok() { "healthy" } else { "NOT healthy" },
+            if report.simulated.is_empty() {
+                String::new()
+            } else {
+                format!(" (simulated: {})", report.simulated.join(", "))
+            }
+        ),
         Fact::Validated { report, .. } => {
             let verdict = match report.recommendation {
                 workflow::record::Recommendation::Ready => "ready".to_string(),
                 workflow::record::Recommendation::NeedsFixes => format!("needs fixes: {}", report.issues.join("; ")),
             };
-            format!("validation {verdict}")
+            let simulated: Vec<&str> = report
+                .suites
+                .iter()
+                .filter(|s| s.simulated)
+                .map(|s| s.name.as_str())
+                .collect();
+            if simulated.is_empty() {
+                format!("validation {verdict}")
+            } else {
+                format!("validation {verdict} (simulated suites: {})", simulated.join(", "))
+            }
         }
         Fact::Approval(a) => with_note(
             format!("approval {} {} by {}", a.role, decision_name(a.decision), a.by),
             &a.reason,
         ),
         Fact::Notification(n) => format!(
-            "notification {}: {}",
+            "notification {}: {}{}",
             if n.delivered { "sent" } else { "FAILED" },
-            n.subject
+            n.subject,
+            simulated(n.simulated)
         ),
         Fact::DeployStarted { strategy, .. } => format!("deploy started ({strategy})"),
         Fact::DeployStep(s) => step("step ", s),
@@ -970,14 +1005,18 @@ fn describe_fact(fact: &Fact) -> Option<String> {
             (None, None) => "baseline unavailable".to_string(),
         },
         Fact::Sample(s) => format!("sample {}", describe_sample(s)),
-        Fact::Checkpoint(c) => with_note(
-            format!(
-                "checkpoint {} min ({}) {}",
-                fmt_num(c.minute),
-                c.check.title(),
-                if c.passed { "ok" } else { "NOT OK" }
+        Fact::Checkpoint(c) => format!(
+            "{}{}",
+            with_note(
+                format!(
+                    "checkpoint {} min ({}) {}",
+                    fmt_num(c.minute),
+                    c.check.title(),
+                    if c.passed { "ok" } else { "NOT OK" }
+                ),
+                &c.detail,
             ),
-            &c.detail,
+            simulated(c.simulated)
         ),
         Fact::Alert(a) => {
             let (metric, value, threshold) = metric_values(a.metric, a.value, a.threshold);
@@ -1428,11 +1467,12 @@ impl Watcher {
         }
         if let Some(m) = &self.sample {
             parts.push(format!(
-                "err {:.2}% p99 {}ms cpu {:.0}% mem {:.0}%",
+                "err {:.2}% p99 {}ms cpu {} mem {}{}",
                 m.error_rate * 100.0,
                 fmt_num(m.latency_p99_ms.round()),
-                m.cpu * 100.0,
-                m.memory * 100.0
+                whole_pct(m.cpu),
+                whole_pct(m.memory),
+                simulated(m.simulated)
             ));
         }
         parts.join(" · ")

@@ -341,7 +341,40 @@ fn check_record_shape(file: &Path, r: &serde_json::Value) {
         timestamp(file, "timeline[].at", &t["at"]);
         assert!(t["event"].is_string(), "{}: timeline[].event", file.display());
     }
-    assert!(r["markdown"].as_str().unwrap().contains("## Deployment Record"));
+    let markdown = r["markdown"].as_str().unwrap();
+    assert!(markdown.contains("## Deployment Record"));
+    // A simulation is labelled as one, and so is every result in it.
+    assert!(
+        markdown.starts_with("> Simulated run: every action below was simulated"),
+        "{}: {markdown}",
+        file.display()
+    );
+    let steps = r["deploy_log"]["steps"].as_array().into_iter().flatten();
+    let rollback_steps = r["rollback"]["steps"].as_array().into_iter().flatten();
+    for s in steps.chain(rollback_steps) {
+        assert_eq!(s["simulated"], true, "{}: step {s}", file.display());
+    }
+    for s in r["monitoring"]["samples"].as_array().expect("samples array") {
+        assert!(
+            s["sample"].is_null() || s["sample"]["simulated"] == true,
+            "{}: sample {s}",
+            file.display()
+        );
+    }
+    for s in r["validation"]["suites"].as_array().into_iter().flatten() {
+        assert_eq!(s["simulated"], true, "{}: suite {s}", file.display());
+    }
+    if !r["security"].is_null() {
+        assert_eq!(r["security"]["simulated"], true, "{}: security", file.display());
+    }
+    for i in r["checklist"].as_array().expect("checklist array") {
+        let from_agents = i["source"]["by"]
+            .as_str()
+            .is_some_and(|by| by.starts_with("DevOps") || by.starts_with("Security"));
+        if from_agents {
+            assert_eq!(i["simulated"], true, "{}: checklist item {i}", file.display());
+        }
+    }
 }
 
 /// The complete real configuration in docs/configuration.md is one the

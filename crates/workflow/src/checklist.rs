@@ -92,6 +92,10 @@ pub struct Item {
     pub ticked: bool,
     pub required: bool,
     pub source: Source,
+    /// The agent action that ticked (or failed) it was answered by the
+    /// simulated world, not by a command.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// What DevOps found while preparing a release.
@@ -106,9 +110,18 @@ pub struct PrepareReport {
     pub backup_verified: bool,
     /// Production instances of the service, from its deployment configuration.
     pub instances: u32,
+    /// The findings (named by their field, e.g. `"backup_verified"`) that
+    /// came from the simulated world, not from a command.
+    #[serde(default)]
+    pub simulated: Vec<String>,
 }
 
 impl PrepareReport {
+    /// Whether the finding named by its field came from the simulated world.
+    pub fn is_simulated(&self, field: &str) -> bool {
+        self.simulated.iter().any(|f| f == field)
+    }
+
     pub fn ok(&self) -> bool {
         self.tests_passed && self.build_succeeded && (self.migrations == MigrationKind::None || self.migrations_tested)
     }
@@ -119,6 +132,9 @@ impl PrepareReport {
 pub struct ScanReport {
     pub critical_vulnerabilities: u32,
     pub findings: Vec<String>,
+    /// The scan came from the simulated world, not from a scanner.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// Builds the checklist from the agents' reports and the attestations.
@@ -143,60 +159,78 @@ pub fn build(
                 }
             };
             let from_agents = match (key, prepare, scan) {
-                (ItemKey::AllTestsPassing, Some(p), _) => {
-                    Some(verified(p.tests_passed, "DevOps: test run", "tests failed"))
-                }
-                (ItemKey::EnvironmentVariablesUpdated, Some(p), _) => Some(verified(
-                    p.environment_updated,
-                    "DevOps: configuration update",
-                    "not updated",
+                (ItemKey::AllTestsPassing, Some(p), _) => Some((
+                    verified(p.tests_passed, "DevOps: test run", "tests failed"),
+                    p.is_simulated("tests_passed"),
                 )),
-                (ItemKey::MigrationsTested, Some(p), _) => Some(match p.migrations {
-                    MigrationKind::None => Source::NotApplicable {
-                        why: "no migrations".into(),
+                (ItemKey::EnvironmentVariablesUpdated, Some(p), _) => Some((
+                    verified(p.environment_updated, "DevOps: configuration update", "not updated"),
+                    p.is_simulated("environment_updated"),
+                )),
+                (ItemKey::MigrationsTested, Some(p), _) => Some((
+                    match p.migrations {
+                        MigrationKind::None => Source::NotApplicable {
+                            why: "no migrations".into(),
+                        },
+                        _ => verified(
+                            p.migrations_tested,
+                            "DevOps: migration dry run",
+                            "migration dry run failed",
+                        ),
                     },
-                    _ => verified(
-                        p.migrations_tested,
-                        "DevOps: migration dry run",
-                        "migration dry run failed",
+                    p.is_simulated("migrations") || p.is_simulated("migrations_tested"),
+                )),
+                (ItemKey::RollbackMigrationReady, Some(p), _) => Some((
+                    match p.migrations {
+                        MigrationKind::None => Source::NotApplicable {
+                            why: "no migrations".into(),
+                        },
+                        MigrationKind::Reversible => Source::Verified {
+                            by: "DevOps: down migration present".into(),
+                        },
+                        MigrationKind::Irreversible => Source::Failed {
+                            by: "DevOps: migration analysis".into(),
+                            detail: "migration is irreversible".into(),
+                        },
+                    },
+                    p.is_simulated("migrations"),
+                )),
+                (ItemKey::BackupVerified, Some(p), _) => Some((
+                    verified(
+                        p.backup_verified,
+                        "DevOps: backup restore test",
+                        "backup could not be verified",
                     ),
-                }),
-                (ItemKey::RollbackMigrationReady, Some(p), _) => Some(match p.migrations {
-                    MigrationKind::None => Source::NotApplicable {
-                        why: "no migrations".into(),
-                    },
-                    MigrationKind::Reversible => Source::Verified {
-                        by: "DevOps: down migration present".into(),
-                    },
-                    MigrationKind::Irreversible => Source::Failed {
-                        by: "DevOps: migration analysis".into(),
-                        detail: "migration is irreversible".into(),
-                    },
-                }),
-                (ItemKey::BackupVerified, Some(p), _) => Some(verified(
-                    p.backup_verified,
-                    "DevOps: backup restore test",
-                    "backup could not be verified",
+                    p.is_simulated("backup_verified"),
                 )),
-                (ItemKey::NoCriticalVulnerabilities, _, Some(s)) => Some(verified(
-                    s.critical_vulnerabilities == 0,
-                    "Security: vulnerability scan",
-                    &format!("{} critical vulnerabilities", s.critical_vulnerabilities),
+                (ItemKey::NoCriticalVulnerabilities, _, Some(s)) => Some((
+                    verified(
+                        s.critical_vulnerabilities == 0,
+                        "Security: vulnerability scan",
+                        &format!("{} critical vulnerabilities", s.critical_vulnerabilities),
+                    ),
+                    s.simulated,
                 )),
-                (ItemKey::SecurityReviewApproved, _, Some(s)) => Some(verified(
-                    s.critical_vulnerabilities == 0,
-                    "Security: review of scan results",
-                    "review found blocking findings",
+                (ItemKey::SecurityReviewApproved, _, Some(s)) => Some((
+                    verified(
+                        s.critical_vulnerabilities == 0,
+                        "Security: review of scan results",
+                        "review found blocking findings",
+                    ),
+                    s.simulated,
                 )),
                 _ => None,
             };
-            let source = match from_agents {
-                Some(s) => s,
-                None if attested_in_request.contains(&key) => Source::Attested { by: "request".into() },
-                None if attested_in_config.contains(&key) => Source::Attested {
-                    by: "configuration".into(),
-                },
-                None => Source::Missing,
+            let (source, simulated) = match from_agents {
+                Some(found) => found,
+                None if attested_in_request.contains(&key) => (Source::Attested { by: "request".into() }, false),
+                None if attested_in_config.contains(&key) => (
+                    Source::Attested {
+                        by: "configuration".into(),
+                    },
+                    false,
+                ),
+                None => (Source::Missing, false),
             };
             let ticked = matches!(
                 source,
@@ -207,6 +241,7 @@ pub fn build(
                 ticked,
                 required: required.contains(&key),
                 source,
+                simulated,
             }
         })
         .collect()
@@ -235,6 +270,7 @@ mod tests {
             environment_updated: true,
             backup_verified: true,
             instances: 4,
+            simulated: vec![],
         }
     }
 
@@ -250,6 +286,7 @@ mod tests {
         let scan = ScanReport {
             critical_vulnerabilities: 0,
             findings: vec![],
+            simulated: false,
         };
         let items = build(
             Some(&report()),
@@ -273,6 +310,35 @@ mod tests {
         assert!(!get(ItemKey::ChangelogUpdated).ticked);
         assert!(get(ItemKey::RollbackMigrationReady).ticked);
         assert!(blocking(&items).is_empty());
+    }
+
+    #[test]
+    fn items_ticked_from_simulated_findings_say_so() {
+        let mut r = report();
+        r.simulated = vec!["backup_verified".into(), "environment_updated".into()];
+        let scan = ScanReport {
+            critical_vulnerabilities: 0,
+            findings: vec![],
+            simulated: true,
+        };
+        let items = build(Some(&r), Some(&scan), &[ItemKey::RunbookUpdated], &[], &[]);
+        let simulated: Vec<ItemKey> = items.iter().filter(|i| i.simulated).map(|i| i.key).collect();
+        assert_eq!(
+            simulated,
+            vec![
+                ItemKey::SecurityReviewApproved,
+                ItemKey::NoCriticalVulnerabilities,
+                ItemKey::EnvironmentVariablesUpdated,
+                ItemKey::BackupVerified,
+            ]
+        );
+        // Observed and attested items are not labelled.
+        let get = |k| items.iter().find(|i| i.key == k).unwrap().clone();
+        assert!(!get(ItemKey::AllTestsPassing).simulated);
+        assert!(!get(ItemKey::RunbookUpdated).simulated);
+        // A report journaled before the flag existed reads as observed.
+        let old = r#"{"critical_vulnerabilities":0,"findings":[]}"#;
+        assert!(!serde_json::from_str::<ScanReport>(old).unwrap().simulated);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct Observation {
     pub metrics: Result<MetricSample, String>,
     /// Health/smoke check of critical functionality; `Err` when it could not run.
     pub healthy: Result<bool, String>,
+    /// The health check was answered by the simulated world.
+    #[serde(default)]
+    pub health_simulated: bool,
     pub incidents: Vec<Incident>,
 }
 
@@ -69,6 +72,10 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackOutcome {
     pub steps: Vec<(String, bool, String)>,
+    /// Per step of `steps`: whether the simulated world answered it (no
+    /// command ran). Missing entries (journals from before) are `false`.
+    #[serde(default)]
+    pub simulated_steps: Vec<bool>,
     pub restored: bool,
     pub migrations_reverted: bool,
     pub caches_cleared: bool,
@@ -149,6 +156,9 @@ pub enum Event {
     StepDone {
         index: usize,
         result: Result<(), String>,
+        /// The simulated world answered the step: no command ran.
+        #[serde(default)]
+        simulated: bool,
     },
     Observed(Observation),
     RolledBack(RollbackOutcome),
@@ -274,6 +284,8 @@ struct Watch {
     escalated: BTreeSet<EscalationReason>,
     last: Option<MetricSample>,
     last_healthy: Option<bool>,
+    #[serde(default)]
+    last_health_simulated: bool,
     checkpoints_done: usize,
     observing: bool,
 }
@@ -531,6 +543,12 @@ impl Machine {
     fn notify(&mut self, out: &mut Output, now: DateTime<Utc>, kind: NotificationKind, subject: String, body: String) {
         self.notification_seq += 1;
         let id = format!("{}-n{}", self.record.id, self.notification_seq);
+        let simulated = self.record.rests_on_simulation();
+        let body = if simulated {
+            format!("{body}\n{}\n", crate::record::SIMULATED_NOTICE)
+        } else {
+            body
+        };
         let entry = NotificationEntry {
             id: id.clone(),
             kind,
@@ -539,6 +557,7 @@ impl Machine {
             body,
             delivered: false,
             error: None,
+            simulated,
         };
         self.pending_notifications.insert(id, entry.clone());
         out.effects.push(Effect::Notify(entry));
@@ -911,7 +930,14 @@ impl Machine {
                     self.inconclusive(out, now, e, true)
                 }
             },
-            (Phase::Deploying { steps, index }, Event::StepDone { index: done, result }) if done == index => {
+            (
+                Phase::Deploying { steps, index },
+                Event::StepDone {
+                    index: done,
+                    result,
+                    simulated,
+                },
+            ) if done == index => {
                 let step = steps[index].clone();
                 match result {
                     Ok(()) => {
@@ -922,6 +948,7 @@ impl Machine {
                                 step: step.describe(),
                                 ok: true,
                                 detail: String::new(),
+                                simulated,
                             }),
                         );
                         if let DeployStep::RunMigrations { kind } = step {
@@ -961,6 +988,7 @@ impl Machine {
                                 step: step.title(),
                                 ok: false,
                                 detail: e.clone(),
+                                simulated,
                             }),
                         );
                         let trigger = match step {
@@ -979,6 +1007,7 @@ impl Machine {
                 Event::StepDone {
                     index: DECOMMISSION,
                     result,
+                    simulated,
                 },
             ) => {
                 // The decommission step of blue-green, after monitoring passed.
@@ -995,6 +1024,7 @@ impl Machine {
                         step: if ok { step.describe() } else { step.title() },
                         ok,
                         detail: detail.clone(),
+                        simulated,
                     }),
                 );
                 if !ok {
@@ -1536,6 +1566,7 @@ impl Machine {
         }
         let health_error = obs.healthy.as_ref().err().cloned();
         self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
+        self.watch.last_health_simulated = obs.health_simulated;
         if let Ok(healthy) = obs.healthy {
             if !healthy {
                 return self.trigger_rollback(
@@ -1676,6 +1707,13 @@ impl Machine {
                     let c = due[self.watch.checkpoints_done].clone();
                     self.watch.checkpoints_done += 1;
                     let (passed, detail) = self.checkpoint(c.check, conclusive);
+                    let simulated = match c.check {
+                        CheckpointCheck::InitialHealth => self.watch.last_health_simulated,
+                        CheckpointCheck::AllSystemsNormal => {
+                            self.watch.last_health_simulated || self.watch.last.is_some_and(|s| s.simulated)
+                        }
+                        _ => self.watch.last.is_some_and(|s| s.simulated),
+                    };
                     self.emit(
                         out,
                         Fact::Checkpoint(CheckpointEntry {
@@ -1684,6 +1722,7 @@ impl Machine {
                             at: now,
                             passed,
                             detail,
+                            simulated,
                         }),
                     );
                 }
@@ -1744,14 +1783,14 @@ impl Machine {
             ),
             CheckpointCheck::Performance => (
                 s.latency_p99_ms <= base.latency_p99_ms * t.latency_p99_investigate_factor
-                    && s.cpu <= t.cpu_scale
-                    && s.memory <= t.memory_scale,
+                    && s.cpu.is_none_or(|cpu| cpu <= t.cpu_scale)
+                    && s.memory.is_none_or(|memory| memory <= t.memory_scale),
                 format!(
                     "p99 {} ms (baseline {} ms), CPU {}, memory {}",
                     crate::record::fmt_num(s.latency_p99_ms),
                     crate::record::fmt_num(base.latency_p99_ms),
-                    pct(s.cpu),
-                    pct(s.memory)
+                    crate::record::pct_or_not_measured(s.cpu),
+                    crate::record::pct_or_not_measured(s.memory)
                 ),
             ),
             CheckpointCheck::AllSystemsNormal => {
@@ -1861,7 +1900,7 @@ impl Machine {
         now: DateTime<Utc>,
         outcome: RollbackOutcome,
     ) -> Result<(), IllegalTransition> {
-        for (step, ok, detail) in &outcome.steps {
+        for (i, (step, ok, detail)) in outcome.steps.iter().enumerate() {
             self.emit(
                 out,
                 Fact::RollbackStep(StepEntry {
@@ -1869,6 +1908,7 @@ impl Machine {
                     step: step.clone(),
                     ok: *ok,
                     detail: detail.clone(),
+                    simulated: outcome.simulated_steps.get(i).copied().unwrap_or(false),
                 }),
             );
         }

@@ -58,9 +58,18 @@ pub struct StagingReport {
     pub migrations_complete: bool,
     pub external_services: bool,
     pub smoke_tests: bool,
+    /// The checks (named by their field, e.g. `"smoke_tests"`) whose result
+    /// came from the simulated world, not from a command or probe.
+    #[serde(default)]
+    pub simulated: Vec<String>,
 }
 
 impl StagingReport {
+    /// Whether the check named by its field came from the simulated world.
+    pub fn is_simulated(&self, field: &str) -> bool {
+        self.simulated.iter().any(|f| f == field)
+    }
+
     pub fn ok(&self) -> bool {
         self.deployed
             && self.application_started
@@ -81,6 +90,9 @@ pub struct SuiteResult {
     /// report gives them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub failing_tests: Vec<String>,
+    /// The counts came from the simulated world, not from a test run.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// Failing tests listed per suite in "Issues Found"; the rest are counted.
@@ -209,6 +221,9 @@ pub struct NotificationEntry {
     pub body: String,
     pub delivered: bool,
     pub error: Option<String>,
+    /// The deployment it tells of rests on simulated evidence (its text says so).
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -223,6 +238,9 @@ pub struct StepEntry {
     pub step: String,
     pub ok: bool,
     pub detail: String,
+    /// The simulated world answered the step: no command ran.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 /// The production deployment log.
@@ -253,6 +271,9 @@ pub struct CheckpointEntry {
     pub at: DateTime<Utc>,
     pub passed: bool,
     pub detail: String,
+    /// Judged on a simulated sample or health check.
+    #[serde(default)]
+    pub simulated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -535,8 +556,9 @@ impl Record {
                 self.note(
                     at,
                     format!(
-                        "Security scan: {} critical vulnerabilities",
-                        report.critical_vulnerabilities
+                        "Security scan: {} critical vulnerabilities{}",
+                        report.critical_vulnerabilities,
+                        simulated(report.simulated)
                     ),
                 );
                 self.security = Some(report);
@@ -577,7 +599,12 @@ impl Record {
             Fact::DeployStep(step) => {
                 self.note(
                     step.at,
-                    format!("{}{}", step.step, if step.ok { "" } else { " FAILED" }),
+                    format!(
+                        "{}{}{}",
+                        step.step,
+                        if step.ok { "" } else { " FAILED" },
+                        simulated(step.simulated)
+                    ),
                 );
                 if let Some(log) = &mut self.deploy_log {
                     log.steps.push(step);
@@ -599,10 +626,11 @@ impl Record {
                 self.note(
                     c.at,
                     format!(
-                        "Checkpoint {} min ({}): {}",
+                        "Checkpoint {} min ({}): {}{}",
                         c.minute,
                         c.check.title(),
-                        if c.passed { "ok" } else { "NOT OK" }
+                        if c.passed { "ok" } else { "NOT OK" },
+                        simulated(c.simulated)
                     ),
                 );
                 self.monitoring.checkpoints.push(c);
@@ -648,7 +676,12 @@ impl Record {
             Fact::RollbackStep(step) => {
                 self.note(
                     step.at,
-                    format!("Rollback: {}{}", step.step, if step.ok { "" } else { " FAILED" }),
+                    format!(
+                        "Rollback: {}{}{}",
+                        step.step,
+                        if step.ok { "" } else { " FAILED" },
+                        simulated(step.simulated)
+                    ),
                 );
                 if let Some(r) = &mut self.rollback {
                     r.steps.push(step);
@@ -702,6 +735,33 @@ impl Record {
         }
     }
 
+    /// Whether any evidence in the record (a checklist item, the scan, a
+    /// staging check, a suite, a step, the baseline, a sample or a
+    /// checkpoint) came from the simulated world.
+    pub fn rests_on_simulation(&self) -> bool {
+        let steps = self
+            .deploy_log
+            .iter()
+            .flat_map(|d| &d.steps)
+            .chain(self.rollback.iter().flat_map(|r| &r.steps));
+        self.checklist.iter().any(|i| i.simulated)
+            || self.prepare.as_ref().is_some_and(|p| !p.simulated.is_empty())
+            || self.security.as_ref().is_some_and(|s| s.simulated)
+            || self.staging.as_ref().is_some_and(|s| !s.simulated.is_empty())
+            || self
+                .validation
+                .as_ref()
+                .is_some_and(|v| v.suites.iter().any(|s| s.simulated))
+            || steps.into_iter().any(|s| s.simulated)
+            || self.monitoring.baseline.is_some_and(|b| b.simulated)
+            || self
+                .monitoring
+                .samples
+                .iter()
+                .any(|s| s.sample.is_some_and(|m| m.simulated))
+            || self.monitoring.checkpoints.iter().any(|c| c.simulated)
+    }
+
     /// Rebuilds a record from its facts, in order.
     pub fn replay<'a>(facts: impl IntoIterator<Item = &'a Fact>) -> Option<Record> {
         let mut iter = facts.into_iter();
@@ -710,6 +770,27 @@ impl Record {
             record.apply(f);
         }
         Some(record)
+    }
+}
+
+/// The line added to every notification about a deployment whose record
+/// holds simulated evidence.
+pub const SIMULATED_NOTICE: &str = "Simulated: some results of this deployment came from the simulated world (no command or probe configured); the Deployment Record marks each of them \"(simulated)\".";
+
+/// A fraction as a percentage, or "not measured (threshold not judged)" when
+/// the source gave no value.
+pub fn pct_or_not_measured(v: Option<f64>) -> String {
+    v.map(pct)
+        .unwrap_or_else(|| "not measured (threshold not judged)".into())
+}
+
+/// `" (simulated)"` for evidence from the simulated world, else nothing: the
+/// label every rendering of the record appends to such an item.
+pub fn simulated(flag: bool) -> &'static str {
+    if flag {
+        " (simulated)"
+    } else {
+        ""
     }
 }
 

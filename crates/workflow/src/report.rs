@@ -8,7 +8,7 @@ use minijinja::{context, Environment, Value};
 
 use crate::approval::role_title;
 use crate::checklist::Source;
-use crate::record::{fmt_num, pct, Decision, Recommendation, Record};
+use crate::record::{fmt_num, pct, pct_or_not_measured, simulated, Decision, Recommendation, Record};
 use crate::settings::{Settings, WindowRule};
 use crate::types::{EscalationReason, MigrationKind, RollbackTrigger, Status, Strategy};
 
@@ -44,8 +44,8 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 {% else %}- None
 {% endfor %}
 ### Metrics
-- Error rate: {{ error_rate }}
-- Latency change: {{ latency_change }}
+- Error rate: {{ error_rate }}{% if metrics_simulated %} (simulated){% endif %}
+- Latency change: {{ latency_change }}{% if metrics_simulated %} (simulated){% endif %}
 - Alerts: {{ alert_count }}
 
 ### Status: {{ status }}
@@ -77,7 +77,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 ### Test Results
 | Suite | Passed | Failed | Skipped |
 |-------|--------|--------|---------|
-{% for s in validation.suites %}| {{ s.name }} | {{ s.passed }} | {{ s.failed }} | {{ s.skipped }} |
+{% for s in validation.suites %}| {{ s.name }}{% if s.simulated %} (simulated){% endif %} | {{ s.passed }} | {{ s.failed }} | {{ s.skipped }} |
 {% endfor %}
 ### New Features Validated
 {% for f in validation.features %}- [{{ "x" if f.validated else " " }}] {{ f.feature }}: {{ "Validated" if f.validated else "Not validated" }}
@@ -114,7 +114,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 - End Time: {{ deploy.finished_at }}
 
 ### Steps Completed
-{% for s in deploy.steps %}- [{{ "x" if s.ok else " " }}] {{ s.at }} {{ s.step }}{% if s.detail %}: {{ s.detail }}{% endif %}
+{% for s in deploy.steps %}- [{{ "x" if s.ok else " " }}] {{ s.at }} {{ s.step }}{% if s.detail %}: {{ s.detail }}{% endif %}{% if s.simulated %} (simulated){% endif %}
 {% endfor %}
 ### Verification
 {% for v in deploy.verification %}- [{{ "x" if v.ok else " " }}] {{ v.name }}
@@ -122,10 +122,11 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 ## Post-deployment Monitoring
 
 - Baseline: {{ monitoring.baseline }}
-- Samples read: {{ monitoring.samples }} ({{ monitoring.inconclusive }} inconclusive)
-
+- Samples read: {{ monitoring.samples }} ({{ monitoring.inconclusive }} inconclusive{% if monitoring.simulated %}, {{ monitoring.simulated }} simulated{% endif %})
+{% for m in monitoring.not_judged %}- {{ m }}: not measured — threshold not judged
+{% endfor %}
 ### Monitoring Checkpoints
-{% for c in monitoring.checkpoints %}- [{{ "x" if c.passed else " " }}] {{ c.minute }} minutes: {{ c.title }} - {{ c.detail }}
+{% for c in monitoring.checkpoints %}- [{{ "x" if c.passed else " " }}] {{ c.minute }} minutes: {{ c.title }} - {{ c.detail }}{% if c.simulated %} (simulated){% endif %}
 {% else %}- None reached
 {% endfor %}{% if alerts %}
 ### Alerts
@@ -136,7 +137,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 ## Rollback Procedure
 
 ### Immediate Actions
-{% for s in rollback.steps %}- [{{ "x" if s.ok else " " }}] {{ s.step }}{% if s.detail %}: {{ s.detail }}{% endif %}
+{% for s in rollback.steps %}- [{{ "x" if s.ok else " " }}] {{ s.step }}{% if s.detail %}: {{ s.detail }}{% endif %}{% if s.simulated %} (simulated){% endif %}
 {% endfor %}
 ### Rollback Log
 - Initiated: {{ rollback.initiated_at }}
@@ -292,6 +293,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             Source::NotApplicable { why } => format!("not applicable ({why})"),
             Source::Missing => "not verified or attested".into(),
         };
+        let source = format!("{source}{}", simulated(item.simulated));
         let v = context! { title, ticked => item.ticked, required => item.required, source };
         match sections.iter_mut().find(|(n, _)| n == section) {
             Some((_, items)) => items.push(v),
@@ -305,7 +307,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
     let security = r
         .security
         .as_ref()
-        .map(|s| context! { critical => s.critical_vulnerabilities, findings => Value::from_serialize(&s.findings) });
+        .map(|s| context! { critical => format!("{}{}", s.critical_vulnerabilities, simulated(s.simulated)), findings => Value::from_serialize(&s.findings) });
     let staging = r.staging.as_ref().map(|s| {
         let at = r
             .stages
@@ -314,11 +316,11 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             .map(|e| opt_ts(e.finished_at))
             .unwrap_or_default();
         let checks = vec![
-            context! { name => "Application starts successfully", ok => s.application_started },
-            context! { name => "Health endpoints responding", ok => s.health_endpoints },
-            context! { name => "Database migrations complete", ok => s.migrations_complete },
-            context! { name => "External services connected", ok => s.external_services },
-            context! { name => "Smoke tests pass", ok => s.smoke_tests },
+            context! { name => format!("Application starts successfully{}", simulated(s.is_simulated("application_started"))), ok => s.application_started },
+            context! { name => format!("Health endpoints responding{}", simulated(s.is_simulated("health_endpoints"))), ok => s.health_endpoints },
+            context! { name => format!("Database migrations complete{}", simulated(s.is_simulated("migrations_complete"))), ok => s.migrations_complete },
+            context! { name => format!("External services connected{}", simulated(s.is_simulated("external_services"))), ok => s.external_services },
+            context! { name => format!("Smoke tests pass{}", simulated(s.is_simulated("smoke_tests"))), ok => s.smoke_tests },
         ];
         context! { at, checks }
     });
@@ -354,7 +356,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         let steps: Vec<Value> = d
             .steps
             .iter()
-            .map(|s| context! { at => ts(s.at), step => s.step.clone(), ok => s.ok, detail => s.detail.clone() })
+            .map(|s| context! { at => ts(s.at), step => s.step.clone(), ok => s.ok, detail => s.detail.clone(), simulated => s.simulated })
             .collect();
         let responding = first_watch.is_some() && r.monitoring.checkpoints.first().map(|c| c.passed).unwrap_or(false);
         let no_spikes = first_watch
@@ -376,10 +378,12 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
     let monitoring = (r.deploy_log.is_some()).then(|| {
         let b = r.monitoring.baseline;
         context! {
-            baseline => b.map(|b| format!("error rate {}, p99 {} ms, CPU {}, memory {}", pct(b.error_rate), fmt_num(b.latency_p99_ms), pct(b.cpu), pct(b.memory))).unwrap_or_else(|| "unavailable".into()),
+            baseline => b.map(|b| format!("error rate {}, p99 {} ms, CPU {}, memory {}{}", pct(b.error_rate), fmt_num(b.latency_p99_ms), pct_or_not_measured(b.cpu), pct_or_not_measured(b.memory), simulated(b.simulated))).unwrap_or_else(|| "unavailable".into()),
             samples => r.monitoring.samples.len(),
             inconclusive => r.monitoring.samples.iter().filter(|s| s.sample.is_none()).count(),
-            checkpoints => r.monitoring.checkpoints.iter().map(|c| context! { minute => c.minute, title => c.check.title(), passed => c.passed, detail => c.detail.clone() }).collect::<Vec<_>>(),
+            simulated => r.monitoring.samples.iter().filter(|s| s.sample.is_some_and(|m| m.simulated)).count(),
+            not_judged => not_judged(r),
+            checkpoints => r.monitoring.checkpoints.iter().map(|c| context! { minute => c.minute, title => c.check.title(), passed => c.passed, detail => c.detail.clone(), simulated => c.simulated }).collect::<Vec<_>>(),
         }
     });
     let alerts: Vec<Value> = r
@@ -399,7 +403,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         .collect();
     let rollback = r.rollback.as_ref().map(|rb| {
         context! {
-            steps => rb.steps.iter().map(|s| context! { step => s.step.clone(), ok => s.ok, detail => s.detail.clone() }).collect::<Vec<_>>(),
+            steps => rb.steps.iter().map(|s| context! { step => s.step.clone(), ok => s.ok, detail => s.detail.clone(), simulated => s.simulated }).collect::<Vec<_>>(),
             initiated_at => ts(rb.initiated_at),
             trigger => rb.trigger.as_str(),
             reason => rb.reason.clone(),
@@ -425,6 +429,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         issues => r.issues.iter().cloned().chain(r.escalations.iter().map(|e| format!("Escalation ({}): {}", e.reason, e.detail))).collect::<Vec<_>>(),
         error_rate,
         latency_change,
+        metrics_simulated => last.is_some_and(|s| s.simulated),
         alert_count => r.alerts.len(),
         status => status_word(r.status),
         checklist,
@@ -440,6 +445,28 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         notifications => r.notifications.iter().map(|n| context! { at => ts(n.at), kind => n.kind.as_str(), subject => n.subject.clone(), delivered => n.delivered, error => n.error.clone().unwrap_or_default() }).collect::<Vec<_>>(),
     };
     render(DEPLOYMENT_RECORD, ctx)
+}
+
+/// The metrics (by their record name) that some sample or the baseline had
+/// no value for: their thresholds were not judged on those readings.
+fn not_judged(r: &Record) -> Vec<&'static str> {
+    let readings = r
+        .monitoring
+        .baseline
+        .iter()
+        .chain(r.monitoring.samples.iter().filter_map(|s| s.sample.as_ref()));
+    let mut missing: Vec<crate::thresholds::Metric> = readings.flat_map(|m| m.not_measured()).collect();
+    missing.sort();
+    missing.dedup();
+    missing
+        .into_iter()
+        .map(|m| match m {
+            crate::thresholds::Metric::ErrorRate => "Error rate",
+            crate::thresholds::Metric::LatencyP99 => "p99 latency",
+            crate::thresholds::Metric::Cpu => "CPU",
+            crate::thresholds::Metric::Memory => "Memory",
+        })
+        .collect()
 }
 
 /// Estimated minutes from the start of DEPLOY to the end of MONITOR.

@@ -2,7 +2,9 @@
 //!
 //! A sample is compared with the thresholds and the pre-deploy baseline and
 //! yields, per metric, the action it calls for. A failed or empty read is
-//! not a sample: it is *inconclusive* and is handled by the caller.
+//! not a sample: it is *inconclusive* and is handled by the caller. A metric
+//! the source does not measure (`None`) is not judged: its thresholds are
+//! skipped, never compared with an invented value.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +16,29 @@ pub struct MetricSample {
     /// Fraction of failed requests (0.01 = 1 %).
     pub error_rate: f64,
     pub latency_p99_ms: f64,
-    /// Fractions of capacity.
-    pub cpu: f64,
-    pub memory: f64,
+    /// Fractions of capacity; `None` when the source does not measure them
+    /// (their thresholds are then not judged).
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    #[serde(default)]
+    pub memory: Option<f64>,
+    /// The reading came from the simulated world, not from a metrics source.
+    #[serde(default)]
+    pub simulated: bool,
+}
+
+impl MetricSample {
+    /// The metrics this sample has no value for, whose thresholds are not judged.
+    pub fn not_measured(&self) -> Vec<Metric> {
+        let mut out = vec![];
+        if self.cpu.is_none() {
+            out.push(Metric::Cpu);
+        }
+        if self.memory.is_none() {
+            out.push(Metric::Memory);
+        }
+        out
+    }
 }
 
 /// The metric a finding is about.
@@ -86,8 +108,12 @@ pub fn evaluate(sample: &MetricSample, baseline: &MetricSample, t: &Thresholds) 
             ],
         );
     }
-    check(Metric::Cpu, sample.cpu, &[(t.cpu_scale, AlertAction::Scale)]);
-    check(Metric::Memory, sample.memory, &[(t.memory_scale, AlertAction::Scale)]);
+    if let Some(cpu) = sample.cpu {
+        check(Metric::Cpu, cpu, &[(t.cpu_scale, AlertAction::Scale)]);
+    }
+    if let Some(memory) = sample.memory {
+        check(Metric::Memory, memory, &[(t.memory_scale, AlertAction::Scale)]);
+    }
     out
 }
 
@@ -100,8 +126,9 @@ mod tests {
         MetricSample {
             error_rate: 0.001,
             latency_p99_ms: 100.0,
-            cpu: 0.4,
-            memory: 0.5,
+            cpu: Some(0.4),
+            memory: Some(0.5),
+            simulated: false,
         }
     }
 
@@ -160,13 +187,38 @@ mod tests {
             &[(Metric::LatencyP99, AlertAction::Rollback)],
         );
         check(
-            MetricSample { cpu: 0.81, ..base() },
+            MetricSample {
+                cpu: Some(0.81),
+                ..base()
+            },
             &[(Metric::Cpu, AlertAction::Scale)],
         );
         check(
-            MetricSample { memory: 0.9, ..base() },
+            MetricSample {
+                memory: Some(0.9),
+                ..base()
+            },
             &[(Metric::Memory, AlertAction::Scale)],
         );
+    }
+
+    #[test]
+    fn a_metric_without_a_value_is_not_judged() {
+        let unmeasured = MetricSample {
+            cpu: None,
+            memory: None,
+            ..base()
+        };
+        check(unmeasured, &[]);
+        assert_eq!(unmeasured.not_measured(), vec![Metric::Cpu, Metric::Memory]);
+        assert!(base().not_measured().is_empty());
+    }
+
+    #[test]
+    fn samples_journaled_before_optional_metrics_still_read() {
+        let old = r#"{"error_rate":0.001,"latency_p99_ms":120.0,"cpu":0.4,"memory":0.5}"#;
+        let s: MetricSample = serde_json::from_str(old).unwrap();
+        assert_eq!((s.cpu, s.memory, s.simulated), (Some(0.4), Some(0.5), false));
     }
 
     #[test]

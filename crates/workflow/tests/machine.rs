@@ -73,8 +73,9 @@ fn normal() -> MetricSample {
     MetricSample {
         error_rate: 0.002,
         latency_p99_ms: 100.0,
-        cpu: 0.4,
-        memory: 0.5,
+        cpu: Some(0.4),
+        memory: Some(0.5),
+        simulated: false,
     }
 }
 
@@ -88,6 +89,7 @@ fn prepare_report() -> PrepareReport {
         environment_updated: true,
         backup_verified: true,
         instances: 3,
+        simulated: vec![],
     }
 }
 
@@ -99,6 +101,7 @@ fn staging_ok() -> StagingReport {
         migrations_complete: true,
         external_services: true,
         smoke_tests: true,
+        simulated: vec![],
     }
 }
 
@@ -109,6 +112,7 @@ fn suite(name: &str, passed: u32, failed: u32, skipped: u32) -> SuiteResult {
         passed,
         failed,
         skipped,
+        simulated: false,
     }
 }
 
@@ -161,6 +165,8 @@ struct World {
     rollback_restored: bool,
     rollback_verified: bool,
     decisions: Vec<HumanAnswer>,
+    /// The production steps and health checks come from the simulated world.
+    simulated: bool,
 }
 
 impl World {
@@ -171,6 +177,7 @@ impl World {
             scan: Ok(ScanReport {
                 critical_vulnerabilities: 0,
                 findings: vec![],
+                simulated: false,
             }),
             staging: Ok(staging_ok()),
             suites: Ok(all_suites()),
@@ -183,6 +190,7 @@ impl World {
             rollback_restored: true,
             rollback_verified: true,
             decisions: vec![],
+            simulated: false,
         }
     }
 
@@ -227,6 +235,7 @@ impl World {
                     },
                 ),
             ],
+            simulated_steps: vec![],
             restored,
             migrations_reverted: plan.revert_migrations && restored,
             caches_cleared: plan.clear_caches,
@@ -375,10 +384,12 @@ impl Run {
             Effect::Step { index, step } => Event::StepDone {
                 index,
                 result: (world.step)(index, &step),
+                simulated: world.simulated,
             },
             Effect::Observe { minute, .. } => Event::Observed(Observation {
                 metrics: (world.metrics)(minute),
                 healthy: (world.health)(minute),
+                health_simulated: world.simulated,
                 incidents: (world.incidents)(minute),
             }),
             Effect::Rollback(plan) => Event::RolledBack(world.rollback_outcome(&plan)),
@@ -1467,6 +1478,7 @@ fn critical_vulnerabilities_deny_approval() {
     world.scan = Ok(ScanReport {
         critical_vulnerabilities: 2,
         findings: vec!["CVE-2026-0001".into()],
+        simulated: false,
     });
     let (_, r) = deploy(
         Settings::builtin(),
@@ -1785,6 +1797,7 @@ fn a_duplicate_step_result_during_monitoring_changes_nothing() {
                 Event::StepDone {
                     index: last,
                     result: Ok(()),
+                    simulated: false,
                 },
             )
             .unwrap();
@@ -2155,6 +2168,7 @@ impl Scenario {
             .map(|n| ScanReport {
                 critical_vulnerabilities: n,
                 findings: vec![],
+                simulated: false,
             })
             .ok_or_else(|| "scanner offline".to_string());
         w.staging = self
@@ -2166,6 +2180,7 @@ impl Scenario {
                 migrations_complete: b[3],
                 external_services: b[4],
                 smoke_tests: b[5],
+                simulated: vec![],
             })
             .ok_or_else(|| "staging cluster down".to_string());
         w.suites = self
@@ -2210,8 +2225,9 @@ impl Scenario {
             Some((error_rate, latency_p99_ms, cpu, memory)) => Ok(MetricSample {
                 error_rate,
                 latency_p99_ms,
-                cpu,
-                memory,
+                cpu: Some(cpu),
+                memory: Some(memory),
+                simulated: false,
             }),
             None => Err("metrics unavailable".into()),
         });
@@ -2489,11 +2505,13 @@ fn every_effect_is_answered_by_its_own_event_only() {
     };
     assert!(step.answered_by(&Event::StepDone {
         index: 2,
-        result: Ok(())
+        result: Ok(()),
+        simulated: false,
     }));
     assert!(!step.answered_by(&Event::StepDone {
         index: 3,
-        result: Ok(())
+        result: Ok(()),
+        simulated: false,
     }));
     let timer = Effect::Timer {
         at: t(TUESDAY_IN_WINDOW),
@@ -2565,4 +2583,126 @@ fn a_first_deployment_measures_no_baseline_and_still_judges_the_error_rate() {
     );
     let r = run.run(&mut world);
     assert_eq!(r.status, Status::RolledBack, "{:#?}", r.timeline);
+}
+
+#[test]
+fn simulated_evidence_is_labelled_and_unmeasured_metrics_are_not_judged() {
+    let mut world = World::good();
+    let mut prepare = prepare_report();
+    prepare.simulated = vec!["backup_verified".into()];
+    world.prepare = Ok(prepare);
+    world.scan = Ok(ScanReport {
+        critical_vulnerabilities: 0,
+        findings: vec![],
+        simulated: true,
+    });
+    let mut staging = staging_ok();
+    staging.simulated = vec!["smoke_tests".into()];
+    world.staging = Ok(staging);
+    let mut suites = all_suites();
+    suites[0].simulated = true;
+    world.suites = Ok(suites);
+    world.simulated = true;
+    let unmeasured = MetricSample {
+        cpu: None,
+        memory: None,
+        simulated: true,
+        ..normal()
+    };
+    world.baseline = Box::new(move || Ok(unmeasured));
+    // CPU over its threshold would call for scaling; without a value it is not judged.
+    world.metrics = Box::new(move |_| Ok(unmeasured));
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Succeeded, "{:#?}", r.timeline);
+    assert!(r.alerts.is_empty(), "{:?}", r.alerts);
+    assert!(r.rests_on_simulation());
+    let md = &r.markdown;
+    for line in [
+        "- [x] Backup verified (required) - verified by DevOps: backup restore test (simulated)",
+        "- [x] No critical vulnerabilities (required) - verified by Security: vulnerability scan (simulated)",
+        "- Critical vulnerabilities: 0 (simulated)",
+        "- [x] Smoke tests pass (simulated)",
+        "| unit (simulated) | 150 | 0 | 2 |",
+        "- CPU: not measured — threshold not judged",
+        "- Memory: not measured — threshold not judged",
+        "- Error rate: 0.2% (simulated)",
+    ] {
+        assert!(md.contains(line), "{line:?} missing from\n{md}");
+    }
+    // Observed evidence is not labelled.
+    for line in [
+        "- [x] All tests passing (required) - verified by DevOps: test run\n",
+        "- [x] Health endpoints responding\n",
+        "| integration | 45 | 0 | 0 |",
+    ] {
+        assert!(md.contains(line), "{line:?} missing from\n{md}");
+    }
+    let steps = &r.deploy_log.as_ref().unwrap().steps;
+    assert!(steps.iter().all(|s| s.simulated), "{steps:?}");
+    let step_lines: Vec<&str> = md.lines().filter(|l| l.starts_with("- [x] 2026-")).collect();
+    assert!(
+        !step_lines.is_empty() && step_lines.iter().all(|l| l.ends_with(" (simulated)")),
+        "{md}"
+    );
+    assert!(r.monitoring.checkpoints.iter().all(|c| c.simulated));
+    assert!(md.contains("CPU not measured (threshold not judged)"), "{md}");
+    // Every notification says that it tells of simulated evidence.
+    assert!(!r.notifications.is_empty());
+    for n in &r.notifications {
+        assert!(
+            n.simulated && n.body.contains(workflow::record::SIMULATED_NOTICE),
+            "{n:?}"
+        );
+    }
+}
+
+#[test]
+fn a_deployment_on_observed_evidence_has_no_label() {
+    let mut world = World::good();
+    let (_, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Standard, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Succeeded);
+    assert!(!r.rests_on_simulation());
+    assert!(!r.markdown.contains("simulated"), "{}", r.markdown);
+    assert!(!r.markdown.contains("not judged"), "{}", r.markdown);
+    assert!(r
+        .notifications
+        .iter()
+        .all(|n| !n.simulated && !n.body.contains("Simulated")));
+}
+
+#[test]
+fn facts_journaled_before_the_simulated_flags_replay_identically() {
+    // A step and a sample as an earlier version wrote them: no flags, numbers for CPU and memory.
+    let step: Fact = serde_json::from_str(
+        r#"{"fact":"deploy_step","at":"2026-12-01T10:05:00Z","step":"Backup created","ok":true,"detail":""}"#,
+    )
+    .unwrap();
+    let Fact::DeployStep(step) = step else { panic!() };
+    assert!(!step.simulated);
+    let event: Event = serde_json::from_str(r#"{"StepDone":{"index":0,"result":{"Ok":null}}}"#).unwrap();
+    assert_eq!(
+        event,
+        Event::StepDone {
+            index: 0,
+            result: Ok(()),
+            simulated: false
+        }
+    );
+    let sample: Fact = serde_json::from_str(
+        r#"{"fact":"sample","at":"2026-12-01T10:05:00Z","stage":"monitor","minute":1,"traffic_percent":100,"sample":{"error_rate":0.001,"latency_p99_ms":120.0,"cpu":0.4,"memory":0.5},"error":null}"#,
+    )
+    .unwrap();
+    let Fact::Sample(sample) = sample else { panic!() };
+    let m = sample.sample.unwrap();
+    assert_eq!((m.cpu, m.memory, m.simulated), (Some(0.4), Some(0.5), false));
 }

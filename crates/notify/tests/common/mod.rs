@@ -155,6 +155,7 @@ pub fn entry(id: &str, kind: NotificationKind, minute: u32) -> NotificationEntry
         body: format!("Body of {id}.\n\n- line one\n- line two\n"),
         delivered: false,
         error: None,
+        simulated: false,
     }
 }
 

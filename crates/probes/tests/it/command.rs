@@ -24,8 +24,9 @@ echo '{"error_rate":0.01,"latency_p99_ms":120.5,"cpu":0.3,"memory":0.45}'"#);
         MetricSample {
             error_rate: 0.01,
             latency_p99_ms: 120.5,
-            cpu: 0.3,
-            memory: 0.45
+            cpu: Some(0.3),
+            memory: Some(0.45),
+            simulated: false,
         }
     );
 }
@@ -40,7 +41,7 @@ async fn the_placeholder_values_reach_the_command_as_environment() {
         .read(&cfg, &vars(&[("port", "250"), ("instance", "7")]))
         .await
         .unwrap();
-    assert_eq!((sample.latency_p99_ms, sample.cpu), (250.0, 0.7));
+    assert_eq!((sample.latency_p99_ms, sample.cpu), (250.0, Some(0.7)));
 }
 
 #[tokio::test]

@@ -162,8 +162,8 @@ async fn reads_a_real_prometheus_server() {
              (rate(example_http_request_duration_seconds_bucket{{version=\"{{version}}\"}}[{window}]))) * 1000"
         ),
         // The example service exports no resource gauges: a scalar and a vector stand in for them.
-        cpu: "scalar(sum(example_up)) * 0.25".into(),
-        memory: "sum(example_up{job=\"example\"}) * 0.5".into(),
+        cpu: Some("scalar(sum(example_up)) * 0.25".into()),
+        memory: Some("sum(example_up{job=\"example\"}) * 0.5".into()),
         timeout_seconds: 5.0,
     });
     cfg.validate("services.web.metrics").unwrap();
@@ -196,7 +196,7 @@ async fn reads_a_real_prometheus_server() {
         sample.latency_p99_ms > 10.0 && sample.latency_p99_ms <= 100.0,
         "{sample:?}"
     );
-    assert_eq!((sample.cpu, sample.memory), (0.25, 0.5));
+    assert_eq!((sample.cpu, sample.memory), (Some(0.25), Some(0.5)));
 
     // What cannot give one number is an error saying so.
     let query = |error_rate: &str| {
