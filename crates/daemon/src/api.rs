@@ -44,6 +44,9 @@ pub struct AppState {
     pub coordinator: Addr<Coordinator>,
     pub principals: Principals,
     pub settings: Arc<Settings>,
+    /// The services a submission may name (`[server] unknown_services =
+    /// "refuse"`); `None`: any, the unknown ones simulated.
+    pub accepted_services: Option<Vec<String>>,
 }
 
 /// An error answer: `{"error": {"code", "message"}}`.
@@ -349,6 +352,13 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
     let b: SubmitBody = parse(&body(payload).await?)?;
     need(p, &[PrincipalRole::Deployer], "submit deployments")?;
     let service = ServiceName::parse(&b.service).map_err(|e| ApiError::invalid(format!("service: {e}")))?;
+    if let Some(refused) = state
+        .accepted_services
+        .as_deref()
+        .and_then(|known| crate::config::unknown_service(service.as_str(), known))
+    {
+        return Err(ApiError::invalid(refused));
+    }
     if b.changes.len() > MAX_CHANGES {
         return Err(ApiError::invalid(format!(
             "changes: {} entries; at most {MAX_CHANGES} are accepted",

@@ -48,6 +48,21 @@ pub struct ServerConfig {
     /// that terminates TLS). Refused unless set.
     #[serde(default)]
     pub allow_insecure_remote: bool,
+    /// What a submission for a service without `[services.NAME]` gets;
+    /// unset: see [`DaemonConfig::unknown_services`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_services: Option<UnknownServices>,
+}
+
+/// `[server] unknown_services`: what the daemon does with a submission for
+/// a service that no `[services.NAME]` configures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnknownServices {
+    /// Accept it and run every action of it in the simulated world.
+    Simulate,
+    /// Refuse it (422), naming the configured services.
+    Refuse,
 }
 
 /// `[server.tls]`: PEM files.
@@ -67,6 +82,7 @@ impl Default for ServerConfig {
             url: None,
             tls: None,
             allow_insecure_remote: false,
+            unknown_services: None,
         }
     }
 }
@@ -208,6 +224,77 @@ pub struct ServiceConfig {
     /// `cargo audit --json` to `report`. Replaces the `scan` action.
     #[serde(default)]
     pub scanner: Option<ScannerCommand>,
+}
+
+impl ServiceConfig {
+    /// What this service leaves to the simulated world: every action of
+    /// [`ACTIONS`] with no command (and nothing else in its place: suites,
+    /// a scanner, HTTP health checks, the local process target), and
+    /// `metrics` when no metrics source is configured.
+    pub fn simulated_actions(&self) -> Vec<String> {
+        let process = self.process.is_some();
+        let mut out = vec![];
+        for &action in ACTIONS {
+            if self.actions.contains_key(action) {
+                continue;
+            }
+            let simulated = match action {
+                "validate" => self.suites.is_empty(),
+                "scan" => self.scanner.is_none(),
+                "health" if !process => {
+                    for env in ["staging", "production"] {
+                        if !self.health.contains_key(env) && self.health.len() == 1 {
+                            out.push(format!("health ({env})"));
+                        }
+                    }
+                    self.health.is_empty()
+                }
+                "tests" | "build" | "backup" => true,
+                _ => !process,
+            };
+            if simulated {
+                out.push(action.to_string());
+            }
+        }
+        if self.metrics.is_none() && !process {
+            out.push("metrics".into());
+        }
+        out
+    }
+}
+
+/// The optimal string alignment distance of `a` and `b`: insertions,
+/// deletions, substitutions and transpositions of neighbours count one each.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            d[i][j] = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                d[i][j] = d[i][j].min(d[i - 2][j - 2] + 1);
+            }
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The name in `names` closest to `name`, when it is close enough to be a typo of it.
+pub fn closest<'a>(name: &str, names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    names
+        .into_iter()
+        .map(|n| (edit_distance(name, n), n))
+        .filter(|(d, n)| *d > 0 && d * 2 <= name.chars().count().max(n.chars().count()))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
 }
 
 /// A test suite run as a command that writes JUnit XML.
@@ -367,6 +454,41 @@ impl DaemonConfig {
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.get(name)
     }
+
+    /// The effective `[server] unknown_services`: as configured, else
+    /// `refuse` when any `[services.NAME]` is configured and `simulate` when none is.
+    pub fn unknown_services(&self) -> UnknownServices {
+        self.server.unknown_services.unwrap_or(if self.services.is_empty() {
+            UnknownServices::Simulate
+        } else {
+            UnknownServices::Refuse
+        })
+    }
+
+    /// The services a submission may name: `None` when any is accepted.
+    pub fn accepted_services(&self) -> Option<Vec<String>> {
+        match self.unknown_services() {
+            UnknownServices::Simulate => None,
+            UnknownServices::Refuse => Some(self.services.keys().cloned().collect()),
+        }
+    }
+}
+
+/// Why a submission for `name` is refused when only `known` services are
+/// accepted: names them, and suggests the closest one; `None` when `name` is known.
+pub fn unknown_service(name: &str, known: &[String]) -> Option<String> {
+    if known.iter().any(|k| k == name) {
+        return None;
+    }
+    let mut message = if known.is_empty() {
+        format!("unknown service {name:?}: no service is configured ([services.NAME]) and server.unknown_services is \"refuse\"")
+    } else {
+        format!("unknown service {name:?}: configured services are {}", known.join(", "))
+    };
+    if let Some(suggestion) = closest(name, known.iter().map(String::as_str)) {
+        message.push_str(&format!("; did you mean {suggestion:?}?"));
+    }
+    Some(message)
 }
 
 /// Loads the workflow settings and the daemon's tables from the bundled
@@ -382,4 +504,77 @@ pub fn load(
     let (settings, daemon): (Settings, DaemonConfig) = Settings::load_with(&layers, env, TABLES)?;
     daemon.validate().map_err(SettingsError::Invalid)?;
     Ok((settings, daemon))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(toml: &str) -> DaemonConfig {
+        load(Some(("test.toml", toml)), &BTreeMap::new()).unwrap().1
+    }
+
+    #[test]
+    fn unknown_services_are_simulated_without_services_and_refused_with_them() {
+        assert_eq!(config("").unknown_services(), UnknownServices::Simulate);
+        assert_eq!(config("").accepted_services(), None);
+        let with = config("[services.web]\n[services.shop]\n");
+        assert_eq!(with.unknown_services(), UnknownServices::Refuse);
+        assert_eq!(with.accepted_services(), Some(vec!["shop".into(), "web".into()]));
+        let simulate = config("[server]\nunknown_services = \"simulate\"\n[services.web]\n");
+        assert_eq!(simulate.accepted_services(), None);
+        let refuse = config("[server]\nunknown_services = \"refuse\"\n");
+        assert_eq!(refuse.accepted_services(), Some(vec![]));
+        let err = load(
+            Some(("test.toml", "[server]\nunknown_services = \"ignore\"\n")),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("ignore") && err.contains("server.unknown_services"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_refused_service_names_the_configured_ones_and_the_closest() {
+        let known = vec!["shop".to_string(), "web".to_string()];
+        assert_eq!(unknown_service("web", &known), None);
+        assert_eq!(
+            unknown_service("wbe", &known).unwrap(),
+            "unknown service \"wbe\": configured services are shop, web; did you mean \"web\"?"
+        );
+        assert_eq!(
+            unknown_service("billing", &known).unwrap(),
+            "unknown service \"billing\": configured services are shop, web"
+        );
+        assert_eq!(closest("shpo", ["shop", "web"]), Some("shop"));
+        assert_eq!(closest("ab", ["cd"]), None);
+    }
+
+    #[test]
+    fn simulated_actions_are_those_without_a_command() {
+        let c = config(
+            "[services.web.actions.deploy]\nargv = [\"true\"]\n[services.web.actions.backup]\nargv = [\"true\"]\n\
+             [services.web.health.production]\nurl = \"http://127.0.0.1:1/health\"\n",
+        );
+        assert_eq!(
+            c.services["web"].simulated_actions(),
+            vec![
+                "tests",
+                "build",
+                "migrate",
+                "health (staging)",
+                "smoke",
+                "set_traffic",
+                "decommission",
+                "rollback",
+                "clear_cache",
+                "scan",
+                "validate",
+                "metrics"
+            ]
+        );
+    }
 }

@@ -107,6 +107,32 @@ pub fn run(opts: Options) -> Result<(), String> {
     run_with(opts, |_| {})
 }
 
+/// Logs, one line per configured service, the actions the simulated world
+/// answers (no command configured), and what happens to other services.
+fn log_simulated(config: &config::DaemonConfig) {
+    for (name, service) in &config.services {
+        let simulated = service.simulated_actions();
+        if simulated.is_empty() {
+            tracing::info!(service = %name, "service {name}: no action simulated");
+        } else {
+            tracing::warn!(
+                service = %name,
+                actions = %simulated.join(","),
+                "service {name}: simulated (no command configured): {}; the migration and environment findings of PREPARE are always simulated; the records mark each simulated result",
+                simulated.join(", ")
+            );
+        }
+    }
+    match config.unknown_services() {
+        config::UnknownServices::Simulate => tracing::warn!(
+            "services without [services.NAME] are accepted and simulated end to end (server.unknown_services = \"simulate\"); the records mark each simulated result"
+        ),
+        config::UnknownServices::Refuse => tracing::info!(
+            "submissions for services without [services.NAME] are refused (server.unknown_services = \"refuse\")"
+        ),
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or until [`Ready::server`] stops it;
 /// `ready` is called once the API accepts connections.
 pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> {
@@ -132,6 +158,8 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
         tracing::info!(principals = principals.len(), "principals loaded");
     }
     let settings = Arc::new(settings);
+    log_simulated(&config);
+    let accepted_services = config.accepted_services();
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
     let system = actix_web::rt::System::new();
@@ -149,6 +177,7 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
             coordinator,
             principals,
             settings,
+            accepted_services,
         });
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new().app_data(data.clone()).configure(api::routes)

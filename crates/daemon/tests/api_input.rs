@@ -51,6 +51,7 @@ fn state() -> AppState {
         coordinator,
         principals,
         settings,
+        accepted_services: None,
     }
 }
 

@@ -23,6 +23,8 @@ fn a_full_disk_pauses_the_daemon_and_it_resumes_by_itself() {
     h.configure(
         &Config {
             analysis_minutes: 0.05,
+            // The second service, `api`, has no [services.api]: simulated, not refused.
+            extra: "[server]\nunknown_services = \"simulate\"\n".into(),
             ..Config::default()
         }
         .principal("alice", &["deployer"])
