@@ -1153,6 +1153,12 @@ fn render_status(r: &Record) -> String {
     if let Some(t) = &r.finished_at {
         put(format!("finished:   {}", time(t)));
     }
+    if r.rests_on_simulation() {
+        put(
+            "evidence:   partly simulated (no command configured); the record marks each such result \"(simulated)\""
+                .into(),
+        );
+    }
     if !r.stages.is_empty() {
         put("stages:".into());
         for s in &r.stages {
@@ -1771,6 +1777,31 @@ mod tests {
         assert_eq!(w.handle(&seen[1]), None);
         assert_eq!(w.handle(&seen[0]), None);
         assert_eq!(w.last_seq, Some(11));
+    }
+
+    #[test]
+    fn simulated_and_unmeasured_values_are_shown_as_such() {
+        let sample: SampleEntry = serde_json::from_value(serde_json::json!({
+            "at": "2026-03-03T10:25:00Z", "stage": "monitor", "minute": 5, "traffic_percent": 100,
+            "sample": {"error_rate": 0.001, "latency_p99_ms": 120.0, "cpu": null, "memory": 0.5, "simulated": true},
+            "error": null,
+        }))
+        .unwrap();
+        assert_eq!(
+            describe_sample(&sample),
+            "100% traffic: error 0.10% p99 120 ms cpu not measured memory 50% (simulated) (minute 5)"
+        );
+        let step: Fact = serde_json::from_value(serde_json::json!({
+            "fact": "deploy_step", "at": "2026-03-03T10:25:00Z", "step": "Backup created", "ok": true,
+            "detail": "", "simulated": true,
+        }))
+        .unwrap();
+        assert_eq!(describe_fact(&step).unwrap(), "step Backup created (simulated)");
+        let observed: Fact = serde_json::from_value(serde_json::json!({
+            "fact": "deploy_step", "at": "2026-03-03T10:25:00Z", "step": "Backup created", "ok": true, "detail": "",
+        }))
+        .unwrap();
+        assert_eq!(describe_fact(&observed).unwrap(), "step Backup created");
     }
 
     #[test]
