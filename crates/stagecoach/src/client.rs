@@ -940,16 +940,14 @@ fn describe_fact(fact: &Fact) -> Option<String> {
             stage, outcome, note, ..
         } => with_note(format!("stage {stage} {outcome}"), note),
         Fact::Prepared { report, .. } => format!(
-            "prepared {}: tests {}{}, build {}{}{}",
+            "prepared {}: tests {}, build {}{}",
             report.artifact,
             if report.tests_passed { "passed" } else { "FAILED" },
-            simulated(report.is_simulated("tests_passed")),
             if report.build_succeeded { "ok" } else { "FAILED" },
-            simulated(report.is_simulated("build_succeeded")),
             if report.simulated.is_empty() {
                 String::new()
             } else {
-                format!("; simulated: {}", report.simulated.join(", "))
+                format!(" (simulated: {})", report.simulated.join(", "))
             }
         ),
         Fact::Scanned { report, .. } => {
