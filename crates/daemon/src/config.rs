@@ -249,7 +249,8 @@ impl ServiceConfig {
                     }
                     self.health.is_empty()
                 }
-                "tests" | "build" | "backup" => true,
+                // No target does these without a command, the local process target included.
+                "tests" | "build" | "backup" | "migrate" => true,
                 _ => !process,
             };
             if simulated {
@@ -575,6 +576,13 @@ mod tests {
                 "validate",
                 "metrics"
             ]
+        );
+        // The local process target deploys, checks, routes, rolls back and measures;
+        // it does not test, build, back up, migrate, scan or validate.
+        let c = config("[services.shop.process]\nargv = [\"shop\", \"{port}\"]\nlisten = \"127.0.0.1:7480\"\n");
+        assert_eq!(
+            c.services["shop"].simulated_actions(),
+            vec!["tests", "build", "backup", "migrate", "scan", "validate"]
         );
     }
 }

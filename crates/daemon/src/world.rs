@@ -741,7 +741,14 @@ impl ports::Environments for HookWorld {
     }
 
     async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>> {
-        if let (Some(p), Some(v)) = (self.processes.get(target.service.as_str()), target.version.as_ref()) {
+        // The local process target neither backs up nor migrates: those steps
+        // run their commands, or the simulated world answers them.
+        let process_step = !matches!(step, DeployStep::Backup | DeployStep::RunMigrations { .. });
+        if let (Some(p), Some(v), true) = (
+            self.processes.get(target.service.as_str()),
+            target.version.as_ref(),
+            process_step,
+        ) {
             if let Err(e) = p.step(v, target.previous_version.as_ref(), step).await {
                 return Reported::observed(Err(e));
             }
