@@ -122,6 +122,23 @@ struct State {
     weights: BTreeMap<String, u32>,
 }
 
+/// How long a stopped instance gets to finish its requests after `SIGTERM`.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+async fn stop(instance: &mut Instance) {
+    if let Err(e) = hooks::terminate(&mut instance.child, STOP_GRACE).await {
+        tracing::warn!(url = %instance.url, error = %e, "could not stop an instance");
+    }
+}
+
+/// Every running instance as a backend of the proxy.
+fn backends(running: &BTreeMap<String, Vec<Instance>>) -> Vec<proxy::Backend> {
+    running
+        .iter()
+        .flat_map(|(v, list)| list.iter().map(move |i| proxy::Backend::new(v.clone(), i.url.clone())))
+        .collect()
+}
+
 /// Why an instance did not start.
 enum Start {
     /// It exited before it was healthy: possibly its port was taken, so another port may work.
@@ -277,29 +294,41 @@ impl ProcessTarget {
             let instance = self.start_instance(version, number).await?;
             state.running.entry(version.to_string()).or_default().push(instance);
         }
+        let mut gone = vec![];
         if let Some(list) = state.running.get_mut(version) {
             while list.len() as u32 > count {
-                if let Some(mut gone) = list.pop() {
-                    let _ = gone.child.kill().await;
-                }
+                gone.extend(list.pop());
             }
             if list.is_empty() {
                 state.running.remove(version);
             }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // Drain: the proxy stops sending to the instances first, then they get SIGTERM and finish
+        // the requests they have (SIGKILL after STOP_GRACE). Killed while still routed to, they
+        // would fail requests that count against their version.
+        if let Some(proxy) = &state.proxy {
+            let split = proxy::Split {
+                weights: state.weights.clone(),
+                backends: backends(&state.running),
+            };
+            if let Err(e) = proxy.set_split(split) {
+                tracing::warn!(service = %self.service, version, error = %e, "instances stopped while still routed to");
+            }
+        }
+        for mut instance in gone {
+            stop(&mut instance).await;
         }
         Ok(())
     }
 
     /// Points the proxy at `weights` (percent per version).
     async fn route(&self, state: &mut State, weights: BTreeMap<String, u32>) -> Result<(), String> {
-        let backends = state
-            .running
-            .iter()
-            .flat_map(|(v, list)| list.iter().map(move |i| proxy::Backend::new(v.clone(), i.url.clone())))
-            .collect();
         let split = proxy::Split {
             weights: weights.clone(),
-            backends,
+            backends: backends(&state.running),
         };
         match &state.proxy {
             Some(p) => p.set_split(split)?,
@@ -356,7 +385,7 @@ impl ProcessTarget {
     /// Staging: one instance of the new version, checked and stopped.
     pub async fn staging(&self, version: &Version) -> Result<(), String> {
         let mut instance = self.start_instance(&version.to_string(), 1).await?;
-        let _ = instance.child.kill().await;
+        stop(&mut instance).await;
         Ok(())
     }
 
@@ -427,12 +456,13 @@ impl ProcessTarget {
     /// Stops every instance and the proxy.
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
+        // The proxy first: it lets the requests in flight finish, then the instances have none left.
+        if let Some(p) = state.proxy.take() {
+            p.stop().await;
+        }
         let versions: Vec<String> = state.running.keys().cloned().collect();
         for v in versions {
             let _ = self.scale(&mut state, &v, 0).await;
-        }
-        if let Some(p) = state.proxy.take() {
-            p.stop().await;
         }
     }
 
