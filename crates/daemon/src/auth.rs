@@ -9,8 +9,8 @@
 //!   token the daemon writes to `STATE_DIR/admin.token` (mode 0600) at its
 //!   first start.
 //!
-//! A name may appear in only one of them, and no two principals share a
-//! token. [`LivePrincipals`] holds the current set for the API, replaced
+//! A name may appear in only one of them, and a principal of the file
+//! shares its token with no other. [`LivePrincipals`] holds the current set for the API, replaced
 //! whole on a reload, so a request sees either the old set or the new one.
 
 use std::io::{Read, Write};
@@ -207,8 +207,8 @@ fn generated_admin(state_dir: &Path) -> Result<(Principal, Option<PathBuf>), Str
 }
 
 /// Refuses a principals file whose entries clash with `others` (the
-/// configured principals and the generated admin): a name in both, or a
-/// token shared by two principals.
+/// configured principals and the generated admin) or with each other: a
+/// name in both, or a token that another principal has too.
 fn check_file_against(others: &[Principal], file: &[Principal], admin: bool, path: &Path) -> Result<(), String> {
     let path = path.display();
     for p in file {
@@ -228,13 +228,16 @@ fn check_file_against(others: &[Principal], file: &[Principal], admin: bool, pat
             });
         }
     }
-    let all: Vec<&Principal> = others.iter().chain(file).collect();
-    for (i, a) in all.iter().enumerate() {
-        if let Some(b) = all[i + 1..].iter().find(|b| same_hex(&a.token_sha256, &b.token_sha256)) {
+    for (i, p) in file.iter().enumerate() {
+        if let Some(o) = others
+            .iter()
+            .chain(&file[..i])
+            .find(|o| same_hex(&o.token_sha256, &p.token_sha256))
+        {
             return Err(format!(
-                "{path}: principals {:?} and {:?} have the same token; every principal needs its own token \
-                 (remove one with `stagecoach principal remove NAME` and add it again for a new token)",
-                a.name, b.name
+                "{path}: principal {:?} has the same token as {:?}; every principal needs its own token \
+                 (`stagecoach principal remove {}` and add it again for a new one)",
+                p.name, o.name, p.name
             ));
         }
     }
@@ -497,7 +500,7 @@ mod tests {
             ..mia.clone()
         };
         let err = principals(&[twin], dir.path()).unwrap_err();
-        assert!(err.contains("have the same token"), "{err}");
+        assert!(err.contains("\"mia\" has the same token as \"twin\""), "{err}");
         write(dir.path(), &[person(ADMIN, PrincipalRole::Qa)]);
         let err = principals(&[], dir.path()).unwrap_err();
         assert!(err.contains("belongs to the generated admin principal"), "{err}");
