@@ -22,7 +22,7 @@ use workflow::settings::WindowRule;
 use workflow::types::{DeploymentId, DeploymentType, Role, ServiceName, Status, Strategy, Version};
 use workflow::Settings;
 
-use crate::auth::Principals;
+use crate::auth::LivePrincipals;
 use crate::config::{Principal, PrincipalRole};
 
 /// Largest request body accepted.
@@ -42,7 +42,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 pub struct AppState {
     pub coordinator: Addr<Coordinator>,
-    pub principals: Principals,
+    /// Replaced whole when the daemon reloads its principals (SIGHUP).
+    pub principals: LivePrincipals,
     pub settings: Arc<Settings>,
 }
 
@@ -117,7 +118,7 @@ type ApiResult = Result<HttpResponse, ApiError>;
 
 // ---- authentication ----------------------------------------------------------
 
-fn principal<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Principal, ApiError> {
+fn principal(req: &HttpRequest, state: &AppState) -> Result<Principal, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
     let value = req
         .headers()
@@ -131,10 +132,9 @@ fn principal<'a>(req: &HttpRequest, state: &'a AppState) -> Result<&'a Principal
         .map(|(_, token)| token.trim())
         .filter(|t| !t.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header must be `Bearer TOKEN`"))?;
-    state
-        .principals
-        .find(token)
-        .ok_or_else(|| unauthorized("unknown token; check --token, STAGECOACH_TOKEN or the state dir's admin.token"))
+    state.principals.current().find(token).cloned().ok_or_else(|| {
+        unauthorized("unknown token: no principal of this daemon has it (`stagecoach principal list` shows them)")
+    })
 }
 
 fn need(p: &Principal, roles: &[PrincipalRole], what: &str) -> Result<(), ApiError> {
@@ -347,7 +347,7 @@ struct SubmitBody {
 async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payload) -> ApiResult {
     let p = principal(&req, &state)?;
     let b: SubmitBody = parse(&body(payload).await?)?;
-    need(p, &[PrincipalRole::Deployer], "submit deployments")?;
+    need(&p, &[PrincipalRole::Deployer], "submit deployments")?;
     let service = ServiceName::parse(&b.service).map_err(|e| ApiError::invalid(format!("service: {e}")))?;
     if b.changes.len() > MAX_CHANGES {
         return Err(ApiError::invalid(format!(
@@ -407,7 +407,7 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
     let window_override = match b.override_window_reason {
         None => None,
         Some(reason) => {
-            need(p, &[PrincipalRole::Manager], "override the deployment windows")?;
+            need(&p, &[PrincipalRole::Manager], "override the deployment windows")?;
             if reason.trim().is_empty() {
                 return Err(ApiError::invalid(
                     "override_window_reason: write why the windows are overridden",
@@ -510,12 +510,12 @@ pub fn verification_json(id: DeploymentId, v: &journal::Verification) -> serde_j
 
 /// The start of every command on a deployment: who asks, the body, and the
 /// deployment (which must exist).
-async fn command<'a, T: DeserializeOwned>(
+async fn command<T: DeserializeOwned>(
     req: &HttpRequest,
-    state: &'a AppState,
+    state: &AppState,
     raw_id: &str,
     payload: web::Payload,
-) -> Result<(&'a Principal, DeploymentId, T), ApiError> {
+) -> Result<(Principal, DeploymentId, T), ApiError> {
     let p = principal(req, state)?;
     let id = deployment_id(raw_id)?;
     let b: T = parse(&body(payload).await?)?;
@@ -554,7 +554,7 @@ async fn approve(
         return Err(ApiError::invalid("reason: say why the deployment is rejected"));
     }
     let what = format!("decide the {role} approval");
-    need_on(&state, id, p, &[PrincipalRole::for_approval(role)], Some(role), &what).await?;
+    need_on(&state, id, &p, &[PrincipalRole::for_approval(role)], Some(role), &what).await?;
     let decision = HumanDecision {
         id,
         role,
@@ -589,7 +589,7 @@ async fn rollback(
         return Err(ApiError::invalid("reason: say why the deployment is rolled back"));
     }
     let roles = [PrincipalRole::Deployer, PrincipalRole::Devops, PrincipalRole::Manager];
-    need_on(&state, id, p, &roles, None, "roll back deployments").await?;
+    need_on(&state, id, &p, &roles, None, "roll back deployments").await?;
     state
         .coordinator
         .send(msg::RequestRollback {
@@ -611,7 +611,7 @@ async fn cancel(
     let (p, id, b) = command::<ReasonBody>(&req, &state, &id, payload).await?;
     check_reason("reason", b.reason.as_deref())?;
     let roles = [PrincipalRole::Deployer, PrincipalRole::Manager];
-    need_on(&state, id, p, &roles, None, "cancel deployments").await?;
+    need_on(&state, id, &p, &roles, None, "cancel deployments").await?;
     let reason = b
         .reason
         .filter(|r| !r.trim().is_empty())
@@ -650,7 +650,7 @@ async fn ack(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>
     let r = record(&state, id).await?;
     // The role first: a caller who may not acknowledge learns nothing about escalations.
     let roles = [PrincipalRole::Manager, PrincipalRole::Devops];
-    need_on(&state, id, p, &roles, None, "acknowledge escalations").await?;
+    need_on(&state, id, &p, &roles, None, "acknowledge escalations").await?;
     if index == 0 || index > r.escalations.len() {
         return Err(ApiError::not_found(format!(
             "{id} has no escalation e{index} (it has {})",

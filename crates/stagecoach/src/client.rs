@@ -326,12 +326,65 @@ fn api_failure(status: u16, body: &str) -> Failure {
 // ---------------------------------------------------------------------------
 // Arguments
 
+/// Where the token of a request came from, for the message of a 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TokenSource {
+    Flag,
+    Env,
+    AdminFile(PathBuf),
+}
+
+impl TokenSource {
+    /// A refused token (401): the daemon's answer, which token was sent, and what to do.
+    fn explain(&self, base: &str, failure: Failure) -> Failure {
+        let Failure::Api {
+            status,
+            code,
+            message,
+            body,
+        } = failure
+        else {
+            return failure;
+        };
+        let new_one = "`stagecoach principal add NAME --role ROLE` creates a principal and prints its token";
+        let (from, advice) = match self {
+            TokenSource::Flag => (
+                "--token".to_string(),
+                format!("check the token you passed; {new_one}"),
+            ),
+            TokenSource::Env => (
+                TOKEN_ENV.to_string(),
+                format!(
+                    "check the token in {TOKEN_ENV} (or `unset {TOKEN_ENV}` to use the state dir's {TOKEN_FILE}); {new_one}"
+                ),
+            ),
+            TokenSource::AdminFile(path) => (
+                format!("{} (the generated admin's token)", path.display()),
+                format!(
+                    "the daemon accepts that file's token only while no [[principals]] are configured and only for \
+                     its own state dir: if [[principals]] are configured, pass your principal's token with --token \
+                     or {TOKEN_ENV} (and delete the stale {}); otherwise point --state-dir at the daemon's state dir",
+                    path.display()
+                ),
+            ),
+        };
+        Failure::Api {
+            status,
+            code,
+            message: format!("the daemon at {base} did not accept the token from {from}: {message}; {advice}"),
+            body,
+        }
+    }
+}
+
 /// Token order: `--token`, `$STAGECOACH_TOKEN`, `STATE_DIR/admin.token`; blank values count as absent.
-fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Result<String, Failure> {
-    for t in [flag, env].into_iter().flatten() {
-        let t = t.trim();
+fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Result<(String, TokenSource), Failure> {
+    for (t, source) in [(flag, TokenSource::Flag), (env, TokenSource::Env)] {
+        let Some(t) = t.map(str::trim) else {
+            continue;
+        };
         if !t.is_empty() {
-            return Ok(t.to_string());
+            return Ok((t.to_string(), source));
         }
     }
     let path = state_dir.join(TOKEN_FILE);
@@ -342,7 +395,7 @@ fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Res
         ))
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        Ok(text) if !text.trim().is_empty() => Ok((text.trim().to_string(), TokenSource::AdminFile(path.clone()))),
         Ok(_) => Err(missing()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
         Err(e) => Err(Failure::Usage(format!(
@@ -424,12 +477,13 @@ fn is_loopback(url: &str) -> bool {
 struct Api {
     base: String,
     token: String,
+    source: TokenSource,
     http: reqwest::blocking::Client,
     stream: reqwest::blocking::Client,
 }
 
 impl Api {
-    fn new(base: String, token: String) -> Result<Api, Failure> {
+    fn new(base: String, (token, source): (String, TokenSource)) -> Result<Api, Failure> {
         let builder = || {
             let b = reqwest::blocking::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -450,6 +504,7 @@ impl Api {
         Ok(Api {
             base,
             token,
+            source,
             http,
             stream,
         })
@@ -483,7 +538,11 @@ impl Api {
             return Ok(resp);
         }
         let body = resp.text().unwrap_or_default();
-        Err(api_failure(status.as_u16(), &body))
+        let failure = api_failure(status.as_u16(), &body);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(self.source.explain(&self.base, failure));
+        }
+        Err(failure)
     }
 
     fn text(&self, resp: reqwest::blocking::Response) -> Result<String, Failure> {
@@ -1784,7 +1843,7 @@ mod tests {
     fn token_comes_from_flag_then_env_then_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let token = |flag, env| match resolve_token(flag, env, dir.path()) {
-            Ok(t) => t,
+            Ok((t, _)) => t,
             Err(f) => format!("ERR {}", f.message()),
         };
         let missing = token(None, None);
@@ -1798,6 +1857,43 @@ mod tests {
         assert_eq!(token(Some("  "), Some("")), "from-file");
         std::fs::write(dir.path().join("admin.token"), "\n").unwrap();
         assert!(token(None, None).starts_with("ERR no API token"));
+    }
+
+    #[test]
+    fn a_refused_token_names_its_source_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), "stale\n").unwrap();
+        let source = |flag, env| resolve_token(flag, env, dir.path()).unwrap().1;
+        assert_eq!(source(Some("t"), Some("e")), TokenSource::Flag);
+        assert_eq!(source(None, Some("e")), TokenSource::Env);
+        let file = source(None, None);
+        assert_eq!(file, TokenSource::AdminFile(dir.path().join("admin.token")));
+        let refused = || {
+            api_failure(
+                401,
+                r#"{"error": {"code": "unauthorized", "message": "unknown token"}}"#,
+            )
+        };
+        let text = file.explain("http://127.0.0.1:7400", refused()).message();
+        assert!(
+            text.starts_with("the daemon at http://127.0.0.1:7400 did not accept the token from "),
+            "{text}"
+        );
+        assert!(
+            text.contains("admin.token (the generated admin's token): unknown token;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[[principals]]") && text.contains("delete the stale"),
+            "{text}"
+        );
+        assert!(text.ends_with("(401 unauthorized)"), "{text}");
+        let text = TokenSource::Env.explain("http://x", refused()).message();
+        assert!(text.contains("token from STAGECOACH_TOKEN: unknown token;"), "{text}");
+        assert!(text.contains("`stagecoach principal add NAME --role ROLE`"), "{text}");
+        let text = TokenSource::Flag.explain("http://x", refused()).message();
+        assert!(text.contains("token from --token: unknown token;"), "{text}");
+        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 2);
     }
 
     #[test]
