@@ -768,6 +768,21 @@ async fn metrics(state: web::Data<AppState>) -> ApiResult {
         .body(prometheus_text(&s)))
 }
 
+/// A sample value of the Prometheus text format: `NaN`, `+Inf`, `-Inf`, or
+/// the decimal of the number; zero is `0` whatever its sign (a sum of no
+/// floats is `-0.0` in Rust, and `-0` in a scrape reads as a bug).
+pub fn sample_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 /// Renders the daemon's counters in the Prometheus text format.
 pub fn prometheus_text(s: &msg::Stats) -> String {
     use std::fmt::Write;
@@ -796,7 +811,7 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
         let _ = writeln!(
             out,
             "stagecoach_stage_duration_seconds_sum{{stage=\"{stage}\"}} {}",
-            secs.iter().sum::<f64>()
+            sample_value(secs.iter().sum::<f64>())
         );
         let _ = writeln!(
             out,
@@ -816,7 +831,11 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
     );
     let _ = writeln!(out, "# TYPE stagecoach_journal_write_seconds histogram");
     for (le, n) in &s.journal_write_buckets {
-        let _ = writeln!(out, "stagecoach_journal_write_seconds_bucket{{le=\"{le}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "stagecoach_journal_write_seconds_bucket{{le=\"{}\"}} {n}",
+            sample_value(*le)
+        );
     }
     let _ = writeln!(
         out,
@@ -826,8 +845,50 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
     let _ = writeln!(
         out,
         "stagecoach_journal_write_seconds_sum {}",
-        s.journal_write_seconds_sum
+        sample_value(s.journal_write_seconds_sum)
     );
     let _ = writeln!(out, "stagecoach_journal_write_seconds_count {}", s.journal_writes);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_values_never_read_minus_zero() {
+        assert_eq!(sample_value(-0.0), "0");
+        assert_eq!(sample_value(0.0), "0");
+        assert_eq!(sample_value(std::iter::empty::<f64>().sum()), "0");
+        assert_eq!(sample_value(1.5), "1.5");
+        assert_eq!(sample_value(-2.25), "-2.25");
+        assert_eq!(sample_value(0.0025), "0.0025");
+        assert_eq!(sample_value(f64::NAN), "NaN");
+        assert_eq!(sample_value(f64::INFINITY), "+Inf");
+        assert_eq!(sample_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn an_idle_daemon_exposes_no_minus_zero() {
+        let stats = msg::Stats {
+            journal_write_seconds_sum: -0.0,
+            journal_write_buckets: vec![(0.001, 0), (0.5, 0)],
+            ..msg::Stats::default()
+        };
+        let text = prometheus_text(&stats);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(!value.starts_with("-0"), "{line}\n{text}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(
+            text.contains("stagecoach_stage_duration_seconds_sum{stage=\"prepare\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("stagecoach_journal_write_seconds_sum 0\n"), "{text}");
+        assert!(
+            text.contains("stagecoach_journal_write_seconds_bucket{le=\"0.001\"} 0\n"),
+            "{text}"
+        );
+    }
 }
