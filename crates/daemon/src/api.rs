@@ -451,6 +451,40 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
 struct ListQuery {
     service: Option<String>,
     status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Deployments per page of `GET /v1/deployments` unless `limit` says otherwise.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` of `GET /v1/deployments`.
+pub const LIST_MAX_LIMIT: usize = 1000;
+
+/// `limit`: a whole number from 1 to [`LIST_MAX_LIMIT`].
+fn list_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(LIST_DEFAULT_LIMIT);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=LIST_MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "limit: {raw:?} is not a whole number from 1 to {LIST_MAX_LIMIT} (default {LIST_DEFAULT_LIMIT})"
+            ))
+        })
+}
+
+/// `cursor`: the `next_cursor` of a previous page (the last deployment it listed).
+fn list_cursor(raw: Option<&str>) -> Result<Option<DeploymentId>, ApiError> {
+    raw.map(|raw| {
+        DeploymentId::try_from(raw.to_string()).map_err(|_| {
+            ApiError::invalid(format!(
+                "cursor: {raw:?} is not a cursor this API gave out; pass the next_cursor of the previous page"
+            ))
+        })
+    })
+    .transpose()
 }
 
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
@@ -467,12 +501,22 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
         .as_deref()
         .map(|s| parse_enum("status", s, Status::ALL, Status::as_str))
         .transpose()?;
-    let deployments = state
+    let limit = list_limit(q.limit.as_deref())?;
+    let after = list_cursor(q.cursor.as_deref())?;
+    let page = state
         .coordinator
-        .send(msg::List { service, status })
+        .send(msg::List {
+            service,
+            status,
+            after,
+            limit,
+        })
         .await
         .map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(json!({ "deployments": deployments })))
+    Ok(HttpResponse::Ok().json(json!({
+        "deployments": page.records,
+        "next_cursor": page.next.map(|id| id.to_string()),
+    })))
 }
 
 async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {

@@ -121,7 +121,7 @@ pub enum ClientCommand {
         #[arg(long)]
         watch: bool,
     },
-    /// List deployments.
+    /// List deployments (all of them: the CLI follows the API's pages).
     List {
         /// Only deployments of this service.
         #[arg(long, value_name = "SERVICE")]
@@ -627,16 +627,30 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
             if let Some(s) = &status {
                 query.push(("status", s.as_str()));
             }
-            let answer = api.get("/v1/deployments", &query)?;
+            // Every page, following the cursor: pages never shift, as new
+            // deployments only ever come after the last one listed.
+            let mut all: Vec<Value> = vec![];
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut page_query = query.clone();
+                if let Some(c) = &cursor {
+                    page_query.push(("cursor", c.as_str()));
+                }
+                let answer = api.get("/v1/deployments", &page_query)?;
+                let Some(Value::Array(page)) = answer.get("deployments").cloned() else {
+                    return Err(Failure::Protocol("no \"deployments\" in the list".into()));
+                };
+                all.extend(page);
+                match answer.get("next_cursor").and_then(Value::as_str) {
+                    Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
+                    _ => break,
+                }
+            }
             if json {
-                emit(&pretty(&answer));
+                emit(&pretty(&serde_json::json!({ "deployments": all, "next_cursor": null })));
                 return Ok(0);
             }
-            let list = answer
-                .get("deployments")
-                .cloned()
-                .ok_or_else(|| Failure::Protocol("no \"deployments\" in the list".into()))?;
-            let records: Vec<Record> = serde_json::from_value(list)
+            let records: Vec<Record> = serde_json::from_value(Value::Array(all))
                 .map_err(|e| Failure::Protocol(format!("not a list of deployment records: {e}")))?;
             emit(render_table(&records).trim_end());
             Ok(0)
