@@ -574,11 +574,9 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
     let mut asked = std::collections::BTreeSet::new();
     events.wait_for("both approvals requested from a person", |e| {
         for f in facts(e) {
-            if let Some(note) = f["event"].as_str() {
-                for role in ["manager", "security"] {
-                    if note.starts_with(&format!("Approval ({role}) requested from a person")) {
-                        asked.insert(role);
-                    }
+            if is_fact(f, "approval_requested") {
+                if let Some(role) = f["role"].as_str() {
+                    asked.insert(role.to_string());
                 }
             }
         }
@@ -616,6 +614,12 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
         timeline_with(&after, "Approval (manager) requested from a person; deadline"),
         deadline_notes,
         "the manager's deadline changed across the restart"
+    );
+    assert_eq!(after["pending_approvals"], before["pending_approvals"]);
+    assert_eq!(
+        after["pending_approvals"][0]["role"], "manager",
+        "{}",
+        after["pending_approvals"]
     );
 
     let mut events = d.events(&id, &alice());
