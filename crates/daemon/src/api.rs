@@ -451,6 +451,40 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
 struct ListQuery {
     service: Option<String>,
     status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// Deployments per page of `GET /v1/deployments` unless `limit` says otherwise.
+pub const LIST_DEFAULT_LIMIT: usize = 100;
+/// The largest `limit` of `GET /v1/deployments`.
+pub const LIST_MAX_LIMIT: usize = 1000;
+
+/// `limit`: a whole number from 1 to [`LIST_MAX_LIMIT`].
+fn list_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(LIST_DEFAULT_LIMIT);
+    };
+    raw.parse::<usize>()
+        .ok()
+        .filter(|n| (1..=LIST_MAX_LIMIT).contains(n))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "limit: {raw:?} is not a whole number from 1 to {LIST_MAX_LIMIT} (default {LIST_DEFAULT_LIMIT})"
+            ))
+        })
+}
+
+/// `cursor`: the `next_cursor` of a previous page (the last deployment it listed).
+fn list_cursor(raw: Option<&str>) -> Result<Option<DeploymentId>, ApiError> {
+    raw.map(|raw| {
+        DeploymentId::try_from(raw.to_string()).map_err(|_| {
+            ApiError::invalid(format!(
+                "cursor: {raw:?} is not a cursor this API gave out; pass the next_cursor of the previous page"
+            ))
+        })
+    })
+    .transpose()
 }
 
 async fn list(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
@@ -467,12 +501,22 @@ async fn list(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
         .as_deref()
         .map(|s| parse_enum("status", s, Status::ALL, Status::as_str))
         .transpose()?;
-    let deployments = state
+    let limit = list_limit(q.limit.as_deref())?;
+    let after = list_cursor(q.cursor.as_deref())?;
+    let page = state
         .coordinator
-        .send(msg::List { service, status })
+        .send(msg::List {
+            service,
+            status,
+            after,
+            limit,
+        })
         .await
         .map_err(mailbox)?;
-    Ok(HttpResponse::Ok().json(json!({ "deployments": deployments })))
+    Ok(HttpResponse::Ok().json(json!({
+        "deployments": page.records,
+        "next_cursor": page.next.map(|id| id.to_string()),
+    })))
 }
 
 async fn get(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>) -> ApiResult {
@@ -768,6 +812,21 @@ async fn metrics(state: web::Data<AppState>) -> ApiResult {
         .body(prometheus_text(&s)))
 }
 
+/// A sample value of the Prometheus text format: `NaN`, `+Inf`, `-Inf`, or
+/// the decimal of the number; zero is `0` whatever its sign (a sum of no
+/// floats is `-0.0` in Rust, and `-0` in a scrape reads as a bug).
+pub fn sample_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else if v == 0.0 {
+        "0".into()
+    } else {
+        format!("{v}")
+    }
+}
+
 /// Renders the daemon's counters in the Prometheus text format.
 pub fn prometheus_text(s: &msg::Stats) -> String {
     use std::fmt::Write;
@@ -796,7 +855,7 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
         let _ = writeln!(
             out,
             "stagecoach_stage_duration_seconds_sum{{stage=\"{stage}\"}} {}",
-            secs.iter().sum::<f64>()
+            sample_value(secs.iter().sum::<f64>())
         );
         let _ = writeln!(
             out,
@@ -816,7 +875,11 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
     );
     let _ = writeln!(out, "# TYPE stagecoach_journal_write_seconds histogram");
     for (le, n) in &s.journal_write_buckets {
-        let _ = writeln!(out, "stagecoach_journal_write_seconds_bucket{{le=\"{le}\"}} {n}");
+        let _ = writeln!(
+            out,
+            "stagecoach_journal_write_seconds_bucket{{le=\"{}\"}} {n}",
+            sample_value(*le)
+        );
     }
     let _ = writeln!(
         out,
@@ -826,8 +889,50 @@ pub fn prometheus_text(s: &msg::Stats) -> String {
     let _ = writeln!(
         out,
         "stagecoach_journal_write_seconds_sum {}",
-        s.journal_write_seconds_sum
+        sample_value(s.journal_write_seconds_sum)
     );
     let _ = writeln!(out, "stagecoach_journal_write_seconds_count {}", s.journal_writes);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_values_never_read_minus_zero() {
+        assert_eq!(sample_value(-0.0), "0");
+        assert_eq!(sample_value(0.0), "0");
+        assert_eq!(sample_value(std::iter::empty::<f64>().sum()), "0");
+        assert_eq!(sample_value(1.5), "1.5");
+        assert_eq!(sample_value(-2.25), "-2.25");
+        assert_eq!(sample_value(0.0025), "0.0025");
+        assert_eq!(sample_value(f64::NAN), "NaN");
+        assert_eq!(sample_value(f64::INFINITY), "+Inf");
+        assert_eq!(sample_value(f64::NEG_INFINITY), "-Inf");
+    }
+
+    #[test]
+    fn an_idle_daemon_exposes_no_minus_zero() {
+        let stats = msg::Stats {
+            journal_write_seconds_sum: -0.0,
+            journal_write_buckets: vec![(0.001, 0), (0.5, 0)],
+            ..msg::Stats::default()
+        };
+        let text = prometheus_text(&stats);
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let value = line.rsplit(' ').next().unwrap_or_default();
+            assert!(!value.starts_with("-0"), "{line}\n{text}");
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+        assert!(
+            text.contains("stagecoach_stage_duration_seconds_sum{stage=\"prepare\"} 0\n"),
+            "{text}"
+        );
+        assert!(text.contains("stagecoach_journal_write_seconds_sum 0\n"), "{text}");
+        assert!(
+            text.contains("stagecoach_journal_write_seconds_bucket{le=\"0.001\"} 0\n"),
+            "{text}"
+        );
+    }
 }
