@@ -242,8 +242,11 @@ pub struct Fleet {
     /// Rollback-type deployments that already stopped in-flight releases.
     superseded: BTreeSet<DeploymentId>,
     pending: BTreeMap<DeploymentId, Vec<Pending>>,
-    /// The deployment of each service that is past APPROVE (or reserved for it).
+    /// The deployment of each service that is past APPROVE.
     slots: BTreeMap<ServiceName, DeploymentId>,
+    /// Slots promised to a deployment while production is read for it; not
+    /// journaled (a resume promises them again).
+    reserved: BTreeMap<ServiceName, DeploymentId>,
     /// Approved deployments waiting for their service's slot, in submission order.
     waiting: BTreeMap<ServiceName, BTreeSet<DeploymentId>>,
 }
@@ -261,6 +264,7 @@ impl Fleet {
             superseded: BTreeSet::new(),
             pending: BTreeMap::new(),
             slots: BTreeMap::new(),
+            reserved: BTreeMap::new(),
             waiting: BTreeMap::new(),
         }
     }
@@ -338,6 +342,20 @@ impl Fleet {
     /// The deployment holding each service's slot.
     pub fn slots(&self) -> &BTreeMap<ServiceName, DeploymentId> {
         &self.slots
+    }
+
+    /// The deployments of `service` approved and waiting for its slot, in submission order.
+    pub fn waiting(&self, service: &ServiceName) -> Vec<DeploymentId> {
+        self.waiting.get(service).into_iter().flatten().copied().collect()
+    }
+
+    /// What a replay of the journal written so far gives: this fleet without
+    /// the slot reservations waiting for a production read.
+    pub fn journaled(&self) -> Fleet {
+        Fleet {
+            reserved: BTreeMap::new(),
+            ..self.clone()
+        }
     }
 
     /// The effects of `id` asked for and not answered yet, with their attempts.
@@ -429,13 +447,17 @@ impl Fleet {
         let service = m.record().service.clone();
         // The answer to a pending effect.
         if let Some(event) = event {
+            let mut answered = false;
             if let Some(pending) = self.pending.get_mut(&id) {
                 if let Some(i) = pending.iter().position(|p| p.effect.answered_by(event)) {
                     pending.remove(i);
+                    answered = true;
                 }
             }
             match event {
-                Event::SlotGranted { .. } => {
+                // Only a deployment waiting for the slot takes it.
+                Event::SlotGranted { .. } if answered => {
+                    self.reserved.remove(&service);
                     self.slots.insert(service.clone(), id);
                     if let Some(w) = self.waiting.get_mut(&service) {
                         w.remove(&id);
@@ -481,8 +503,24 @@ impl Fleet {
             }
         }
         if let Some(m) = self.machines.get(&id) {
+            // A wait the machine gave up (its phase moved on) is no longer awaited.
+            if let Some(pending) = self.pending.get_mut(&id) {
+                pending.retain(|p| match p.effect {
+                    Effect::Timer { token, .. } => m.timer_pending(token),
+                    _ => true,
+                });
+            }
             if m.record().kind == DeploymentType::Rollback && m.stage() == Some(Stage::Rollback) {
                 follow.supersede = self.superseded.insert(id);
+            }
+            // A release rolled back after it succeeded (and gave up the slot) takes the slot again
+            // for the rollback, so nothing else of its service goes out meanwhile.
+            if m.record().kind != DeploymentType::Rollback
+                && m.stage() == Some(Stage::Rollback)
+                && !m.status().is_terminal()
+                && !self.slots.contains_key(&service)
+            {
+                self.slots.insert(service.clone(), id);
             }
         }
         follow
@@ -526,6 +564,9 @@ impl Fleet {
         if self.slots.get(&service) == Some(&id) {
             self.slots.remove(&service);
         }
+        if self.reserved.get(&service) == Some(&id) {
+            self.reserved.remove(&service);
+        }
         if let Some(w) = self.waiting.get_mut(&service) {
             w.remove(&id);
         }
@@ -559,6 +600,12 @@ impl Fleet {
                 .feed(now, id, Event::Refused { by, role, what, reason }, &mut out)
                 .map(|_| Reply::Done),
             Input::SlotGranted { id, production } => {
+                let service = self.machines.get(&id).map(|m| m.record().service.clone());
+                if service.is_none_or(|s| self.reserved.get(&s) != Some(&id)) {
+                    // A read for a reservation given up since (the deployment was cancelled, the
+                    // fleet was rebuilt): nothing to record.
+                    return out;
+                }
                 let result = self.feed(now, id, Event::SlotGranted { production }, &mut out);
                 if let Err(e) = &result {
                     out.warnings
@@ -567,7 +614,7 @@ impl Fleet {
                 result.map(|_| Reply::Done)
             }
             Input::SlotUnavailable { service } => {
-                self.slots.remove(&service);
+                self.reserved.remove(&service);
                 Ok(Reply::Done)
             }
             Input::GrantSlots => {
@@ -686,12 +733,7 @@ impl Fleet {
         let machine = self.machines.get_mut(&id).ok_or(Refusal::NotFound(id))?;
         if let Event::Timer(token) = event {
             if !machine.timer_pending(token) {
-                // A wait that already ended: nothing to record.
-                if let Some(pending) = self.pending.get_mut(&id) {
-                    if let Some(i) = pending.iter().position(|p| p.effect.answered_by(&event)) {
-                        pending.remove(i);
-                    }
-                }
+                // A wait that already ended (and left `pending` then): nothing to record.
                 return Ok(());
             }
         }
@@ -754,6 +796,17 @@ impl Fleet {
                     later.id()
                 )));
             }
+            let going_out = [self.slots.get(&service), self.reserved.get(&service)]
+                .into_iter()
+                .flatten()
+                .find(|other| **other != id)
+                .copied();
+            if let Some(other) = going_out {
+                return Err(Refusal::Refused(format!(
+                    "{other} holds the production slot of {service}; roll {id} back once {other} has finished, \
+                     or submit a rollback deployment"
+                )));
+            }
         }
         self.feed(now, id, Event::ManualRollback { by, reason }, out)
     }
@@ -787,13 +840,13 @@ impl Fleet {
     /// Reserves a free slot for the earliest submitted deployment waiting for
     /// it; the grant is journaled once production is read.
     fn grant_slot(&mut self, service: &ServiceName, out: &mut FleetOutput) {
-        if self.slots.contains_key(service) {
+        if self.slots.contains_key(service) || self.reserved.contains_key(service) {
             return;
         }
         let Some(next) = self.waiting.get(service).and_then(|w| w.first().copied()) else {
             return;
         };
-        self.slots.insert(service.clone(), next);
+        self.reserved.insert(service.clone(), next);
         out.work.push(Work::ReadProduction {
             id: next,
             service: service.clone(),
