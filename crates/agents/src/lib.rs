@@ -6,6 +6,7 @@
 //! decisions themselves live in the pure `workflow` crate.
 
 pub mod coordinator;
+mod dispatch;
 pub mod messages;
 pub mod ports;
 pub mod roles;

@@ -22,11 +22,14 @@ use serde::Serialize;
 
 /// What to run.
 /// The quick mode's line for row 3 (a journal event against an actix round
-/// trip). An optimised build measures 10–16×, so 20× is gross. A debug build
-/// (what `cargo test` runs in CI) measured 15–23× on the same machine, with
-/// both sides unoptimised and other tests' builds around, so its line is 50×:
-/// still far below what a per-event cost growing with the fleet would give.
-pub const GROSS_ROW3_RATIO: f64 = if cfg!(debug_assertions) { 50.0 } else { 20.0 };
+/// trip), drawn at least twice the worst ratio seen on the slowest machine
+/// of this kind, so that a slow or busy machine never fails CI. A debug
+/// build (what `cargo test` runs in CI) measured 15–23× here; on another
+/// machine of the same kind a journal event cost 2.4× more against an actix
+/// round trip only 1.2× slower, which puts its worst near 50×: the line is
+/// 120×. Optimised builds measured 10–16× here and 17–19× there: 40×. A cost
+/// per event that grows with the fleet still crosses either line.
+pub const GROSS_ROW3_RATIO: f64 = if cfg!(debug_assertions) { 120.0 } else { 40.0 };
 
 #[derive(Debug, Clone, Default)]
 pub struct BenchOptions {
@@ -78,7 +81,7 @@ impl Report {
     /// Failures far outside measurement noise: a row that could not run
     /// because something broke, an API request that failed, or (in the
     /// quick mode, whose sizes the line is drawn for) a journal event
-    /// costing more than 20× an actix round trip.
+    /// costing more than [`GROSS_ROW3_RATIO`] × an actix round trip.
     /// Gross regressions: a row that broke, an API error, or (quick mode) row 3
     /// over [`GROSS_ROW3_RATIO`].
     pub fn gross_regressions(&self) -> Vec<String> {

@@ -1,7 +1,7 @@
 //! The quick benchmark run, as CI runs it: every row that can run without
 //! the daemon binary, failing only on gross regressions (a journal event
-//! costing more than `bench::GROSS_ROW3_RATIO` × an actix round trip — 50×
-//! in this debug build, 20× optimised — or a row that broke) so that a
+//! costing more than `bench::GROSS_ROW3_RATIO` × an actix round trip — 120×
+//! in this debug build, 40× optimised — or a row that broke) so that a
 //! slow or busy machine never makes it flaky.
 
 #[test]

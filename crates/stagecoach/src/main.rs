@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod client;
 mod demo;
+mod principal;
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +70,9 @@ enum Command {
     /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
     #[command(hide = true)]
     ExampleService(example_service::server::Options),
+    /// Add, list or remove the people and CI jobs who may call the daemon (STATE_DIR/principals.toml).
+    #[command(subcommand)]
+    Principal(principal::PrincipalCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -128,6 +132,10 @@ fn main() -> ExitCode {
                 eprintln!("stagecoach example-service: {e}");
                 ExitCode::FAILURE
             }
+        },
+        Command::Principal(cmd) => match load_config(cli.client.config.as_deref()) {
+            Ok((_, config)) => principal::run(cmd, &cli.client, &config),
+            Err(e) => usage_error(e),
         },
         Command::Client(cmd) => {
             let (_, config) = match load_config(cli.client.config.as_deref()) {

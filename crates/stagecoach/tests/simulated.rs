@@ -179,7 +179,7 @@ fn simulated_results_are_labelled_and_commands_results_are_not() {
     assert!(
         stdout
             .lines()
-            .any(|l| l.contains("sample ") && l.contains("(simulated) (minute ")),
+            .any(|l| l.contains("sample ") && l.contains("(simulated) (")),
         "{stdout}"
     );
     let out = cli(&h, &d, &["watch", &web]);

@@ -8,6 +8,7 @@
 
 pub mod approval;
 pub mod checklist;
+pub mod fleet;
 pub mod machine;
 pub mod record;
 pub mod report;
