@@ -1,7 +1,9 @@
 //! The `stagecoach` binary: parses arguments, builds the parts, runs them.
 //!
 //! Exit codes: 0 success; 1 the run worked but an expectation or check
-//! failed; 2 bad input (arguments, configuration, scenario).
+//! failed, or the daemon refused a client request (any 4xx); 2 bad input
+//! (arguments, configuration, scenario), or no daemon to answer (see
+//! `client.rs`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
