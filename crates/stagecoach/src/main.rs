@@ -6,6 +6,7 @@
 //! `client.rs`).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -57,7 +58,7 @@ enum Command {
     },
     /// See a real release go out, get watched and get rolled back on this machine: runs the
     /// daemon in this process with examples/demo.toml and deploys three releases of the bundled
-    /// example service (about two minutes).
+    /// example service (about 70 seconds).
     Demo,
     /// Measure Stagecoach against baselines taken in the same run (docs/PERFORMANCE.md).
     Bench {
@@ -101,8 +102,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal, and never with NO_COLOR set: logs in files and journald stay plain.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => logs.init(),

@@ -128,3 +128,15 @@ fn verify_offline_while_the_daemon_runs_says_to_drop_offline() {
     assert!(stderr.contains("drop --offline"), "{stderr}");
     assert!(stderr.contains("stagecoach verify d-000001"), "{stderr}");
 }
+
+#[test]
+fn logs_carry_no_colour_when_stderr_is_not_a_terminal() {
+    let mut h = Harness::new(&Config::default());
+    let mut cmd = h.command();
+    cmd.env_remove("NO_COLOR");
+    let mut d = h.start_command(cmd);
+    assert!(d.terminate().success());
+    let logs = h.logs.text();
+    assert!(logs.contains("INFO"), "the daemon logs at info level:\n{logs}");
+    assert!(!logs.contains('\x1b'), "colour escapes in piped logs:\n{logs}");
+}
