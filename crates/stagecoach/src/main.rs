@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod demo;
@@ -68,6 +68,18 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script (e.g. `stagecoach completions bash > /etc/bash_completion.d/stagecoach`).
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these command definitions: `stagecoach man | man -l -`.
+    Man {
+        /// Write stagecoach.1 and one page per command (stagecoach-submit.1, ...) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
     #[command(hide = true)]
@@ -128,6 +140,11 @@ fn main() -> ExitCode {
             }
         },
         Command::Bench { quick, json } => run_bench(quick, json),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "stagecoach", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { out_dir } => man(out_dir.as_deref()),
         Command::ExampleService(options) => match example_service::server::run(options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -212,6 +229,59 @@ fn run_bench(quick: bool, json: bool) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// `stagecoach man`: the manual page on stdout, or every page into a directory.
+fn man(out_dir: Option<&Path>) -> ExitCode {
+    let pages = man_pages();
+    let written = match out_dir {
+        None => pages[0].render(&mut std::io::stdout().lock()),
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| {
+            pages
+                .iter()
+                .try_for_each(|page| page.generate_to(dir).map(|path| println!("{}", path.display())))
+        }),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // `stagecoach man | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write the manual page: {e}")),
+    }
+}
+
+/// The manual pages generated from the command definitions: `stagecoach.1`
+/// first, then one per visible command (`stagecoach-submit.1`, ...).
+fn man_pages() -> Vec<clap_mangen::Man> {
+    fn collect(command: &clap::Command, date: &str, pages: &mut Vec<clap_mangen::Man>) {
+        pages.push(clap_mangen::Man::new(command.clone()).date(date));
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            collect(sub, date, pages);
+        }
+    }
+    let mut top = Cli::command().disable_help_subcommand(true);
+    // Building names each command's page after its path: stagecoach-submit.
+    top.build();
+    let mut pages = vec![];
+    collect(&top, &man_date(), &mut pages);
+    pages
+}
+
+/// The date on the manual pages: `$SOURCE_DATE_EPOCH` when set (reproducible
+/// builds), else the day this binary was built (its file's modification time).
+fn man_date() -> String {
+    let seconds = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .or_else(|| {
+            let modified = std::fs::metadata(std::env::current_exe().ok()?).ok()?.modified().ok()?;
+            let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+            i64::try_from(since.as_secs()).ok()
+        });
+    seconds
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {

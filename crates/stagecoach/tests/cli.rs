@@ -140,3 +140,138 @@ fn logs_carry_no_colour_when_stderr_is_not_a_terminal() {
     assert!(logs.contains("INFO"), "the daemon logs at info level:\n{logs}");
     assert!(!logs.contains('\x1b'), "colour escapes in piped logs:\n{logs}");
 }
+
+/// Runs `program args` with `input` on stdin (or none); its output.
+fn pipe(program: &str, args: &[&str], input: &[u8]) -> Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {program} ({e}); `cargo xtask test` installs it"));
+    let mut stdin = child.stdin.take().expect("stdin");
+    stdin.write_all(input).expect("write to stdin");
+    drop(stdin);
+    child.wait_with_output().expect("wait")
+}
+
+/// The commands a user sees (not the hidden example-service).
+const COMMANDS: &[&str] = &[
+    "simulate",
+    "config",
+    "daemon",
+    "demo",
+    "bench",
+    "completions",
+    "man",
+    "submit",
+    "list",
+    "status",
+    "watch",
+    "approve",
+    "reject",
+    "rollback",
+    "cancel",
+    "ack",
+    "record",
+    "verify",
+];
+
+#[test]
+fn completion_scripts_name_every_command_and_parse_in_their_shell() {
+    // Each shell's own syntax check: bash -n, zsh -n, fish --no-execute.
+    for (shell, check) in [("bash", ["-n"]), ("zsh", ["-n"]), ("fish", ["--no-execute"])] {
+        let out = run(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "completions {shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for command in COMMANDS {
+            assert!(script.contains(command), "the {shell} script lacks {command}");
+        }
+        assert!(script.contains("offline"), "the {shell} script completes flags");
+        let parsed = pipe(shell, &check, script.as_bytes());
+        assert!(
+            parsed.status.success(),
+            "{shell} {check:?} rejects the script: {}",
+            text(&parsed.stderr)
+        );
+    }
+    let out = run(&["completions", "tcsh"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_manual_pages_pass_mandoc_lint() {
+    // stdout: the main page, clean even of mandoc's warnings.
+    let out = run(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.starts_with(".ie") || page.starts_with(".TH"), "{page}");
+    for command in COMMANDS {
+        assert!(
+            page.contains(&format!("stagecoach\\-{}", command.replace('-', "\\-"))),
+            "{command}"
+        );
+    }
+    let lint = pipe("mandoc", &["-T", "lint", "-W", "warning"], page.as_bytes());
+    assert!(lint.status.success(), "mandoc -T lint: {}", text(&lint.stdout));
+
+    // --out-dir: one page per command, each free of mandoc errors, rendered by man.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let man1 = dir.path().join("man1");
+    let mut c = stagecoach(&["man", "--out-dir"]);
+    c.arg(&man1);
+    let out = run_with_timeout(c, "stagecoach man --out-dir");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    for name in std::iter::once("stagecoach".to_string()).chain(COMMANDS.iter().map(|c| format!("stagecoach-{c}"))) {
+        let path = man1.join(format!("{name}.1"));
+        let path = path.to_str().expect("a UTF-8 path");
+        let lint = pipe("mandoc", &["-T", "lint", "-W", "error", path], b"");
+        assert!(lint.status.success(), "mandoc -T lint {path}: {}", text(&lint.stdout));
+    }
+    let verify = std::fs::read_to_string(man1.join("stagecoach-verify.1")).expect("stagecoach-verify.1");
+    assert!(verify.contains("\\-\\-offline"), "{verify}");
+}
+
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    // The unit as shipped, with ExecStart pointing at this build and its man page installed.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shipped = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/stagecoach.service"
+    ))
+    .expect("examples/stagecoach.service");
+    for needle in [
+        "User=stagecoach",
+        "StateDirectory=stagecoach",
+        "ExecStart=/usr/local/bin/stagecoach daemon --config /etc/stagecoach/agents.toml --state-dir /var/lib/stagecoach",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/stagecoach",
+    ] {
+        assert!(shipped.contains(needle), "the unit lacks {needle}");
+    }
+    let unit = dir.path().join("stagecoach.service");
+    std::fs::write(
+        &unit,
+        shipped.replace("/usr/local/bin/stagecoach", env!("CARGO_BIN_EXE_stagecoach")),
+    )
+    .expect("write the unit");
+    let man = dir.path().join("man");
+    let mut c = stagecoach(&["man", "--out-dir"]);
+    c.arg(man.join("man1"));
+    assert!(run_with_timeout(c, "stagecoach man --out-dir").status.success());
+    let mut verify = Command::new("systemd-analyze");
+    verify.arg("verify").arg(&unit).env("MANPATH", &man);
+    let out = run_with_timeout(verify, "systemd-analyze verify");
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "systemd-analyze verify: {}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}

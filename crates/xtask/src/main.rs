@@ -34,11 +34,33 @@ struct SystemPackage {
 
 /// Every system package the tests use. A test that needs another one adds it
 /// here, and `cargo xtask test` (so also `.ci/run`) installs it.
-const SYSTEM_PACKAGES: &[SystemPackage] = &[SystemPackage {
-    debian: "prometheus",
-    program: "prometheus",
-    needed_by: "the Prometheus metrics provider test (crates/probes/tests/it/prometheus.rs)",
-}];
+const SYSTEM_PACKAGES: &[SystemPackage] = &[
+    SystemPackage {
+        debian: "prometheus",
+        program: "prometheus",
+        needed_by: "the Prometheus metrics provider test (crates/probes/tests/it/prometheus.rs)",
+    },
+    SystemPackage {
+        debian: "mandoc",
+        program: "mandoc",
+        needed_by: "the manual page lint (crates/stagecoach/tests/cli.rs)",
+    },
+    SystemPackage {
+        debian: "zsh",
+        program: "zsh",
+        needed_by: "the zsh completion script check (crates/stagecoach/tests/cli.rs)",
+    },
+    SystemPackage {
+        debian: "fish",
+        program: "fish",
+        needed_by: "the fish completion script check (crates/stagecoach/tests/cli.rs)",
+    },
+    SystemPackage {
+        debian: "systemd",
+        program: "systemd-analyze",
+        needed_by: "`systemd-analyze verify` of examples/stagecoach.service (crates/stagecoach/tests/cli.rs)",
+    },
+];
 
 /// Toolchain components the checks use: (rustup component, cargo subcommand).
 const COMPONENTS: &[(&str, &str)] = &[("rustfmt", "fmt"), ("clippy", "clippy")];
