@@ -141,8 +141,9 @@ fn main() -> ExitCode {
         },
         Command::Bench { quick, json } => run_bench(quick, json),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "stagecoach", &mut std::io::stdout());
-            ExitCode::SUCCESS
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stagecoach", &mut script);
+            print_all(&script, "the completion script")
         }
         Command::Man { out_dir } => man(out_dir.as_deref()),
         Command::ExampleService(options) => match example_service::server::run(options) {
@@ -282,6 +283,17 @@ fn man_date() -> String {
         .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
         .map(|t| t.format("%Y-%m-%d").to_string())
         .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn print_all(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write {what}: {e}")),
+    }
 }
 
 fn usage_error(message: impl std::fmt::Display) -> ExitCode {
