@@ -76,6 +76,7 @@ Usage: cargo xtask <TASK>
 
 Tasks:
   test    set up what the tests need on this machine, then run fmt, clippy and every test
+  setup   only set up what the tests need (step 1 and 2 of `test`), then stop
 
 Run `cargo xtask test --help` for details.
 ";
@@ -120,6 +121,22 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             ExitCode::from(test(rest))
+        }
+        Some("setup") => {
+            if wants_help(&args[1..]) {
+                print!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            match set_up() {
+                Ok(()) => {
+                    println!("the tests have every system package and toolchain component they need");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("cargo xtask setup: {message}");
+                    ExitCode::from(2)
+                }
+            }
         }
         None | Some("help" | "--help" | "-h") => {
             print!("{USAGE}");
