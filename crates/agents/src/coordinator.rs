@@ -1266,14 +1266,23 @@ impl Handler<GetRecord> for Coordinator {
 impl Handler<List> for Coordinator {
     type Result = MessageResult<List>;
     fn handle(&mut self, msg: List, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(
-            self.machines
-                .values()
-                .filter(|m| msg.service.as_ref().is_none_or(|s| *s == m.record().service))
-                .filter(|m| msg.status.is_none_or(|s| s == m.status()))
-                .map(|m| m.record().clone())
-                .collect(),
-        )
+        use std::ops::Bound;
+        let from = msg.after.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut records: Vec<workflow::record::Record> = self
+            .machines
+            .range((from, Bound::Unbounded))
+            .map(|(_, m)| m)
+            .filter(|m| msg.service.as_ref().is_none_or(|s| *s == m.record().service))
+            .filter(|m| msg.status.is_none_or(|s| s == m.status()))
+            .take(msg.limit.saturating_add(1))
+            .map(|m| m.record().clone())
+            .collect();
+        let mut next = None;
+        if records.len() > msg.limit {
+            records.truncate(msg.limit);
+            next = records.last().map(|r| r.id);
+        }
+        MessageResult(ListPage { records, next })
     }
 }
 

@@ -148,12 +148,24 @@ pub struct Refuse {
     pub reason: String,
 }
 
-/// Records of every deployment matching the filters, in submission order.
+/// One page of the records matching the filters, in submission order:
+/// at most `limit` of those submitted after `after`.
 #[derive(Message)]
-#[rtype(result = "Vec<Record>")]
+#[rtype(result = "ListPage")]
 pub struct List {
     pub service: Option<ServiceName>,
     pub status: Option<workflow::types::Status>,
+    /// Only deployments after this one (the last of the previous page).
+    pub after: Option<DeploymentId>,
+    pub limit: usize,
+}
+
+/// The answer to [`List`].
+#[derive(Debug, Clone)]
+pub struct ListPage {
+    pub records: Vec<Record>,
+    /// The last deployment of this page, when more match after it.
+    pub next: Option<DeploymentId>,
 }
 
 /// Check a deployment's journal chain.

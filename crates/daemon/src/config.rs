@@ -141,6 +141,21 @@ pub enum PrincipalRole {
 }
 
 impl PrincipalRole {
+    /// Every role, in the order the documentation lists them.
+    pub const ALL: &'static [PrincipalRole] = &[
+        PrincipalRole::Deployer,
+        PrincipalRole::Manager,
+        PrincipalRole::Security,
+        PrincipalRole::Devops,
+        PrincipalRole::Qa,
+        PrincipalRole::Admin,
+    ];
+
+    /// The role named `name` (as in `roles = [...]`).
+    pub fn parse(name: &str) -> Option<PrincipalRole> {
+        Self::ALL.iter().copied().find(|r| r.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             PrincipalRole::Deployer => "deployer",
@@ -303,25 +318,7 @@ impl DaemonConfig {
     /// Checks what serde cannot: names, hashes, actions.
     pub fn validate(&self) -> Result<(), String> {
         self.server.validate()?;
-        let mut names = std::collections::BTreeSet::new();
-        for (i, p) in self.principals.iter().enumerate() {
-            if p.name.trim().is_empty() {
-                return Err(format!("principals[{i}].name: must not be empty"));
-            }
-            if !names.insert(p.name.as_str()) {
-                return Err(format!("principals[{i}].name: {:?} appears twice", p.name));
-            }
-            if p.roles.is_empty() {
-                return Err(format!("principals[{i}] ({}): roles must name at least one of deployer, manager, security, devops, qa, admin", p.name));
-            }
-            let h = &p.token_sha256;
-            if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(format!(
-                    "principals[{i}] ({}).token_sha256: must be 64 hex digits, the SHA-256 of the token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
-                    p.name
-                ));
-            }
-        }
+        validate_principals(&self.principals)?;
         for (name, service) in &self.services {
             workflow::types::ServiceName::parse(name).map_err(|e| format!("services.{name}: {e}"))?;
             for (action, spec) in &service.actions {
@@ -367,6 +364,35 @@ impl DaemonConfig {
     pub fn service(&self, name: &str) -> Option<&ServiceConfig> {
         self.services.get(name)
     }
+}
+
+/// Checks a list of principals (of `[[principals]]` or of the principals
+/// file): names present and distinct, roles given, hashes that look like
+/// SHA-256.
+pub fn validate_principals(principals: &[Principal]) -> Result<(), String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in principals.iter().enumerate() {
+        if p.name.trim().is_empty() {
+            return Err(format!("principals[{i}].name: must not be empty"));
+        }
+        if !names.insert(p.name.as_str()) {
+            return Err(format!("principals[{i}].name: {:?} appears twice", p.name));
+        }
+        if p.roles.is_empty() {
+            return Err(format!(
+                "principals[{i}] ({}): roles must name at least one of deployer, manager, security, devops, qa, admin",
+                p.name
+            ));
+        }
+        let h = &p.token_sha256;
+        if h.len() != 64 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "principals[{i}] ({}).token_sha256: must be 64 hex digits, the SHA-256 of the token (e.g. `printf %s \"$TOKEN\" | sha256sum`), never the token itself",
+                p.name
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Loads the workflow settings and the daemon's tables from the bundled

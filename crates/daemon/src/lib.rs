@@ -7,12 +7,15 @@
 //! production runs, then start the agents (which re-run interrupted work)
 //! and the HTTP server. SIGINT/SIGTERM stop the server; the journal write in
 //! flight completes first because writes happen inside the coordinator's
-//! message handling.
+//! message handling. SIGHUP reloads the principals (see [`auth`]); the
+//! daemon then keeps its pid in `STATE_DIR/daemon.pid` ([`pidfile`]) so
+//! `stagecoach principal add` can send it.
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod fault;
+pub mod pidfile;
 pub mod process;
 pub mod world;
 
@@ -102,14 +105,46 @@ pub struct Ready {
     pub state_dir: PathBuf,
 }
 
-/// Runs the daemon until SIGINT/SIGTERM.
+/// Runs the daemon until SIGINT/SIGTERM; SIGHUP reloads the principals,
+/// and `STATE_DIR/daemon.pid` says where to send it.
 pub fn run(opts: Options) -> Result<(), String> {
-    run_with(opts, |_| {})
+    serve(opts, true, |_| {})
 }
 
 /// Runs the daemon until SIGINT/SIGTERM or until [`Ready::server`] stops it;
-/// `ready` is called once the API accepts connections.
+/// `ready` is called once the API accepts connections. For a daemon inside
+/// another program (`stagecoach demo`): SIGHUP keeps its default meaning and
+/// no pid file is written.
 pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> {
+    serve(opts, false, ready)
+}
+
+/// Reads the principals again and puts them in place; a broken file keeps
+/// the principals in use. Logs what changed, or why nothing did.
+fn reload_principals(live: &auth::LivePrincipals, configured: &[config::Principal], state_dir: &Path) {
+    let file = state_dir.join(auth::PRINCIPALS_FILE);
+    match auth::principals(configured, state_dir) {
+        Ok((new, created)) => {
+            if let Some(path) = created {
+                tracing::warn!(token_file = %path.display(), "the admin token file was missing: created a new admin token");
+            }
+            let count = new.len();
+            let old = live.replace(new);
+            let changes = live.current().changes_from(&old);
+            if changes.is_empty() {
+                tracing::info!(file = %file.display(), principals = count, "principals reloaded: no change");
+            } else {
+                tracing::info!(file = %file.display(), principals = count, "principals reloaded: {}", changes.join("; "));
+            }
+        }
+        Err(e) => tracing::error!(
+            principals = live.current().len(),
+            "principals not reloaded, the ones in use stay: {e}"
+        ),
+    }
+}
+
+fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), String> {
     let Options { settings, config } = opts;
     let state_dir = config.storage.path.clone();
     std::fs::create_dir_all(&state_dir).map_err(|e| {
@@ -129,8 +164,21 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
     } else if config.principals.is_empty() {
         tracing::info!(token_file = %state_dir.join(auth::ADMIN_TOKEN_FILE).display(), "no [[principals]] configured: using the admin token");
     } else {
-        tracing::info!(principals = principals.len(), "principals loaded");
+        let stale = state_dir.join(auth::ADMIN_TOKEN_FILE);
+        if stale.exists() {
+            tracing::warn!(
+                token_file = %stale.display(),
+                "[[principals]] are configured, so the admin token is not accepted; delete the token file and use a configured principal's token (--token or STAGECOACH_TOKEN)"
+            );
+        }
     }
+    tracing::info!(
+        principals = principals.len(),
+        file = %state_dir.join(auth::PRINCIPALS_FILE).display(),
+        "principals loaded: {}",
+        principals.iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    let configured = config.principals.clone();
     let settings = Arc::new(settings);
     let listen = config.server.listen.clone();
     let tls = config.server.tls.clone();
@@ -147,9 +195,10 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
         let coordinator = coordinator.start();
         let data = actix_web::web::Data::new(api::AppState {
             coordinator,
-            principals,
+            principals: principals.into(),
             settings,
         });
+        let reload_data = data.clone();
         let server = actix_web::HttpServer::new(move || {
             actix_web::App::new().app_data(data.clone()).configure(api::routes)
         })
@@ -167,6 +216,20 @@ pub fn run_with(opts: Options, ready: impl FnOnce(Ready)) -> Result<(), String> 
         for addr in &addrs {
             tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on {scheme}://{addr}");
         }
+        // The handler first, then the pid file that tells `principal add` where to send SIGHUP.
+        let _pid_file = if hangup {
+            use tokio::signal::unix::{signal, SignalKind};
+            let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+            let dir = state_dir.clone();
+            actix_web::rt::spawn(async move {
+                while hup.recv().await.is_some() {
+                    reload_principals(&reload_data.principals, &configured, &dir);
+                }
+            });
+            Some(pidfile::PidFile::create(&state_dir)?)
+        } else {
+            None
+        };
         let server = server.run();
         ready(Ready {
             addrs,

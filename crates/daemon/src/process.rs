@@ -111,6 +111,8 @@ pub fn proxy_metrics(listen: &str) -> probes::MetricsConfig {
 struct Instance {
     child: tokio::process::Child,
     url: String,
+    /// Keeps the instance's port from being handed to another instance while it runs.
+    _port: PortLease,
 }
 
 #[derive(Default)]
@@ -118,6 +120,31 @@ struct State {
     proxy: Option<proxy::Proxy>,
     running: BTreeMap<String, Vec<Instance>>,
     weights: BTreeMap<String, u32>,
+}
+
+/// How long a stopped instance gets to finish its requests after `SIGTERM`.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+async fn stop(instance: &mut Instance) {
+    if let Err(e) = hooks::terminate(&mut instance.child, STOP_GRACE).await {
+        tracing::warn!(url = %instance.url, error = %e, "could not stop an instance");
+    }
+}
+
+/// Every running instance as a backend of the proxy.
+fn backends(running: &BTreeMap<String, Vec<Instance>>) -> Vec<proxy::Backend> {
+    running
+        .iter()
+        .flat_map(|(v, list)| list.iter().map(move |i| proxy::Backend::new(v.clone(), i.url.clone())))
+        .collect()
+}
+
+/// Why an instance did not start.
+enum Start {
+    /// It exited before it was healthy: possibly its port was taken, so another port may work.
+    Exited(String),
+    /// Anything else (no program, no health within the timeout): another try would fail alike.
+    Failed(String),
 }
 
 /// The processes and the proxy of one service.
@@ -128,30 +155,79 @@ pub struct ProcessTarget {
     state: Mutex<State>,
 }
 
-fn free_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
+/// Ports this daemon has handed out or will listen on: the instances still running and every
+/// configured proxy (reserved at start, before the proxy binds it). A port is free for the system
+/// between our probe and the instance's own bind, so without this two instances (or an instance and
+/// a proxy not yet started) could be given the same port, and the second instance's health check
+/// would be answered by the first.
+static PORTS: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+fn ports() -> std::sync::MutexGuard<'static, std::collections::BTreeSet<u16>> {
+    PORTS.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+/// A port taken from [`PORTS`]; given back when dropped.
+struct PortLease(u16);
+
+impl Drop for PortLease {
+    fn drop(&mut self) {
+        ports().remove(&self.0);
+    }
+}
+
+/// A loopback port that nothing listens on now and that this daemon has not handed out.
+fn free_port() -> Result<PortLease, String> {
+    // The system hands out ports in a wide range: a few tries find one we have not taken.
+    for _ in 0..64 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .map_err(|e| format!("no free loopback port: {e}"))?;
+        if ports().insert(port) {
+            return Ok(PortLease(port));
+        }
+    }
+    Err("no free loopback port: every port offered is already in use by this daemon's instances".into())
+}
+
+/// How often an instance is started again on another port when it exits at start: another program
+/// may have bound its port between our probe and the instance's own bind.
+const START_TRIES: u32 = 3;
 
 impl ProcessTarget {
     pub fn new(service: &str, config: ProcessConfig) -> ProcessTarget {
+        // The proxy binds its port at the first deployment; no instance may take it before then.
+        if let Ok(listen) = config.listen.parse::<SocketAddr>() {
+            ports().insert(listen.port());
+        }
         ProcessTarget {
             service: service.to_string(),
             config,
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(2))
-                .build()
-                .unwrap_or_default(),
+            http: probes::probe_client(Some(Duration::from_secs(2))),
             state: Mutex::new(State::default()),
         }
     }
 
-    /// Starts one instance of `version` and waits until it is healthy.
+    /// Starts one instance of `version` and waits until it is healthy, on another port when it
+    /// exits at start (see [`START_TRIES`]).
     async fn start_instance(&self, version: &str, number: u32) -> Result<Instance, String> {
-        let port = free_port()?;
+        let mut tries = 1;
+        loop {
+            match self.try_start_instance(version, number).await {
+                Err(Start::Exited(message)) if tries < START_TRIES => {
+                    tracing::warn!(service = %self.service, version, instance = number, "{message}; starting it on another port");
+                    tries += 1;
+                }
+                Err(Start::Exited(message) | Start::Failed(message)) => return Err(message),
+                Ok(instance) => return Ok(instance),
+            }
+        }
+    }
+
+    async fn try_start_instance(&self, version: &str, number: u32) -> Result<Instance, Start> {
+        let lease = free_port().map_err(Start::Failed)?;
+        let port = lease.0;
         let fill = |a: &String| {
             a.replace("{port}", &port.to_string())
                 .replace("{version}", version)
@@ -174,35 +250,41 @@ impl ProcessTarget {
             .process_group(0);
         let mut child = cmd
             .spawn()
-            .map_err(|e| format!("cannot start {} for {} {version}: {e}", argv[0], self.service))?;
+            .map_err(|e| Start::Failed(format!("cannot start {} for {} {version}: {e}", argv[0], self.service)))?;
         let url = format!("http://127.0.0.1:{port}");
         let health = format!("{url}{}", self.config.health_path);
         let deadline = tokio::time::Instant::now() + Duration::from_secs_f64(self.config.start_timeout_seconds);
         let mut wait = Duration::from_millis(20);
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
+                return Err(Start::Exited(format!(
                     "{} {version} instance {number} exited at start ({status})",
                     self.service
-                ));
+                )));
             }
             if let Ok(r) = self.http.get(&health).send().await {
-                if r.status().is_success() {
+                // Healthy, and still running: the answer came from this instance, not from a program
+                // that took its port first (and made it exit).
+                if r.status().is_success() && matches!(child.try_wait(), Ok(None)) {
                     break;
                 }
             }
             if tokio::time::Instant::now() >= deadline {
                 let _ = child.kill().await;
-                return Err(format!(
+                return Err(Start::Failed(format!(
                     "{} {version} instance {number} did not answer {health} within {} s",
                     self.service, self.config.start_timeout_seconds
-                ));
+                )));
             }
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_millis(500));
         }
         tracing::info!(service = %self.service, version, instance = number, url = %url, "instance started");
-        Ok(Instance { child, url })
+        Ok(Instance {
+            child,
+            url,
+            _port: lease,
+        })
     }
 
     /// Makes `count` instances of `version` run.
@@ -212,29 +294,41 @@ impl ProcessTarget {
             let instance = self.start_instance(version, number).await?;
             state.running.entry(version.to_string()).or_default().push(instance);
         }
+        let mut gone = vec![];
         if let Some(list) = state.running.get_mut(version) {
             while list.len() as u32 > count {
-                if let Some(mut gone) = list.pop() {
-                    let _ = gone.child.kill().await;
-                }
+                gone.extend(list.pop());
             }
             if list.is_empty() {
                 state.running.remove(version);
             }
+        }
+        if gone.is_empty() {
+            return Ok(());
+        }
+        // Drain: the proxy stops sending to the instances first, then they get SIGTERM and finish
+        // the requests they have (SIGKILL after STOP_GRACE). Killed while still routed to, they
+        // would fail requests that count against their version.
+        if let Some(proxy) = &state.proxy {
+            let split = proxy::Split {
+                weights: state.weights.clone(),
+                backends: backends(&state.running),
+            };
+            if let Err(e) = proxy.set_split(split) {
+                tracing::warn!(service = %self.service, version, error = %e, "instances stopped while still routed to");
+            }
+        }
+        for mut instance in gone {
+            stop(&mut instance).await;
         }
         Ok(())
     }
 
     /// Points the proxy at `weights` (percent per version).
     async fn route(&self, state: &mut State, weights: BTreeMap<String, u32>) -> Result<(), String> {
-        let backends = state
-            .running
-            .iter()
-            .flat_map(|(v, list)| list.iter().map(move |i| proxy::Backend::new(v.clone(), i.url.clone())))
-            .collect();
         let split = proxy::Split {
             weights: weights.clone(),
-            backends,
+            backends: backends(&state.running),
         };
         match &state.proxy {
             Some(p) => p.set_split(split)?,
@@ -270,24 +364,19 @@ impl ProcessTarget {
         Ok(())
     }
 
-    /// Health of every running instance of `version`.
+    /// Health of every running instance of `version`, each checked as a configured health check is
+    /// (`probes::check` with its default tries and backoff): one lost answer on a busy machine is not an
+    /// unhealthy instance.
     async fn healthy(&self, state: &State, version: &str) -> Result<(), String> {
         let list = state
             .running
             .get(version)
             .ok_or_else(|| format!("no instance of {} {version} runs", self.service))?;
         for (i, instance) in list.iter().enumerate() {
-            let url = format!("{}{}", instance.url, self.config.health_path);
-            match self.http.get(&url).send().await {
-                Ok(r) if r.status().is_success() => {}
-                Ok(r) => {
-                    return Err(format!(
-                        "instance {} of {version}: {url} answered {}",
-                        i + 1,
-                        r.status()
-                    ))
-                }
-                Err(e) => return Err(format!("instance {} of {version}: {url}: {e}", i + 1)),
+            let check = probes::HealthCheck::new(format!("{}{}", instance.url, self.config.health_path));
+            let outcome = probes::check(&self.http, &check, &BTreeMap::new()).await;
+            if !outcome.ok {
+                return Err(format!("instance {} of {version}: {}", i + 1, outcome.detail));
             }
         }
         Ok(())
@@ -296,7 +385,7 @@ impl ProcessTarget {
     /// Staging: one instance of the new version, checked and stopped.
     pub async fn staging(&self, version: &Version) -> Result<(), String> {
         let mut instance = self.start_instance(&version.to_string(), 1).await?;
-        let _ = instance.child.kill().await;
+        stop(&mut instance).await;
         Ok(())
     }
 
@@ -367,12 +456,13 @@ impl ProcessTarget {
     /// Stops every instance and the proxy.
     pub async fn shutdown(&self) {
         let mut state = self.state.lock().await;
+        // The proxy first: it lets the requests in flight finish, then the instances have none left.
+        if let Some(p) = state.proxy.take() {
+            p.stop().await;
+        }
         let versions: Vec<String> = state.running.keys().cloned().collect();
         for v in versions {
             let _ = self.scale(&mut state, &v, 0).await;
-        }
-        if let Some(p) = state.proxy.take() {
-            p.stop().await;
         }
     }
 

@@ -300,8 +300,8 @@ impl HookWorld {
             services,
             sim: simulated_world(),
             notifier: notify::Notifier::new(notify),
-            // Probes talk to the services directly, never through a proxy.
-            http: reqwest::Client::builder().no_proxy().build().unwrap_or_default(),
+            // Probes talk to the services directly, never through a proxy, on a fresh connection each time.
+            http: probes::probe_client(None),
             metrics: probes::MetricsReader::new(),
         })
     }

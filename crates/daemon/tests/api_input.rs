@@ -49,7 +49,7 @@ fn state() -> AppState {
     }]);
     AppState {
         coordinator,
-        principals,
+        principals: principals.into(),
         settings,
     }
 }

@@ -478,6 +478,22 @@ async fn terminate_group(
     Ok(status.unwrap_or_else(|| ExitStatus::from_raw(Signal::SIGKILL as i32)))
 }
 
+/// Stops a long-running child started in its own process group (e.g. a service instance) as [`run`] stops
+/// a command that timed out: `SIGTERM` to the group, up to `grace` for the child to exit, then `SIGKILL`
+/// to the group; reaps the child. For a child whose output is not captured (nothing to keep reading).
+pub async fn terminate(child: &mut tokio::process::Child, grace: Duration) -> io::Result<ExitStatus> {
+    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).map(Pid::from_raw);
+    signal_group(pgid, Signal::SIGTERM);
+    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
+        let status = status?;
+        if !group_alive(pgid) {
+            return Ok(status);
+        }
+    }
+    signal_group(pgid, Signal::SIGKILL);
+    child.wait().await
+}
+
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,

@@ -7,6 +7,21 @@ use std::time::Duration;
 
 use crate::vars;
 
+/// The HTTP client for probes (health checks, metrics reads): no proxy from the environment, and no idle
+/// connection kept between probes. A probe every few seconds would otherwise send on a connection that the
+/// server is closing at that moment (keep-alive timeouts of a few seconds are common: 5 s in actix-web and
+/// Node.js, 2 s in gunicorn), and fail with "connection closed before message completed": a false failure
+/// that can roll a healthy release back. One connection per probe costs a TCP handshake on loopback or the
+/// local network, which probes every few seconds can afford.
+pub fn probe_client(timeout: Option<Duration>) -> reqwest::Client {
+    let builder = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0);
+    let builder = match timeout {
+        Some(t) => builder.timeout(t),
+        None => builder,
+    };
+    builder.build().unwrap_or_default()
+}
+
 /// Largest number of seconds a timeout or interval may be configured to.
 pub(crate) const MAX_SECONDS: f64 = 3600.0;
 

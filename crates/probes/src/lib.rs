@@ -23,5 +23,6 @@ pub mod metrics;
 mod vars;
 
 pub use health::{check, HealthCheck, HealthOutcome};
+pub use http::probe_client;
 pub use metrics::{CommandConfig, LatencyUnit, MetricsConfig, MetricsReader, PrometheusConfig, ScrapeConfig};
 pub use vars::{substitute, PLACEHOLDERS};

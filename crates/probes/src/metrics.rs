@@ -380,7 +380,7 @@ impl MetricsReader {
     /// A reader with its own HTTP client, which ignores the proxy environment variables (metrics endpoints
     /// are internal); use [`MetricsReader::with_client`] for anything else.
     pub fn new() -> MetricsReader {
-        MetricsReader::with_client(reqwest::Client::builder().no_proxy().build().unwrap_or_default())
+        MetricsReader::with_client(crate::probe_client(None))
     }
 
     /// A reader using `client` (per-request timeouts come from the configuration).

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use workflow::record::{fmt_num, pct, Decision, Fact, Record, Request, SampleEntry};
+use workflow::record::{fmt_duration, fmt_minutes, fmt_num, pct, Decision, Fact, Record, Request, SampleEntry};
 use workflow::thresholds::{AlertAction, Metric, MetricSample};
 use workflow::types::{DeploymentId, NotificationKind, Stage, Status};
 
@@ -123,7 +123,7 @@ pub enum ClientCommand {
         #[arg(long)]
         watch: bool,
     },
-    /// List deployments.
+    /// List deployments (all of them: the CLI follows the API's pages).
     List {
         /// Only deployments of this service.
         #[arg(long, value_name = "SERVICE")]
@@ -327,12 +327,65 @@ fn api_failure(status: u16, body: &str) -> Failure {
 // ---------------------------------------------------------------------------
 // Arguments
 
+/// Where the token of a request came from, for the message of a 401.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TokenSource {
+    Flag,
+    Env,
+    AdminFile(PathBuf),
+}
+
+impl TokenSource {
+    /// A refused token (401): the daemon's answer, which token was sent, and what to do.
+    fn explain(&self, base: &str, failure: Failure) -> Failure {
+        let Failure::Api {
+            status,
+            code,
+            message,
+            body,
+        } = failure
+        else {
+            return failure;
+        };
+        let new_one = "`stagecoach principal add NAME --role ROLE` creates a principal and prints its token";
+        let (from, advice) = match self {
+            TokenSource::Flag => (
+                "--token".to_string(),
+                format!("check the token you passed; {new_one}"),
+            ),
+            TokenSource::Env => (
+                TOKEN_ENV.to_string(),
+                format!(
+                    "check the token in {TOKEN_ENV} (or `unset {TOKEN_ENV}` to use the state dir's {TOKEN_FILE}); {new_one}"
+                ),
+            ),
+            TokenSource::AdminFile(path) => (
+                format!("{} (the generated admin's token)", path.display()),
+                format!(
+                    "the daemon accepts that file's token only while no [[principals]] are configured and only for \
+                     its own state dir: if [[principals]] are configured, pass your principal's token with --token \
+                     or {TOKEN_ENV} (and delete the stale {}); otherwise point --state-dir at the daemon's state dir",
+                    path.display()
+                ),
+            ),
+        };
+        Failure::Api {
+            status,
+            code,
+            message: format!("the daemon at {base} did not accept the token from {from}: {message}; {advice}"),
+            body,
+        }
+    }
+}
+
 /// Token order: `--token`, `$STAGECOACH_TOKEN`, `STATE_DIR/admin.token`; blank values count as absent.
-fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Result<String, Failure> {
-    for t in [flag, env].into_iter().flatten() {
-        let t = t.trim();
+fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Result<(String, TokenSource), Failure> {
+    for (t, source) in [(flag, TokenSource::Flag), (env, TokenSource::Env)] {
+        let Some(t) = t.map(str::trim) else {
+            continue;
+        };
         if !t.is_empty() {
-            return Ok(t.to_string());
+            return Ok((t.to_string(), source));
         }
     }
     let path = state_dir.join(TOKEN_FILE);
@@ -343,7 +396,7 @@ fn resolve_token(flag: Option<&str>, env: Option<&str>, state_dir: &Path) -> Res
         ))
     };
     match std::fs::read_to_string(&path) {
-        Ok(text) if !text.trim().is_empty() => Ok(text.trim().to_string()),
+        Ok(text) if !text.trim().is_empty() => Ok((text.trim().to_string(), TokenSource::AdminFile(path.clone()))),
         Ok(_) => Err(missing()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(missing()),
         Err(e) => Err(Failure::Usage(format!(
@@ -425,12 +478,13 @@ fn is_loopback(url: &str) -> bool {
 struct Api {
     base: String,
     token: String,
+    source: TokenSource,
     http: reqwest::blocking::Client,
     stream: reqwest::blocking::Client,
 }
 
 impl Api {
-    fn new(base: String, token: String) -> Result<Api, Failure> {
+    fn new(base: String, (token, source): (String, TokenSource)) -> Result<Api, Failure> {
         let builder = || {
             let b = reqwest::blocking::Client::builder()
                 .connect_timeout(CONNECT_TIMEOUT)
@@ -451,6 +505,7 @@ impl Api {
         Ok(Api {
             base,
             token,
+            source,
             http,
             stream,
         })
@@ -484,7 +539,11 @@ impl Api {
             return Ok(resp);
         }
         let body = resp.text().unwrap_or_default();
-        Err(api_failure(status.as_u16(), &body))
+        let failure = api_failure(status.as_u16(), &body);
+        if status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(self.source.explain(&self.base, failure));
+        }
+        Err(failure)
     }
 
     fn text(&self, resp: reqwest::blocking::Response) -> Result<String, Failure> {
@@ -628,16 +687,30 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
             if let Some(s) = &status {
                 query.push(("status", s.as_str()));
             }
-            let answer = api.get("/v1/deployments", &query)?;
+            // Every page, following the cursor: pages never shift, as new
+            // deployments only ever come after the last one listed.
+            let mut all: Vec<Value> = vec![];
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut page_query = query.clone();
+                if let Some(c) = &cursor {
+                    page_query.push(("cursor", c.as_str()));
+                }
+                let answer = api.get("/v1/deployments", &page_query)?;
+                let Some(Value::Array(page)) = answer.get("deployments").cloned() else {
+                    return Err(Failure::Protocol("no \"deployments\" in the list".into()));
+                };
+                all.extend(page);
+                match answer.get("next_cursor").and_then(Value::as_str) {
+                    Some(next) if cursor.as_deref() != Some(next) => cursor = Some(next.to_string()),
+                    _ => break,
+                }
+            }
             if json {
-                emit(&pretty(&answer));
+                emit(&pretty(&serde_json::json!({ "deployments": all, "next_cursor": null })));
                 return Ok(0);
             }
-            let list = answer
-                .get("deployments")
-                .cloned()
-                .ok_or_else(|| Failure::Protocol("no \"deployments\" in the list".into()))?;
-            let records: Vec<Record> = serde_json::from_value(list)
+            let records: Vec<Record> = serde_json::from_value(Value::Array(all))
                 .map_err(|e| Failure::Protocol(format!("not a list of deployment records: {e}")))?;
             emit(render_table(&records).trim_end());
             Ok(0)
@@ -874,14 +947,19 @@ fn describe_metrics(s: &MetricSample) -> String {
     )
 }
 
-/// `25% traffic: error 0.10% p99 120 ms cpu 40% memory 55% (minute 12)`.
-fn describe_sample(s: &SampleEntry) -> String {
+/// `25% traffic: error 0.10% p99 120 ms cpu 40% memory 55% (12 min 30 s into DEPLOY)`;
+/// without the start of DEPLOY, the whole minute the sample carries.
+fn describe_sample(s: &SampleEntry, deploy_started: Option<DateTime<Utc>>) -> String {
     let metrics = match (&s.sample, &s.error) {
         (Some(m), _) => describe_metrics(m),
         (None, Some(e)) => format!("no metrics: {e}"),
         (None, None) => "no metrics".to_string(),
     };
-    format!("{}% traffic: {metrics} (minute {})", s.traffic_percent, s.minute)
+    let when = match deploy_started {
+        Some(start) => format!("{} into DEPLOY", fmt_duration(s.at - start)),
+        None => format!("minute {}", s.minute),
+    };
+    format!("{}% traffic: {metrics} ({when})", s.traffic_percent)
 }
 
 fn metric_values(metric: Metric, value: f64, threshold: f64) -> (&'static str, String, String) {
@@ -916,7 +994,8 @@ fn decision_name(d: Decision) -> &'static str {
 }
 
 /// One fact as a line of `watch` output (without time and id); `None` for facts not worth a line.
-fn describe_fact(fact: &Fact) -> Option<String> {
+/// `deploy_started` (when DEPLOY started, if it has) dates the samples.
+fn describe_fact(fact: &Fact, deploy_started: Option<DateTime<Utc>>) -> Option<String> {
     let with_note = |head: String, note: &str| {
         if note.is_empty() {
             head
@@ -979,11 +1058,11 @@ fn describe_fact(fact: &Fact) -> Option<String> {
             (None, Some(e)) => format!("baseline unavailable: {e}"),
             (None, None) => "baseline unavailable".to_string(),
         },
-        Fact::Sample(s) => format!("sample {}", describe_sample(s)),
+        Fact::Sample(s) => format!("sample {}", describe_sample(s, deploy_started)),
         Fact::Checkpoint(c) => with_note(
             format!(
-                "checkpoint {} min ({}) {}",
-                fmt_num(c.minute),
+                "checkpoint {} ({}) {}",
+                fmt_minutes(c.minute),
                 c.check.title(),
                 if c.passed { "ok" } else { "NOT OK" }
             ),
@@ -1013,6 +1092,10 @@ fn describe_fact(fact: &Fact) -> Option<String> {
         Fact::ProductionSeen { note, .. } => note.clone(),
         Fact::Issue { issue, .. } => format!("issue: {issue}"),
         Fact::Note { event, .. } => event.clone(),
+        Fact::ApprovalRequested { role, deadline, .. } => format!(
+            "approval {role} pending: waiting for a person with the {role} role until {}",
+            time(deadline)
+        ),
     })
 }
 
@@ -1135,20 +1218,33 @@ fn render_status(r: &Record) -> String {
             put(format!("  {:<9} {outcome:<8} {when}", s.stage.as_str()));
         }
     }
-    if !r.approvals.is_empty() {
+    let sections = r.approval_sections();
+    if !sections.is_empty() {
         put("approvals:".into());
-        for a in &r.approvals {
-            let mut line = format!(
-                "  {:<9} {:<15} by {} at {}",
-                a.role.as_str(),
-                decision_name(a.decision),
-                a.by,
-                time(&a.at)
-            );
-            if !a.reason.is_empty() {
+        for section in &sections {
+            let role = section.role.as_str();
+            let mut line = match (section.decision, section.pending) {
+                (Some(a), _) => format!(
+                    "  {role:<9} {:<15} by {} at {}",
+                    decision_name(a.decision),
+                    a.by,
+                    time(&a.at)
+                ),
+                (None, Some(p)) => format!(
+                    "  {role:<9} {:<15} since {}, deadline {}",
+                    "pending",
+                    time(&p.requested_at),
+                    time(&p.deadline)
+                ),
+                (None, None) => format!("  {role:<9} {:<15}", "not decided"),
+            };
+            if let Some(a) = section.decision.filter(|a| !a.reason.is_empty()) {
                 line.push_str(&format!(": {}", a.reason));
             }
             put(line);
+            for a in &section.refused {
+                put(format!("    refused: {} at {}: {}", a.by, time(&a.at), a.reason));
+            }
         }
     }
     if r.status == Status::AwaitingApproval {
@@ -1158,8 +1254,15 @@ fn render_status(r: &Record) -> String {
             .filter(|n| n.kind == NotificationKind::ApprovalRequested)
             .map(|n| n.subject.as_str())
             .collect();
+        let pending: Vec<&str> = r.pending_approvals.iter().map(|p| p.role.as_str()).collect();
+        let role = pending.first().copied().unwrap_or("ROLE");
+        let waiting = if pending.is_empty() {
+            "waiting for approval".to_string()
+        } else {
+            format!("waiting for approval by {}", pending.join(", "))
+        };
         put(format!(
-            "awaiting approval: `stagecoach approve {} --role ROLE` or `stagecoach reject {} --role ROLE --reason …`",
+            "{waiting}: stagecoach approve {} --role {role} [--reason …], or stagecoach reject {} --role {role} --reason …",
             r.id, r.id
         ));
         for s in asked {
@@ -1178,7 +1281,12 @@ fn render_status(r: &Record) -> String {
         }
     }
     if let Some(s) = r.monitoring.samples.last() {
-        put(format!("last sample: {} at {}", describe_sample(s), time(&s.at)));
+        let started = r.deploy_log.as_ref().map(|d| d.started_at);
+        put(format!(
+            "last sample: {} at {}",
+            describe_sample(s, started),
+            time(&s.at)
+        ));
     }
     if !r.alerts.is_empty() {
         put("alerts:".into());
@@ -1351,6 +1459,10 @@ struct Watcher {
     status: Option<Status>,
     traffic: Option<u8>,
     sample: Option<MetricSample>,
+    /// When DEPLOY started, to date the samples.
+    deploy_started: Option<DateTime<Utc>>,
+    /// Roles whose approval is asked of a person and not decided yet.
+    pending: Vec<workflow::types::Role>,
     last_seq: Option<u64>,
 }
 
@@ -1370,6 +1482,8 @@ impl Watcher {
             status: None,
             traffic: None,
             sample: None,
+            deploy_started: None,
+            pending: vec![],
             last_seq: None,
         }
     }
@@ -1396,7 +1510,7 @@ impl Watcher {
                     out.finished = Some(*status);
                 }
             }
-            if let Some(text) = describe_fact(&fact) {
+            if let Some(text) = describe_fact(&fact, self.deploy_started) {
                 let at = at.as_deref().map(short_time).unwrap_or_else(|| entry_at.clone());
                 out.lines.push(format!("{at} {} {text}", self.deployment));
             }
@@ -1407,8 +1521,19 @@ impl Watcher {
     fn apply(&mut self, fact: &Fact) {
         match fact {
             Fact::Submitted { request, .. } => self.title = request_title(request),
-            Fact::Status { status, .. } => self.status = Some(*status),
+            Fact::Status { status, .. } => {
+                self.status = Some(*status);
+                if status.is_terminal() {
+                    self.pending.clear();
+                }
+            }
             Fact::StageStarted { stage, .. } => self.stage = Some(*stage),
+            Fact::DeployStarted { at, .. } => self.deploy_started = Some(*at),
+            Fact::ApprovalRequested { role, .. } => {
+                self.pending.retain(|r| r != role);
+                self.pending.push(*role);
+            }
+            Fact::Approval(a) if a.decision != Decision::Refused => self.pending.retain(|r| *r != a.role),
             Fact::DeployStep(s) if s.ok => {
                 if let Some(t) = traffic_from_step(&s.step) {
                     self.traffic = Some(t);
@@ -1432,6 +1557,10 @@ impl Watcher {
         }
         if let Some(status) = self.status {
             parts.push(status.to_string());
+        }
+        if !self.pending.is_empty() {
+            let roles: Vec<&str> = self.pending.iter().map(|r| r.as_str()).collect();
+            parts.push(format!("waiting for approval by {}", roles.join(", ")));
         }
         if let Some(t) = self.traffic {
             parts.push(format!("{t}% traffic"));
@@ -1794,7 +1923,7 @@ mod tests {
     fn token_comes_from_flag_then_env_then_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let token = |flag, env| match resolve_token(flag, env, dir.path()) {
-            Ok(t) => t,
+            Ok((t, _)) => t,
             Err(f) => format!("ERR {}", f.message()),
         };
         let missing = token(None, None);
@@ -1808,6 +1937,43 @@ mod tests {
         assert_eq!(token(Some("  "), Some("")), "from-file");
         std::fs::write(dir.path().join("admin.token"), "\n").unwrap();
         assert!(token(None, None).starts_with("ERR no API token"));
+    }
+
+    #[test]
+    fn a_refused_token_names_its_source_and_what_to_do() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("admin.token"), "stale\n").unwrap();
+        let source = |flag, env| resolve_token(flag, env, dir.path()).unwrap().1;
+        assert_eq!(source(Some("t"), Some("e")), TokenSource::Flag);
+        assert_eq!(source(None, Some("e")), TokenSource::Env);
+        let file = source(None, None);
+        assert_eq!(file, TokenSource::AdminFile(dir.path().join("admin.token")));
+        let refused = || {
+            api_failure(
+                401,
+                r#"{"error": {"code": "unauthorized", "message": "unknown token"}}"#,
+            )
+        };
+        let text = file.explain("http://127.0.0.1:7400", refused()).message();
+        assert!(
+            text.starts_with("the daemon at http://127.0.0.1:7400 did not accept the token from "),
+            "{text}"
+        );
+        assert!(
+            text.contains("admin.token (the generated admin's token): unknown token;"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[[principals]]") && text.contains("delete the stale"),
+            "{text}"
+        );
+        assert!(text.ends_with("(401 unauthorized)"), "{text}");
+        let text = TokenSource::Env.explain("http://x", refused()).message();
+        assert!(text.contains("token from STAGECOACH_TOKEN: unknown token;"), "{text}");
+        assert!(text.contains("`stagecoach principal add NAME --role ROLE`"), "{text}");
+        let text = TokenSource::Flag.explain("http://x", refused()).message();
+        assert!(text.contains("token from --token: unknown token;"), "{text}");
+        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 2);
     }
 
     #[test]
@@ -1883,8 +2049,12 @@ mod tests {
             error: Some("metrics endpoint timed out".into()),
         };
         assert_eq!(
-            describe_sample(&sample),
+            describe_sample(&sample, None),
             "100% traffic: no metrics: metrics endpoint timed out (minute 12)"
+        );
+        assert_eq!(
+            describe_sample(&sample, Some(ts("2026-03-03T10:24:18Z"))),
+            "100% traffic: no metrics: metrics endpoint timed out (42 s into DEPLOY)"
         );
         let alert: Fact = serde_json::from_value(serde_json::json!({
             "fact": "alert", "at": "2026-03-03T10:26:00Z", "stage": "deploy", "metric": "error_rate",
@@ -1892,7 +2062,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            describe_fact(&alert).unwrap(),
+            describe_fact(&alert, None).unwrap(),
             "alert error rate 6% over 5% -> rollback"
         );
         let step: Fact = serde_json::from_value(serde_json::json!({
@@ -1901,7 +2071,7 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(
-            describe_fact(&step).unwrap(),
+            describe_fact(&step, None).unwrap(),
             "step Canary at 25% of traffic, health checks passed"
         );
         let mut w = Watcher::new("d-000001", "web");
@@ -1918,7 +2088,7 @@ mod tests {
             "fact": "status", "at": "2026-03-03T10:26:00Z", "status": "rolled_back", "note": ""
         }))
         .unwrap();
-        assert_eq!(describe_fact(&status).unwrap(), "status rolled_back");
+        assert_eq!(describe_fact(&status, None).unwrap(), "status rolled_back");
     }
 
     fn sample_record() -> Record {
@@ -1988,6 +2158,73 @@ mod tests {
         // The record survives a JSON round trip, as the daemon sends it.
         let back = record(&serde_json::to_value(&r).unwrap()).unwrap();
         assert_eq!(back, r);
+    }
+
+    #[test]
+    fn status_names_the_pending_roles_and_lists_refused_attempts_under_them() {
+        let mut r = sample_record();
+        let facts = serde_json::json!([
+            {"fact": "status", "at": "2026-03-03T10:25:00Z", "status": "awaiting_approval", "note": ""},
+            {"fact": "approval_requested", "at": "2026-03-03T10:25:00Z", "role": "manager", "deadline": "2026-03-04T10:25:00Z"},
+            {"fact": "approval_requested", "at": "2026-03-03T10:25:00Z", "role": "security", "deadline": "2026-03-04T10:25:00Z"},
+            {"fact": "approval", "role": "manager", "decision": "refused", "by": "alice", "at": "2026-03-03T10:26:07Z",
+             "reason": "alice submitted this deployment and cannot approve it (separation of duties)", "criteria": []},
+        ]);
+        for f in facts.as_array().unwrap() {
+            r.apply(&serde_json::from_value(f.clone()).unwrap());
+        }
+        let text = render_status(&r);
+        assert!(
+            text.contains(
+                "approvals:\n  manager   pending         since 2026-03-03T10:25:00Z, deadline 2026-03-04T10:25:00Z\n    refused: alice at 2026-03-03T10:26:07Z: alice submitted this deployment and cannot approve it (separation of duties)\n  security  pending         since 2026-03-03T10:25:00Z, deadline 2026-03-04T10:25:00Z\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("waiting for approval by manager, security: stagecoach approve d-000001 --role manager [--reason …], or stagecoach reject d-000001 --role manager --reason …\n"),
+            "{text}"
+        );
+        assert!(!text.contains("refused  "), "{text}");
+
+        // The watch summary names them too, until they are decided.
+        let mut w = Watcher::new("d-000001", "web 1.2.3");
+        for f in facts.as_array().unwrap() {
+            w.apply(&serde_json::from_value(f.clone()).unwrap());
+        }
+        assert!(
+            w.summary().contains("waiting for approval by manager, security"),
+            "{}",
+            w.summary()
+        );
+        let granted: Fact = serde_json::from_value(serde_json::json!({"fact": "approval", "role": "manager",
+            "decision": "granted", "by": "bob", "at": "2026-03-03T10:30:00Z", "reason": "ok", "criteria": []}))
+        .unwrap();
+        w.apply(&granted);
+        assert!(
+            w.summary().contains("waiting for approval by security"),
+            "{}",
+            w.summary()
+        );
+        let requested: Fact = serde_json::from_value(facts[1].clone()).unwrap();
+        assert_eq!(
+            describe_fact(&requested, None).unwrap(),
+            "approval manager pending: waiting for a person with the manager role until 2026-03-04T10:25:00Z"
+        );
+
+        // Samples are dated from the start of DEPLOY, in seconds under a minute.
+        let mut r = sample_record();
+        for f in [
+            serde_json::json!({"fact": "deploy_started", "at": "2026-03-03T10:20:00Z", "strategy": "canary"}),
+            serde_json::json!({"fact": "sample", "at": "2026-03-03T10:20:42Z", "stage": "deploy", "minute": 0,
+                "traffic_percent": 10, "sample": {"error_rate": 0.0, "latency_p99_ms": 25.0, "cpu": 0.0, "memory": 0.0}, "error": null}),
+        ] {
+            r.apply(&serde_json::from_value(f).unwrap());
+        }
+        let text = render_status(&r);
+        assert!(
+            text.contains("last sample: 10% traffic: error 0.00% p99 25 ms cpu 0% memory 0% (42 s into DEPLOY) at 2026-03-03T10:20:42Z\n"),
+            "{text}"
+        );
     }
 
     #[test]

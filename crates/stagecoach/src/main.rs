@@ -14,6 +14,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod demo;
+mod principal;
 
 #[derive(Parser)]
 #[command(
@@ -84,6 +85,9 @@ enum Command {
     /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
     #[command(hide = true)]
     ExampleService(example_service::server::Options),
+    /// Add, list or remove the people and CI jobs who may call the daemon (STATE_DIR/principals.toml).
+    #[command(subcommand)]
+    Principal(principal::PrincipalCommand),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -152,6 +156,10 @@ fn main() -> ExitCode {
                 eprintln!("stagecoach example-service: {e}");
                 ExitCode::FAILURE
             }
+        },
+        Command::Principal(cmd) => match load_config(cli.client.config.as_deref()) {
+            Ok((_, config)) => principal::run(cmd, &cli.client, &config),
+            Err(e) => usage_error(e),
         },
         Command::Client(cmd) => {
             let (_, config) = match load_config(cli.client.config.as_deref()) {

@@ -319,6 +319,27 @@ fn wrong_role_and_self_approval_are_refused_and_journaled() {
         record["approvals"]
     );
     assert_eq!(record["status"], "awaiting_approval");
+    assert_eq!(record["pending_approvals"][0]["role"], "manager", "{record}");
+
+    // The record and `status` show the approval pending, the refusals under it.
+    let md = d.get(&format!("/v1/deployments/{id}/record.md"), &dave);
+    assert_eq!(md.status, 200, "{}", md.text);
+    assert!(md.text.contains("### Approval: PENDING\n"), "{}", md.text);
+    assert!(!md.text.contains("REFUSED"), "{}", md.text);
+    assert!(
+        md.text.contains("### Refused Attempts\n- ") && md.text.contains(" dave: dave submitted this deployment"),
+        "{}",
+        md.text
+    );
+    let out = cli(&h, &d, &dave, &["status", &id]);
+    let status = text(&out.stdout);
+    assert!(
+        status.contains(&format!(
+            "waiting for approval by manager: stagecoach approve {id} --role manager"
+        )),
+        "{status}"
+    );
+    assert!(status.contains("    refused: dave at "), "{status}");
 
     d.post(&path, &bob(), &approve).expect(200, "bob approves");
     assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
@@ -553,11 +574,9 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
     let mut asked = std::collections::BTreeSet::new();
     events.wait_for("both approvals requested from a person", |e| {
         for f in facts(e) {
-            if let Some(note) = f["event"].as_str() {
-                for role in ["manager", "security"] {
-                    if note.starts_with(&format!("Approval ({role}) requested from a person")) {
-                        asked.insert(role);
-                    }
+            if is_fact(f, "approval_requested") {
+                if let Some(role) = f["role"].as_str() {
+                    asked.insert(role.to_string());
                 }
             }
         }
@@ -595,6 +614,12 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
         timeline_with(&after, "Approval (manager) requested from a person; deadline"),
         deadline_notes,
         "the manager's deadline changed across the restart"
+    );
+    assert_eq!(after["pending_approvals"], before["pending_approvals"]);
+    assert_eq!(
+        after["pending_approvals"][0]["role"], "manager",
+        "{}",
+        after["pending_approvals"]
     );
 
     let mut events = d.events(&id, &alice());

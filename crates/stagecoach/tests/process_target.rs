@@ -273,6 +273,13 @@ fn run_case(d: &Daemon, case: &Case) -> String {
 fn seed_scenarios_pass_against_the_process_target() {
     let cases: Vec<Case> = SCENARIOS.iter().map(|n| Case::load(n)).collect();
     let mut config = Config::default().principal("alice", &["deployer"]);
+    // The p99 of a two-second window is its slowest few requests: on a loaded two-core machine one
+    // request of a 20 ms instance stalls past 100 ms and tripled a baseline in a run. Rolling back at
+    // 5x the baseline keeps such noise from failing a release, while the scenario that slows its
+    // release to 400 ms (20x) is still rolled back.
+    config
+        .extra
+        .push_str("[thresholds]\nlatency_p99_investigate_factor = 3.0\nlatency_p99_rollback_factor = 5.0\n\n");
     for case in &cases {
         config.extra.push_str(&case.config());
     }

@@ -165,9 +165,14 @@ pub fn may_decide(record: &Record, role: Role, by: &str) -> Result<(), String> {
     if by.trim().is_empty() {
         return Err("the decision names no person".into());
     }
+    // What to do instead: someone else decides. The daemon's CLI creates that someone.
+    let next = format!(
+        "another principal with the {role} role must decide; create one with \
+         `stagecoach principal add NAME --role {role}` and use the token it prints"
+    );
     if by == record.submitted_by {
         return Err(format!(
-            "{by} submitted this deployment and cannot approve it (separation of duties)"
+            "{by} submitted this deployment and cannot approve it (separation of duties): {next}"
         ));
     }
     if let Some(other) = record
@@ -176,7 +181,7 @@ pub fn may_decide(record: &Record, role: Role, by: &str) -> Result<(), String> {
         .find(|a| a.decision == Decision::Granted && a.by == by && a.role != role)
     {
         return Err(format!(
-            "{by} already approved as {}; each role needs a different person",
+            "{by} already approved as {}; each role needs a different person: {next}",
             other.role
         ));
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval::{self, Advice};
 use crate::checklist::{self, PrepareReport, ScanReport};
-use crate::record::{fmt_num, pct};
+use crate::record::{fmt_minutes, pct};
 use crate::record::{
     Alert, Approval, CheckpointEntry, Decision, Escalation, Fact, NotificationEntry, Record, Request, SampleEntry,
     StagingReport, StepEntry, SuiteResult, ValidationReport,
@@ -834,12 +834,10 @@ impl Machine {
                         roles.insert(role, RoleState::AwaitingHuman { deadline });
                         self.emit(
                             out,
-                            Fact::Note {
+                            Fact::ApprovalRequested {
                                 at: now,
-                                event: format!(
-                                    "Approval ({role}) requested from a person; deadline {}",
-                                    deadline.to_rfc3339()
-                                ),
+                                role,
+                                deadline,
                             },
                         );
                         out.effects.push(Effect::AwaitDecision { role, deadline });
@@ -941,9 +939,9 @@ impl Machine {
                                 Fact::Note {
                                     at: now,
                                     event: format!(
-                                        "Canary analysis at {}% for {} min",
+                                        "Canary analysis at {}% for {}",
                                         self.traffic,
-                                        fmt_num(self.settings.strategies.canary.analysis_minutes)
+                                        fmt_minutes(self.settings.strategies.canary.analysis_minutes)
                                     ),
                                 },
                             );
@@ -1432,10 +1430,10 @@ impl Machine {
                 }
                 let minutes = self.settings.agents.get(role).approval_timeout_minutes;
                 let by = format!("{} agent", approval::role_title(role));
-                let minutes = fmt_num(minutes);
-                let reason = format!("no decision within {minutes} minutes");
+                let minutes = fmt_minutes(minutes);
+                let reason = format!("no decision within {minutes}");
                 self.approval(out, now, role, Decision::TimedOut, by, reason);
-                self.rejected(out, now, format!("{role} approval timed out after {minutes} minutes"))
+                self.rejected(out, now, format!("{role} approval timed out after {minutes}"))
             }
             TimerPurpose::Observe => {
                 if self.watch.observing {
@@ -1692,7 +1690,7 @@ impl Machine {
                         out,
                         now,
                         Outcome::Passed,
-                        format!("{} min monitoring complete", fmt_num(self.policy.monitoring_minutes)),
+                        format!("{} monitoring complete", fmt_minutes(self.policy.monitoring_minutes)),
                     );
                     if self.record.strategy == Strategy::BlueGreen {
                         let colour = self.production.active_colour;
@@ -1747,9 +1745,13 @@ impl Machine {
                     && s.cpu <= t.cpu_scale
                     && s.memory <= t.memory_scale,
                 format!(
-                    "p99 {} ms (baseline {} ms), CPU {}, memory {}",
+                    "p99 {} ms ({}), CPU {}, memory {}",
                     crate::record::fmt_num(s.latency_p99_ms),
-                    crate::record::fmt_num(base.latency_p99_ms),
+                    match self.baseline {
+                        // A first deployment: nothing to compare latency with.
+                        None => "no baseline to compare with".to_string(),
+                        Some(b) => format!("baseline {} ms", crate::record::fmt_num(b.latency_p99_ms)),
+                    },
                     pct(s.cpu),
                     pct(s.memory)
                 ),

@@ -177,6 +177,27 @@ pub struct Approval {
     pub criteria: Vec<CriterionCheck>,
 }
 
+/// An approval asked of a person and not decided yet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingApproval {
+    pub role: Role,
+    pub requested_at: DateTime<Utc>,
+    /// When the request times out (and the deployment is rejected).
+    pub deadline: DateTime<Utc>,
+}
+
+/// The approval of one role as a report shows it: its decision, or that it
+/// is pending, with the refused attempts listed under it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApprovalSection<'a> {
+    pub role: Role,
+    /// The decision (granted, denied, timed out or a window override).
+    pub decision: Option<&'a Approval>,
+    pub pending: Option<&'a PendingApproval>,
+    /// Attempts refused (e.g. a self-approval), in the order they came.
+    pub refused: Vec<&'a Approval>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub at: DateTime<Utc>,
@@ -299,6 +320,9 @@ pub struct Record {
     pub staging: Option<StagingReport>,
     pub validation: Option<ValidationReport>,
     pub approvals: Vec<Approval>,
+    /// Approvals asked of people and not decided yet (empty once decided or finished).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_approvals: Vec<PendingApproval>,
     pub deploy_log: Option<DeployLog>,
     pub monitoring: Monitoring,
     pub alerts: Vec<Alert>,
@@ -416,6 +440,13 @@ pub enum Fact {
         at: DateTime<Utc>,
         event: String,
     },
+    /// An approval was asked of a person; it is pending until decided,
+    /// timed out, or the deployment ends.
+    ApprovalRequested {
+        at: DateTime<Utc>,
+        role: Role,
+        deadline: DateTime<Utc>,
+    },
 }
 
 impl Record {
@@ -453,6 +484,7 @@ impl Record {
             staging: None,
             validation: None,
             approvals: vec![],
+            pending_approvals: vec![],
             deploy_log: None,
             monitoring: Monitoring {
                 baseline: None,
@@ -495,6 +527,7 @@ impl Record {
                 self.status = status;
                 if status.is_terminal() {
                     self.finished_at = Some(at);
+                    self.pending_approvals.clear();
                 }
                 if !note.is_empty() {
                     self.note(at, note);
@@ -559,6 +592,9 @@ impl Record {
                     a.at,
                     format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason),
                 );
+                if a.decision != Decision::Refused {
+                    self.pending_approvals.retain(|p| p.role != a.role);
+                }
                 self.approvals.push(a);
             }
             Fact::Notification(n) => {
@@ -599,8 +635,8 @@ impl Record {
                 self.note(
                     c.at,
                     format!(
-                        "Checkpoint {} min ({}): {}",
-                        c.minute,
+                        "Checkpoint {} ({}): {}",
+                        fmt_minutes(c.minute),
                         c.check.title(),
                         if c.passed { "ok" } else { "NOT OK" }
                     ),
@@ -699,7 +735,66 @@ impl Record {
                 self.issues.push(issue);
             }
             Fact::Note { at, event } => self.note(at, event),
+            Fact::ApprovalRequested { at, role, deadline } => {
+                self.note(
+                    at,
+                    format!(
+                        "Approval ({role}) requested from a person; deadline {}",
+                        deadline.to_rfc3339()
+                    ),
+                );
+                self.pending_approvals.retain(|p| p.role != role);
+                self.pending_approvals.push(PendingApproval {
+                    role,
+                    requested_at: at,
+                    deadline,
+                });
+            }
         }
+    }
+
+    /// The approvals as reports show them: each decision in its own
+    /// section, in the order they were made, then each pending role; the
+    /// refused attempts of a role are listed under its last section, and a
+    /// role with nothing but refused attempts gets a section of its own.
+    pub fn approval_sections(&self) -> Vec<ApprovalSection<'_>> {
+        let mut sections: Vec<ApprovalSection<'_>> = vec![];
+        let mut refused: Vec<&Approval> = vec![];
+        for a in &self.approvals {
+            match a.decision {
+                Decision::Refused => refused.push(a),
+                _ => sections.push(ApprovalSection {
+                    role: a.role,
+                    decision: Some(a),
+                    pending: None,
+                    refused: vec![],
+                }),
+            }
+        }
+        for p in &self.pending_approvals {
+            sections.push(ApprovalSection {
+                role: p.role,
+                decision: None,
+                pending: Some(p),
+                refused: vec![],
+            });
+        }
+        for a in refused {
+            let own = sections
+                .iter_mut()
+                .rev()
+                .find(|s| s.role == a.role && s.decision.is_none_or(|d| d.decision != Decision::WindowOverride));
+            match own {
+                Some(s) => s.refused.push(a),
+                None => sections.push(ApprovalSection {
+                    role: a.role,
+                    decision: None,
+                    pending: None,
+                    refused: vec![a],
+                }),
+            }
+        }
+        sections
     }
 
     /// Rebuilds a record from its facts, in order.
@@ -732,4 +827,31 @@ pub fn fmt_num(v: f64) -> String {
 /// A fraction as a percentage, for reports.
 pub fn pct(v: f64) -> String {
     format!("{}%", fmt_num(v * 100.0))
+}
+
+/// A duration for reports: seconds under a minute (`42 s`, `1.5 s`),
+/// minutes and seconds up to an hour (`5 min`, `5 min 30 s`, `60 min`, as
+/// the seed's checkpoints count), hours and minutes beyond (`1 h 41 min`).
+/// Never `0 min`.
+pub fn fmt_duration(d: chrono::Duration) -> String {
+    let secs = d.num_milliseconds().max(0) as f64 / 1000.0;
+    if secs < 59.5 {
+        return format!("{} s", fmt_num(secs));
+    }
+    let total = secs.round() as i64;
+    if total <= 3600 {
+        return match (total / 60, total % 60) {
+            (m, 0) => format!("{m} min"),
+            (m, s) => format!("{m} min {s} s"),
+        };
+    }
+    match (total / 3600, total % 3600 / 60) {
+        (h, 0) => format!("{h} h"),
+        (h, m) => format!("{h} h {m} min"),
+    }
+}
+
+/// A number of minutes (as the settings give them) as [`fmt_duration`] writes it.
+pub fn fmt_minutes(minutes: f64) -> String {
+    fmt_duration(crate::settings::minutes(minutes))
 }

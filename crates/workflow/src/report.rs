@@ -8,7 +8,7 @@ use minijinja::{context, Environment, Value};
 
 use crate::approval::role_title;
 use crate::checklist::Source;
-use crate::record::{fmt_num, pct, Decision, Recommendation, Record};
+use crate::record::{fmt_duration, fmt_minutes, fmt_num, pct, Approval, Decision, Recommendation, Record};
 use crate::settings::{Settings, WindowRule};
 use crate::types::{EscalationReason, MigrationKind, RollbackTrigger, Status, Strategy};
 
@@ -96,15 +96,18 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 ### Version: {{ version }}
 ### Approver: {{ a.by }} ({{ a.role }})
 ### Timestamp: {{ a.at }}
-
+{% if a.criteria %}
 ### Checklist Verified
 {% for c in a.criteria %}- [{{ "x" if c.met else " " }}] {{ c.criterion }}: {{ c.detail }}
-{% endfor %}
+{% endfor %}{% endif %}
 ### Approval: {{ a.decision }}
 
 ### Notes
 {{ a.reason }}
-{% endfor %}{% if deploy %}
+{% if a.refused %}
+### Refused Attempts
+{% for r in a.refused %}- {{ r.at }} {{ r.by }}: {{ r.reason }}
+{% endfor %}{% endif %}{% endfor %}{% if deploy %}
 ## Production Deployment
 
 ### Deployment Info
@@ -125,7 +128,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 - Samples read: {{ monitoring.samples }} ({{ monitoring.inconclusive }} inconclusive)
 
 ### Monitoring Checkpoints
-{% for c in monitoring.checkpoints %}- [{{ "x" if c.passed else " " }}] {{ c.minute }} minutes: {{ c.title }} - {{ c.detail }}
+{% for c in monitoring.checkpoints %}- [{{ "x" if c.passed else " " }}] {{ c.when }}: {{ c.title }} - {{ c.detail }}
 {% else %}- None reached
 {% endfor %}{% if alerts %}
 ### Alerts
@@ -226,14 +229,7 @@ fn version_of(r: &Record) -> String {
 fn duration(from: DateTime<Utc>, to: Option<DateTime<Utc>>) -> String {
     match to {
         None => "in progress".into(),
-        Some(to) => {
-            let m = (to - from).num_minutes();
-            if m >= 60 {
-                format!("{}h {:02}m ({} to {})", m / 60, m % 60, ts(from), ts(to))
-            } else {
-                format!("{m}m ({} to {})", ts(from), ts(to))
-            }
-        }
+        Some(to) => format!("{} ({} to {})", fmt_duration(to - from), ts(from), ts(to)),
     }
 }
 
@@ -280,6 +276,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
                 fmt_num(b.latency_p99_ms)
             )
         }
+        (Some(s), None) => format!("not compared: no baseline (p99 {} ms)", fmt_num(s.latency_p99_ms)),
         _ => "not measured".into(),
     };
     let mut sections: Vec<(String, Vec<Value>)> = vec![];
@@ -330,19 +327,46 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             ready => v.recommendation == Recommendation::Ready,
         }
     });
+    let approver = |a: &Approval| {
+        if a.by.ends_with(" agent") {
+            format!("{} Agent", role_title(a.role))
+        } else {
+            a.by.clone()
+        }
+    };
     let approvals: Vec<Value> = r
-        .approvals
-        .iter()
-        .map(|a| {
-            let decision = match a.decision {
-                Decision::Granted => "GRANTED",
-                Decision::Denied => "DENIED",
-                Decision::Refused => "REFUSED",
-                Decision::TimedOut => "TIMED OUT",
-                Decision::WindowOverride => "WINDOW OVERRIDE",
-            };
-            let by = if a.by.ends_with(" agent") { format!("{} Agent", role_title(a.role)) } else { a.by.clone() };
-            context! { by, role => a.role.as_str(), at => ts(a.at), decision, reason => a.reason.clone(), criteria => Value::from_serialize(&a.criteria) }
+        .approval_sections()
+        .into_iter()
+        .map(|section| {
+            let refused: Vec<Value> = section
+                .refused
+                .iter()
+                .map(|a| context! { at => ts(a.at), by => approver(a), reason => a.reason.clone() })
+                .collect();
+            let role = section.role.as_str();
+            match (section.decision, section.pending) {
+                (Some(a), _) => {
+                    let decision = match a.decision {
+                        Decision::Granted => "GRANTED",
+                        Decision::Denied => "DENIED",
+                        Decision::Refused => "REFUSED",
+                        Decision::TimedOut => "TIMED OUT",
+                        Decision::WindowOverride => "WINDOW OVERRIDE",
+                    };
+                    context! { by => approver(a), role, at => ts(a.at), decision, reason => a.reason.clone(), criteria => Value::from_serialize(&a.criteria), refused }
+                }
+                (None, Some(p)) => {
+                    let reason = format!(
+                        "Waiting for a person with the {role} role; without a decision by {} the deployment is rejected.",
+                        ts(p.deadline)
+                    );
+                    context! { by => "pending", role, at => ts(p.requested_at), decision => "PENDING", reason, refused }
+                }
+                (None, None) => {
+                    let reason = "Nobody with the role decided before the deployment ended.";
+                    context! { by => "nobody", role, at => "-", decision => "NOT DECIDED", reason, refused }
+                }
+            }
         })
         .collect();
     let first_watch = r
@@ -379,7 +403,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             baseline => b.map(|b| format!("error rate {}, p99 {} ms, CPU {}, memory {}", pct(b.error_rate), fmt_num(b.latency_p99_ms), pct(b.cpu), pct(b.memory))).unwrap_or_else(|| "unavailable".into()),
             samples => r.monitoring.samples.len(),
             inconclusive => r.monitoring.samples.iter().filter(|s| s.sample.is_none()).count(),
-            checkpoints => r.monitoring.checkpoints.iter().map(|c| context! { minute => c.minute, title => c.check.title(), passed => c.passed, detail => c.detail.clone() }).collect::<Vec<_>>(),
+            checkpoints => r.monitoring.checkpoints.iter().map(|c| context! { when => fmt_minutes(c.minute), title => c.check.title(), passed => c.passed, detail => c.detail.clone() }).collect::<Vec<_>>(),
         }
     });
     let alerts: Vec<Value> = r
@@ -419,7 +443,14 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         strategy => if r.kind == crate::types::DeploymentType::Rollback { "-" } else { r.strategy.title() },
         duration => duration(r.submitted_at, r.finished_at),
         submitted_by => r.submitted_by.clone(),
-        approvers => if approvers.is_empty() { "none".to_string() } else { approvers.join(", ") },
+        approvers => {
+            let mut names = approvers;
+            if !r.pending_approvals.is_empty() {
+                let roles: Vec<&str> = r.pending_approvals.iter().map(|p| p.role.as_str()).collect();
+                names.push(format!("pending ({})", roles.join(", ")));
+            }
+            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+        },
         changes => Value::from_serialize(&r.changes),
         timeline => r.timeline.iter().map(|t| context! { at => ts(t.at), event => t.event.replace('|', "/") }).collect::<Vec<_>>(),
         issues => r.issues.iter().cloned().chain(r.escalations.iter().map(|e| format!("Escalation ({}): {}", e.reason, e.detail))).collect::<Vec<_>>(),
@@ -460,7 +491,7 @@ pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Set
     let tz = settings.time_zone();
     let local = planned.with_timezone(&tz);
     let date = local.format("%Y-%m-%d").to_string();
-    let time = local.format("%H:%M %Z").to_string();
+    let time = local.format("%H:%M:%S %Z").to_string();
     let tag = match settings.types.get(r.kind).windows {
         WindowRule::Bypass => r.kind.title(),
         _ => "Scheduled",
@@ -477,7 +508,7 @@ pub fn pre_deployment_message(r: &Record, planned: DateTime<Utc>, settings: &Set
         context! {
             service => r.service.to_string(), version => version_of(r), date, time,
             changes => Value::from_serialize(&r.changes),
-            duration => format!("about {} minutes including monitoring", fmt_num(expected_minutes(r, settings))),
+            duration => format!("about {} including monitoring", fmt_minutes(expected_minutes(r, settings))),
             impact, contact => settings.notifications.contact.clone(),
         },
     );
@@ -497,7 +528,7 @@ pub fn post_deployment_message(r: &Record, now: DateTime<Utc>, settings: &Settin
     };
     let time = now
         .with_timezone(&settings.time_zone())
-        .format("%Y-%m-%d %H:%M %Z")
+        .format("%Y-%m-%d %H:%M:%S %Z")
         .to_string();
     let body = render(
         POST_DEPLOYMENT,
@@ -529,7 +560,7 @@ pub fn rollback_message(r: &Record, now: DateTime<Utc>, settings: &Settings) -> 
     );
     let time = now
         .with_timezone(&settings.time_zone())
-        .format("%Y-%m-%d %H:%M %Z")
+        .format("%Y-%m-%d %H:%M:%S %Z")
         .to_string();
     let body = render(
         ROLLBACK,
@@ -579,4 +610,225 @@ pub fn incident_note(r: &Record, trigger: RollbackTrigger, reason: &str, success
         trigger.as_str(),
         if success { "completed and verified" } else { "FAILED, escalated" },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{fmt_duration, Fact, Request};
+    use crate::types::{DeploymentId, DeploymentType, ServiceName, Version};
+
+    fn at(t: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(t).unwrap().with_timezone(&Utc)
+    }
+
+    /// A standard deployment of web 2.0.0 submitted by dana, with `facts` applied.
+    fn record(facts: serde_json::Value) -> Record {
+        let request = Request {
+            service: ServiceName::parse("web").unwrap(),
+            version: Some(Version::parse("2.0.0").unwrap()),
+            kind: DeploymentType::Standard,
+            strategy: Some(Strategy::Canary),
+            submitted_by: "dana".into(),
+            changes: vec![],
+            scheduled_for: None,
+            attest: vec![],
+            window_override: None,
+        };
+        let mut r = Record::open(&Fact::Submitted {
+            id: DeploymentId(2),
+            at: at("2026-12-01T10:00:00Z"),
+            request,
+            strategy: Strategy::Canary,
+            previous_version: Some(Version::parse("1.0.0").unwrap()),
+            production_version: Some(Version::parse("1.0.0").unwrap()),
+            target_version: Some(Version::parse("2.0.0").unwrap()),
+        })
+        .unwrap();
+        for f in facts.as_array().unwrap() {
+            r.apply(&serde_json::from_value(f.clone()).unwrap());
+        }
+        r
+    }
+
+    fn approval(role: &str, decision: &str, by: &str, at: &str, reason: &str) -> serde_json::Value {
+        serde_json::json!({"fact": "approval", "role": role, "decision": decision, "by": by, "at": at,
+                           "reason": reason, "criteria": [{"criterion": "All tests passing", "met": true, "detail": "ok"}]})
+    }
+
+    fn requested(role: &str, at: &str, deadline: &str) -> serde_json::Value {
+        serde_json::json!({"fact": "approval_requested", "at": at, "role": role, "deadline": deadline})
+    }
+
+    fn self_approval(at: &str) -> serde_json::Value {
+        approval(
+            "manager",
+            "refused",
+            "dana",
+            at,
+            "dana submitted this deployment and cannot approve it (separation of duties)",
+        )
+    }
+
+    fn markdown(r: &Record) -> String {
+        deployment_record(r, &Settings::builtin())
+    }
+
+    #[test]
+    fn a_pending_approval_shows_pending_with_its_refused_attempts() {
+        let r = record(serde_json::json!([
+            {"fact": "status", "at": "2026-12-01T10:25:00Z", "status": "awaiting_approval", "note": ""},
+            requested("manager", "2026-12-01T10:25:00Z", "2026-12-01T11:25:00Z"),
+            requested("security", "2026-12-01T10:25:00Z", "2026-12-01T11:25:00Z"),
+            self_approval("2026-12-01T10:30:42Z"),
+        ]));
+        assert_eq!(r.pending_approvals.len(), 2);
+        let md = markdown(&r);
+        assert!(!md.contains("REFUSED"), "{md}");
+        assert!(md.contains("- Approver: pending (manager, security)\n"), "{md}");
+        let manager = "## Deployment Approval
+
+### Version: 2.0.0
+### Approver: pending (manager)
+### Timestamp: 2026-12-01T10:25:00Z
+
+### Approval: PENDING
+
+### Notes
+Waiting for a person with the manager role; without a decision by 2026-12-01T11:25:00Z the deployment is rejected.
+
+### Refused Attempts
+- 2026-12-01T10:30:42Z dana: dana submitted this deployment and cannot approve it (separation of duties)
+";
+        assert!(md.contains(manager), "{md}");
+        assert!(md.contains("### Approver: pending (security)\n"), "{md}");
+        assert_eq!(md.matches("### Refused Attempts").count(), 1, "{md}");
+        // The timeline still says when each was asked for.
+        assert!(
+            md.contains("| 2026-12-01T10:25:00Z | Approval (manager) requested from a person; deadline 2026-12-01T11:25:00+00:00 |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_decision_ends_the_pending_state_and_keeps_the_refused_attempts_under_it() {
+        let r = record(serde_json::json!([
+            requested("manager", "2026-12-01T10:25:00Z", "2026-12-01T11:25:00Z"),
+            self_approval("2026-12-01T10:30:00Z"),
+            approval(
+                "manager",
+                "granted",
+                "erin",
+                "2026-12-01T10:40:00Z",
+                "release notes read"
+            ),
+        ]));
+        assert!(r.pending_approvals.is_empty());
+        let md = markdown(&r);
+        assert!(!md.contains("PENDING") && !md.contains("REFUSED"), "{md}");
+        assert_eq!(md.matches("## Deployment Approval").count(), 1, "{md}");
+        assert!(md.contains("- Approver: erin (manager)\n"), "{md}");
+        assert!(
+            md.contains("### Approval: GRANTED\n\n### Notes\nrelease notes read\n\n### Refused Attempts\n- 2026-12-01T10:30:00Z dana: dana submitted"),
+            "{md}"
+        );
+        assert!(
+            md.contains("### Checklist Verified\n- [x] All tests passing: ok\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn an_ended_deployment_has_nothing_pending() {
+        let r = record(serde_json::json!([
+            requested("manager", "2026-12-01T10:25:00Z", "2026-12-01T11:25:00Z"),
+            self_approval("2026-12-01T10:30:00Z"),
+            {"fact": "status", "at": "2026-12-01T10:35:00Z", "status": "cancelled", "note": "cancelled by dana"},
+        ]));
+        assert!(r.pending_approvals.is_empty());
+        let md = markdown(&r);
+        assert!(!md.contains("PENDING"), "{md}");
+        assert!(md.contains("### Approver: nobody (manager)\n"), "{md}");
+        assert!(md.contains("### Approval: NOT DECIDED\n"), "{md}");
+        assert!(
+            md.contains("### Refused Attempts\n- 2026-12-01T10:30:00Z dana: "),
+            "{md}"
+        );
+        assert!(
+            md.contains("- Duration: 35 min (2026-12-01T10:00:00Z to 2026-12-01T10:35:00Z)\n"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn durations_under_a_minute_are_in_seconds() {
+        let d = chrono::Duration::seconds;
+        assert_eq!(fmt_duration(d(0)), "0 s");
+        assert_eq!(fmt_duration(d(42)), "42 s");
+        assert_eq!(fmt_duration(chrono::Duration::milliseconds(1500)), "1.5 s");
+        assert_eq!(fmt_duration(d(60)), "1 min");
+        assert_eq!(fmt_duration(d(330)), "5 min 30 s");
+        assert_eq!(fmt_duration(d(3600)), "60 min");
+        assert_eq!(fmt_duration(d(3660)), "1 h 1 min");
+        assert_eq!(fmt_duration(d(7200)), "2 h");
+        assert_eq!(fmt_duration(d(6060)), "1 h 41 min");
+        assert_eq!(fmt_minutes(0.05), "3 s");
+        assert_eq!(fmt_minutes(0.25), "15 s");
+        assert_eq!(fmt_minutes(15.0), "15 min");
+        let r = record(serde_json::json!([
+            {"fact": "status", "at": "2026-12-01T10:00:29Z", "status": "succeeded", "note": ""},
+            {"fact": "deploy_started", "at": "2026-12-01T10:00:05Z", "strategy": "canary"},
+            {"fact": "checkpoint", "minute": 0.05, "check": "initial_health", "at": "2026-12-01T10:00:08Z",
+             "passed": true, "detail": "health checks passing"},
+        ]));
+        let md = markdown(&r);
+        assert!(
+            md.contains("- Duration: 29 s (2026-12-01T10:00:00Z to 2026-12-01T10:00:29Z)\n"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- [x] 3 s: Initial health check - health checks passing\n"),
+            "{md}"
+        );
+        assert!(md.contains("| Checkpoint 3 s (Initial health check): ok |"), "{md}");
+        assert!(!md.contains(" min"), "{md}");
+    }
+
+    #[test]
+    fn message_times_carry_seconds() {
+        let r = record(serde_json::json!([]));
+        let settings = Settings::builtin();
+        let (subject, body) = pre_deployment_message(&r, at("2026-12-01T10:25:07Z"), &settings);
+        assert_eq!(subject, "[Scheduled] Deployment web v2.0.0 - 2026-12-01 10:25:07 UTC");
+        assert!(body.contains("is scheduled for 2026-12-01 at 10:25:07 UTC."), "{body}");
+        assert!(
+            body.contains("Expected duration: about 1 h 15 min including monitoring\n"),
+            "{body}"
+        );
+        let (_, body) = post_deployment_message(&r, at("2026-12-01T11:46:42Z"), &settings);
+        assert!(
+            body.contains("completed successfully at 2026-12-01 11:46:42 UTC."),
+            "{body}"
+        );
+        let (_, body) = rollback_message(&r, at("2026-12-01T11:46:42Z"), &settings);
+        assert!(body.contains("was rolled back at 2026-12-01 11:46:42 UTC."), "{body}");
+    }
+
+    #[test]
+    fn without_a_baseline_no_baseline_value_is_shown() {
+        let r = record(serde_json::json!([
+            {"fact": "deploy_started", "at": "2026-12-01T10:00:05Z", "strategy": "canary"},
+            {"fact": "baseline", "at": "2026-12-01T10:00:05Z", "sample": null,
+             "error": "first deployment of web: no version in production to measure a baseline from; latency is not compared"},
+            {"fact": "sample", "at": "2026-12-01T10:01:05Z", "stage": "monitor", "minute": 1, "traffic_percent": 100,
+             "sample": {"error_rate": 0.001, "latency_p99_ms": 44.35, "cpu": 0.4, "memory": 0.5}, "error": null},
+        ]));
+        let md = markdown(&r);
+        assert!(
+            md.contains("- Latency change: not compared: no baseline (p99 44.35 ms)\n"),
+            "{md}"
+        );
+        assert!(md.contains("- Baseline: unavailable\n"), "{md}");
+        assert!(!md.contains("vs baseline"), "{md}");
+    }
 }

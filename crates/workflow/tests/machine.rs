@@ -1249,7 +1249,7 @@ fn no_human_decision_times_out_and_rejects() {
     assert_eq!(r.finished_at, Some(deadline));
     assert_eq!(with(&UP_TO_APPROVE[..3], &[(Stage::Approve, Some(Failed))]), stages(&r));
     assert!(
-        r.issues.iter().any(|i| i.contains("timed out after 1440 minutes")),
+        r.issues.iter().any(|i| i.contains("timed out after 24 h")),
         "{:?}",
         r.issues
     );
@@ -1323,6 +1323,46 @@ fn decide(run: &mut Run, role: Role, by: &str) -> Output {
         reason: "ok".into(),
     };
     run.machine.handle(run.now, event).unwrap()
+}
+
+#[test]
+fn a_pending_approval_is_in_the_record_until_a_person_decides() {
+    let mut s = Settings::builtin();
+    s.agents.manager.mode = ApprovalMode::Human;
+    s.agents.security.mode = ApprovalMode::Human;
+    let mut run = Run::submit(
+        s,
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Hotfix, None),
+        production(),
+    );
+    let mut world = World::good();
+    run.run_until(&mut world, |m| m.record().pending_approvals.len() == 2)
+        .unwrap();
+    let roles = |run: &Run| -> Vec<Role> { run.machine.record().pending_approvals.iter().map(|p| p.role).collect() };
+    assert_eq!(roles(&run), vec![Role::Manager, Role::Security]);
+    let p = &run.machine.record().pending_approvals[0];
+    assert_eq!(p.deadline - p.requested_at, Duration::minutes(1440));
+
+    // The submitter's own attempt is refused and changes nothing pending.
+    let out = decide(&mut run, Role::Manager, "alice");
+    assert!(out.refusal.is_some(), "{out:?}");
+    run.absorb(out);
+    assert_eq!(roles(&run), vec![Role::Manager, Role::Security]);
+    let md = run.machine.rendered_record().markdown;
+    assert!(!md.contains("REFUSED"), "{md}");
+    assert_eq!(md.matches("### Approval: PENDING").count(), 2, "{md}");
+    assert!(md.contains("### Refused Attempts\n- "), "{md}");
+
+    let out = decide(&mut run, Role::Manager, "bob");
+    run.absorb(out);
+    assert_eq!(roles(&run), vec![Role::Security]);
+    let out = decide(&mut run, Role::Security, "carol");
+    run.absorb(out);
+    assert!(run.machine.record().pending_approvals.is_empty());
+    // The record rebuilt from its facts agrees.
+    let replayed = Record::replay(&run.facts).expect("a record");
+    assert_eq!(replayed.pending_approvals, run.machine.record().pending_approvals);
 }
 
 #[test]
@@ -2546,6 +2586,18 @@ fn a_first_deployment_measures_no_baseline_and_still_judges_the_error_rate() {
         "{:#?}",
         r.timeline
     );
+    // No baseline value is made up: the performance checkpoint says there is none.
+    let performance = r
+        .monitoring
+        .checkpoints
+        .iter()
+        .find(|c| c.check == CheckpointCheck::Performance)
+        .expect("a performance checkpoint");
+    assert_eq!(
+        performance.detail,
+        "p99 900 ms (no baseline to compare with), CPU 40%, memory 50%"
+    );
+    assert!(!r.markdown.contains("baseline 900"), "{}", r.markdown);
 
     // An error rate over its absolute threshold still rolls back.
     let mut world = World::good();
