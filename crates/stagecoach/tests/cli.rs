@@ -167,6 +167,7 @@ const COMMANDS: &[&str] = &[
     "bench",
     "completions",
     "man",
+    "principal",
     "submit",
     "list",
     "status",
