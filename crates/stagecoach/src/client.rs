@@ -1973,7 +1973,7 @@ mod tests {
         assert!(text.contains("`stagecoach principal add NAME --role ROLE`"), "{text}");
         let text = TokenSource::Flag.explain("http://x", refused()).message();
         assert!(text.contains("token from --token: unknown token;"), "{text}");
-        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 2);
+        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 1);
     }
 
     #[test]
