@@ -38,7 +38,8 @@ const SYSTEM_PACKAGES: &[SystemPackage] = &[
     SystemPackage {
         debian: "prometheus",
         program: "prometheus",
-        needed_by: "the Prometheus metrics provider test (crates/probes/tests/it/prometheus.rs)",
+        needed_by: "the Prometheus metrics provider test (crates/probes/tests/it/prometheus.rs) and \
+                    `promtool check metrics` of /metrics (crates/stagecoach/tests/metrics.rs)",
     },
     SystemPackage {
         debian: "mandoc",
