@@ -352,4 +352,18 @@ fn the_demo_runs_from_start_to_finish() {
             String::from_utf8_lossy(&v.stdout)
         );
     }
+    // The closing hint works as typed, in the directory the demo ran in.
+    let hint = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("Check a record's hash chain: "))
+        .expect("the demo closes with a command to check a chain");
+    let mut typed = Command::new("sh");
+    typed.args(["-c", hint]).env_remove("STAGECOACH_TOKEN");
+    let v = run_with_timeout(typed, "the demo's closing hint");
+    assert!(
+        v.status.success() && String::from_utf8_lossy(&v.stdout).contains("intact"),
+        "`{hint}`: {}\n{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
 }
