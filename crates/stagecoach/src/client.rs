@@ -2,10 +2,12 @@
 //! `status`, `watch`, `approve`, `reject`, `rollback`, `cancel`, `ack`,
 //! `record` and `verify`.
 //!
-//! Exit codes: 0 success; 1 the daemon refused the request (404, 403, 409,
-//! …), the watched deployment ended in anything but `succeeded`, or a
-//! journal chain is broken; 2 usage, token or connection problems (and the
-//! daemon answers 400, 401, 413, 422 or 503).
+//! Exit codes, one rule: 0 success; 1 the daemon answered and said no (any
+//! 4xx: 400 malformed, 401 unknown token, 403 not allowed, 404, 409 wrong
+//! state, 413, 422 invalid value, …), or the watched deployment ended in
+//! anything but `succeeded`, or a journal chain is broken; 2 no answer to
+//! act on: bad arguments or configuration, no token, the daemon unreachable
+//! or failing (5xx), or an answer this client does not understand.
 //!
 //! With `--json` stdout carries only the daemon's JSON (pretty printed;
 //! `watch` prints one journal entry per line, NDJSON); messages go to
@@ -241,14 +243,13 @@ enum Failure {
     Protocol(String),
 }
 
-/// Exit code for an error status of the daemon: requests the user must fix
-/// (400, 401, 413, 422) and an unavailable daemon (502–504) give 2; other
-/// refusals (403, 404, 409, 500, …) give 1.
+/// Exit code for an error status of the daemon: every 4xx is a refusal of
+/// the request (1); anything else (5xx: the daemon failed or cannot serve
+/// now) is like no answer (2).
 fn exit_code_for_status(status: u16) -> u8 {
     match status {
-        400 | 401 | 413 | 422 => 2,
-        502..=504 => 2,
-        _ => 1,
+        400..=499 => 1,
+        _ => 2,
     }
 }
 
@@ -873,8 +874,17 @@ fn verify_offline(id: &str, state_dir: &std::path::Path, json: bool) -> Result<u
         .strip_prefix("d-")
         .and_then(|n| n.parse::<u64>().ok())
         .ok_or_else(|| Failure::Usage(format!("{id:?} is not a deployment id")))?;
-    let store = journal::SqliteStore::open(&path).map_err(|e| Failure::Usage(e.to_string()))?;
-    let v = journal::Store::verify(&store, number).map_err(|e| Failure::Usage(e.to_string()))?;
+    // A running daemon holds the journal exclusively: then it is the one to ask.
+    let store_failure = |e: journal::StoreError| match e {
+        journal::StoreError::InUse { .. } => Failure::Usage(format!(
+            "the journal {} is held by a running daemon; drop --offline to verify through it: \
+             stagecoach verify {id} (--offline is for when the daemon is stopped)",
+            path.display()
+        )),
+        e => Failure::Usage(e.to_string()),
+    };
+    let store = journal::SqliteStore::open(&path).map_err(store_failure)?;
+    let v = journal::Store::verify(&store, number).map_err(store_failure)?;
     if v.entries == 0 {
         return Err(Failure::Api {
             status: 404,
@@ -2034,20 +2044,21 @@ mod tests {
         assert!(text.contains("`stagecoach principal add NAME --role ROLE`"), "{text}");
         let text = TokenSource::Flag.explain("http://x", refused()).message();
         assert!(text.contains("token from --token: unknown token;"), "{text}");
-        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 2);
+        assert_eq!(TokenSource::Flag.explain("http://x", refused()).exit_code(), 1);
     }
 
     #[test]
     fn exit_codes_follow_the_status() {
         for (status, code) in [
-            (400, 2),
-            (401, 2),
+            (400, 1),
+            (401, 1),
             (403, 1),
             (404, 1),
             (409, 1),
-            (413, 2),
-            (422, 2),
-            (500, 1),
+            (413, 1),
+            (422, 1),
+            (500, 2),
+            (502, 2),
             (503, 2),
         ] {
             assert_eq!(exit_code_for_status(status), code, "{status}");

@@ -275,8 +275,10 @@ pub fn run(options: DemoOptions) -> Result<u8, String> {
             started.elapsed().as_secs_f64()
         );
         println!(
-            "The journal and the records stay in {dir}.\nCheck a record's hash chain: stagecoach verify 3 --offline --state-dir {dir}",
-            dir = state_dir.display()
+            "The journal and the records stay in {}.\nCheck a record's hash chain: {} verify 3 --offline --state-dir {}",
+            state_dir.display(),
+            this_binary(),
+            shell_word(&state_dir.display().to_string())
         );
         if !expected {
             outcome = Err("the demo did not end as expected (see above)".into());
@@ -291,4 +293,54 @@ pub fn run(options: DemoOptions) -> Result<u8, String> {
         Err(_) => return Err("the daemon thread panicked".into()),
     }
     outcome.map(|_| 0)
+}
+
+/// How to run this binary again from the current directory, as a shell
+/// word: `stagecoach` when that name on `PATH` is this binary (installed),
+/// else its path, relative when it is below the current directory (after
+/// `cargo run`: `./target/debug/stagecoach`).
+fn this_binary() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "stagecoach".into();
+    };
+    let same = |candidate: &Path| {
+        candidate.is_file() && std::fs::canonicalize(candidate).ok() == std::fs::canonicalize(&exe).ok()
+    };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if std::env::split_paths(&path).any(|dir| same(&dir.join("stagecoach"))) {
+        return "stagecoach".into();
+    }
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(|rest| Path::new(".").join(rest)))
+        .unwrap_or_else(|| exe.clone());
+    shell_word(&shown.display().to_string())
+}
+
+/// `text` as one word for a POSIX shell: as it is when it holds only safe
+/// characters, else in single quotes.
+fn shell_word(text: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+:=@,%".contains(c);
+    if !text.is_empty() && text.chars().all(safe) {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(
+            shell_word("/tmp/stagecoach-demo.1/state"),
+            "/tmp/stagecoach-demo.1/state"
+        );
+        assert_eq!(shell_word("./target/debug/stagecoach"), "./target/debug/stagecoach");
+        assert_eq!(shell_word("/home/a b/state"), "'/home/a b/state'");
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+        assert_eq!(shell_word(""), "''");
+    }
 }

@@ -1,13 +1,16 @@
 //! The `stagecoach` binary: parses arguments, builds the parts, runs them.
 //!
 //! Exit codes: 0 success; 1 the run worked but an expectation or check
-//! failed; 2 bad input (arguments, configuration, scenario).
+//! failed, or the daemon refused a client request (any 4xx); 2 bad input
+//! (arguments, configuration, scenario), or no daemon to answer (see
+//! `client.rs`).
 
 use std::collections::BTreeMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod client;
 mod demo;
@@ -56,7 +59,7 @@ enum Command {
     },
     /// See a real release go out, get watched and get rolled back on this machine: runs the
     /// daemon in this process with examples/demo.toml and deploys three releases of the bundled
-    /// example service (about two minutes).
+    /// example service (about 70 seconds).
     Demo,
     /// Measure Stagecoach against baselines taken in the same run (docs/PERFORMANCE.md).
     Bench {
@@ -66,6 +69,18 @@ enum Command {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Print a shell completion script (e.g. `stagecoach completions bash > /etc/bash_completion.d/stagecoach`).
+    Completions {
+        /// The shell: bash, zsh or fish (also elvish, powershell).
+        #[arg(value_name = "SHELL")]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), generated from these command definitions: `stagecoach man | man -l -`.
+    Man {
+        /// Write stagecoach.1 and one page per command (stagecoach-submit.1, ...) into this directory instead.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
     /// Run the bundled example service (what `demo` deploys; see examples/demo.toml).
     #[command(hide = true)]
@@ -103,8 +118,11 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal, and never with NO_COLOR set: logs in files and journald stay plain.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => logs.init(),
@@ -126,6 +144,12 @@ fn main() -> ExitCode {
             }
         },
         Command::Bench { quick, json } => run_bench(quick, json),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "stagecoach", &mut script);
+            print_all(&script, "the completion script")
+        }
+        Command::Man { out_dir } => man(out_dir.as_deref()),
         Command::ExampleService(options) => match example_service::server::run(options) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -213,6 +237,70 @@ fn run_bench(quick: bool, json: bool) -> ExitCode {
             eprintln!("stagecoach bench: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// `stagecoach man`: the manual page on stdout, or every page into a directory.
+fn man(out_dir: Option<&Path>) -> ExitCode {
+    let pages = man_pages();
+    let written = match out_dir {
+        None => pages[0].render(&mut std::io::stdout().lock()),
+        Some(dir) => std::fs::create_dir_all(dir).and_then(|()| {
+            pages
+                .iter()
+                .try_for_each(|page| page.generate_to(dir).map(|path| println!("{}", path.display())))
+        }),
+    };
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        // `stagecoach man | head` is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write the manual page: {e}")),
+    }
+}
+
+/// The manual pages generated from the command definitions: `stagecoach.1`
+/// first, then one per visible command (`stagecoach-submit.1`, ...).
+fn man_pages() -> Vec<clap_mangen::Man> {
+    fn collect(command: &clap::Command, date: &str, pages: &mut Vec<clap_mangen::Man>) {
+        pages.push(clap_mangen::Man::new(command.clone()).date(date));
+        for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+            collect(sub, date, pages);
+        }
+    }
+    let mut top = Cli::command().disable_help_subcommand(true);
+    // Building names each command's page after its path: stagecoach-submit.
+    top.build();
+    let mut pages = vec![];
+    collect(&top, &man_date(), &mut pages);
+    pages
+}
+
+/// The date on the manual pages: `$SOURCE_DATE_EPOCH` when set (reproducible
+/// builds), else the day this binary was built (its file's modification time).
+fn man_date() -> String {
+    let seconds = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<i64>().ok())
+        .or_else(|| {
+            let modified = std::fs::metadata(std::env::current_exe().ok()?).ok()?.modified().ok()?;
+            let since = modified.duration_since(std::time::UNIX_EPOCH).ok()?;
+            i64::try_from(since.as_secs()).ok()
+        });
+    seconds
+        .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+        .map(|t| t.format("%Y-%m-%d").to_string())
+        .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_string())
+}
+
+/// Writes `bytes` to stdout; a closed pipe (`| head`) is not an error.
+fn print_all(bytes: &[u8], what: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => usage_error(format!("cannot write {what}: {e}")),
     }
 }
 

@@ -197,14 +197,14 @@ fn a_second_manager_in_one_command_approves_without_a_restart() {
 
     // A refused token names its source and what to do.
     let wrong = cli(&h, Some(&d), Token::Flag("not-a-token"), &["list"]);
-    expect_code(&wrong, 2, "a wrong --token");
+    expect_code(&wrong, 1, "a wrong --token");
     assert!(
         stderr(&wrong).contains("did not accept the token from --token"),
         "{}",
         stderr(&wrong)
     );
     let wrong = cli(&h, Some(&d), Token::Env("not-a-token"), &["list"]);
-    expect_code(&wrong, 2, "a wrong STAGECOACH_TOKEN");
+    expect_code(&wrong, 1, "a wrong STAGECOACH_TOKEN");
     assert!(
         stderr(&wrong).contains("did not accept the token from STAGECOACH_TOKEN"),
         "{}",
@@ -274,7 +274,7 @@ fn a_principal_added_before_the_start_works_and_a_stale_admin_token_says_what_to
 
     // The CLI falls back to the stale admin.token: the 401 names it and says what to do.
     let stale = cli(&h, Some(&d), Token::StateDir, &["list"]);
-    expect_code(&stale, 2, "the stale admin.token");
+    expect_code(&stale, 1, "the stale admin.token");
     let said = stderr(&stale);
     let path = h.state().join("admin.token");
     assert!(

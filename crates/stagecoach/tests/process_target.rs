@@ -1,8 +1,9 @@
 //! The local process target, end to end: the seed scenarios that make sense
 //! on real processes (deploy with each strategy and type, rollbacks, and the
 //! metrics-triggered rollbacks) run against instances of the example
-//! service behind Stagecoach's proxy, and `stagecoach demo` runs from start
-//! to finish.
+//! service behind Stagecoach's proxy. (`stagecoach demo` from start to
+//! finish is `demo.rs`, a test binary of its own, so that the two never load
+//! the machine at the same time.)
 //!
 //! Each scenario gets its own service in one daemon (the production slot is
 //! per service, so they run side by side). Production is first brought to
@@ -16,12 +17,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{run_with_timeout, run_within, token, Config, Daemon, Harness};
+use common::{token, Config, Daemon, Harness};
 use serde_json::{json, Value};
 
 /// The scenarios that make sense on the process target. Left out: those
@@ -300,56 +300,4 @@ fn seed_scenarios_pass_against_the_process_target() {
     }
     println!("{}", report.join("\n"));
     assert_eq!(report.len(), SCENARIOS.len());
-}
-
-#[test]
-fn the_demo_runs_from_start_to_finish() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let state = dir.path().join("state");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_stagecoach"));
-    demo.arg("demo")
-        .arg("--state-dir")
-        .arg(&state)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG");
-    let started = Instant::now();
-    // The demo promises under three minutes; a slower run fails here.
-    let out = run_within(demo, "stagecoach demo", Duration::from_secs(180));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "stagecoach demo failed: {}\n{stdout}\n{stderr}",
-        out.status
-    );
-    println!("the demo took {:.0} s", started.elapsed().as_secs_f64());
-    for needle in [
-        "d-000001 status succeeded",
-        "d-000002 step Canary at 50% of traffic",
-        "d-000002 status succeeded",
-        "d-000003 alert error rate",
-        "d-000003 rollback finished: restored 2.0.0",
-        "d-000003 status rolled_back",
-        "### Status: SUCCESS",
-        "### Status: ROLLBACK",
-        "shop 2.0.0 went out, shop 3.0.0 was rolled back",
-    ] {
-        assert!(stdout.contains(needle), "the demo's output lacks {needle:?}:\n{stdout}");
-    }
-    // The rollback came at the first canary step, before 3.0.0 had half the traffic.
-    assert!(!stdout.contains("d-000003 step Canary at 50%"), "{stdout}");
-    assert!(stdout.contains(&state.display().to_string()), "the state dir is named");
-    assert!(!stdout.contains('\x1b'), "NO_COLOR is respected:\n{stdout}");
-
-    // The daemon has stopped: the journal can be read offline, and it holds.
-    for id in ["1", "2", "3"] {
-        let mut verify = Command::new(env!("CARGO_BIN_EXE_stagecoach"));
-        verify.args(["verify", id, "--offline", "--state-dir"]).arg(&state);
-        let v = run_with_timeout(verify, "stagecoach verify --offline");
-        assert!(
-            v.status.success(),
-            "verify {id}: {}",
-            String::from_utf8_lossy(&v.stdout)
-        );
-    }
 }

@@ -32,7 +32,8 @@ fn prometheus_binary() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "the Prometheus server is not installed, and this test needs it: install Debian's package with \
-                 `apt-get install prometheus` (the test starts /usr/bin/prometheus itself; no systemd needed)"
+                 `apt-get install prometheus`, or run `cargo xtask test`, which installs it (the test starts \
+                 /usr/bin/prometheus itself; no systemd needed)"
             )
         })
 }
