@@ -191,6 +191,41 @@ fn free_port() -> Result<PortLease, String> {
     Err("no free loopback port: every port offered is already in use by this daemon's instances".into())
 }
 
+/// A free loopback port for a proxy's `listen` that nothing of this machine
+/// can take before the proxy binds it. The proxy binds only at its service's
+/// first deployment; a port from the system's ephemeral range (what binding
+/// port 0 gives) may meanwhile become the local port of some outgoing
+/// connection, and the proxy then cannot listen. Ports below the range
+/// (`/proc/sys/net/ipv4/ip_local_port_range`, 32768 by default) are never
+/// handed out by the system; this returns one of them that is free now,
+/// starting at a place that differs between processes.
+pub fn free_listen_port() -> Result<u16, String> {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    // Above the well-known and common service ports.
+    let first = 10_000u16;
+    if low <= first {
+        return Err(format!(
+            "no port below the ephemeral range (it starts at {low}); set the proxy's listen address yourself"
+        ));
+    }
+    let span = u32::from(low - first);
+    let start = std::process::id().wrapping_mul(7919) % span;
+    for i in 0..span {
+        let port = first + ((start + i) % span) as u16;
+        if ports().contains(&port) {
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports().insert(port);
+            return Ok(port);
+        }
+    }
+    Err(format!("no free loopback port from {first} to {low}"))
+}
+
 /// How often an instance is started again on another port when it exits at start: another program
 /// may have bound its port between our probe and the instance's own bind.
 const START_TRIES: u32 = 3;

@@ -40,13 +40,6 @@ struct Traffic {
     unanswered: u64,
 }
 
-fn free_loopback_port() -> Result<u16, String> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("no free loopback port: {e}"))
-}
-
 fn new_state_dir() -> Result<PathBuf, String> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S");
     let base = std::env::temp_dir();
@@ -81,7 +74,7 @@ fn configuration(state_dir: &Path) -> Result<(workflow::Settings, daemon::Daemon
     if process.argv.first().map(String::as_str) == Some("stagecoach") {
         process.argv[0] = exe.display().to_string();
     }
-    process.listen = format!("127.0.0.1:{}", free_loopback_port()?);
+    process.listen = format!("127.0.0.1:{}", daemon::process::free_listen_port()?);
     let proxy = process.listen.clone();
     config.server.listen = "127.0.0.1:0".into();
     config.server.url = None;

@@ -47,13 +47,6 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// One scenario, made into a service of the test configuration.
 struct Case {
     name: String,
@@ -70,7 +63,12 @@ impl Case {
         Case {
             name: name.to_string(),
             scenario,
-            proxy: format!("127.0.0.1:{}", free_port()),
+            // Bound only at the service's first deployment: a port outside the ephemeral range,
+            // which no connection of the test or the daemon can take meanwhile.
+            proxy: format!(
+                "127.0.0.1:{}",
+                daemon::process::free_listen_port().expect("a free loopback port")
+            ),
         }
     }
 
@@ -194,11 +192,14 @@ fn run_case(d: &Daemon, case: &Case) -> String {
     let world = &case.scenario.world;
     for version in [&world.previous_version, &world.current_version].into_iter().flatten() {
         let (id, status) = deploy(d, standard(&case.name, &version.to_string()));
-        assert_eq!(
-            status, "succeeded",
-            "{}: putting {version} into production ({id})",
-            case.name
-        );
+        if status != "succeeded" {
+            let record = d.record(&id, &token("alice"));
+            panic!(
+                "{}: putting {version} into production ({id}) ended {status}; record:\n{}",
+                case.name,
+                record["markdown"].as_str().unwrap_or_default()
+            );
+        }
     }
     let request = &case.scenario.requests[0];
     let mut body = json!({
