@@ -750,6 +750,7 @@ impl ports::Environments for HookWorld {
             process_step,
         ) {
             if let Err(e) = p.step(v, target.previous_version.as_ref(), step).await {
+                tracing::warn!(deployment = %target.id, error = %e, "production step failed");
                 return Reported::observed(Err(e));
             }
             // The simulated world keeps track of what production runs.
