@@ -213,3 +213,59 @@ pub struct Finished(pub DeploymentId);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub actix::Recipient<Finished>);
+
+/// Each person's command as the fleet's input.
+impl From<Decide> for workflow::fleet::Input {
+    fn from(msg: Decide) -> Self {
+        let d = msg.0;
+        workflow::fleet::Input::Decide(workflow::fleet::Decision {
+            id: d.id,
+            role: d.role,
+            approve: d.approve,
+            by: d.by,
+            reason: d.reason,
+        })
+    }
+}
+
+impl From<Cancel> for workflow::fleet::Input {
+    fn from(msg: Cancel) -> Self {
+        workflow::fleet::Input::Cancel {
+            id: msg.id,
+            by: msg.by,
+            reason: msg.reason,
+        }
+    }
+}
+
+impl From<RequestRollback> for workflow::fleet::Input {
+    fn from(msg: RequestRollback) -> Self {
+        workflow::fleet::Input::RequestRollback {
+            id: msg.id,
+            by: msg.by,
+            reason: msg.reason,
+        }
+    }
+}
+
+impl From<Acknowledge> for workflow::fleet::Input {
+    fn from(msg: Acknowledge) -> Self {
+        workflow::fleet::Input::Acknowledge {
+            id: msg.id,
+            index: msg.index,
+            by: msg.by,
+        }
+    }
+}
+
+impl From<Refuse> for workflow::fleet::Input {
+    fn from(msg: Refuse) -> Self {
+        workflow::fleet::Input::Refuse {
+            id: msg.id,
+            by: msg.by,
+            role: msg.role,
+            what: msg.what,
+            reason: msg.reason,
+        }
+    }
+}

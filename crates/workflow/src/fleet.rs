@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval;
 use crate::machine::{Effect, Event, Machine, Production};
-use crate::record::{Fact, Request};
+use crate::record::{Fact, Record, Request};
 use crate::settings::Settings;
 use crate::types::{DeploymentId, DeploymentType, EscalationReason, Role, ServiceName, Stage, Status};
 
@@ -54,7 +54,50 @@ pub enum JournalEntry {
     Resumed { effects: Vec<Effect> },
 }
 
+/// The journal format this release writes. Format 1 (every entry written
+/// before the format was recorded) has no `format` key; format 2 puts
+/// `"format": 2` first in every body. [`JournalEntry::decode`] reads both.
+pub const JOURNAL_FORMAT: u32 = 2;
+
+/// A stored body that this release cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("it was written in journal format {found}, newer than this release reads (formats 1 to {JOURNAL_FORMAT}): upgrade Stagecoach to read this journal")]
+    Newer { found: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl JournalEntry {
+    /// The body to store: the entry's JSON with `"format"` first.
+    pub fn encode(&self) -> Result<String, String> {
+        let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        // An internally tagged enum always serialises as an object with its tag.
+        let fields = json
+            .strip_prefix('{')
+            .ok_or_else(|| format!("a journal entry serialised as {json:.20}, not as an object"))?;
+        Ok(format!("{{\"format\":{JOURNAL_FORMAT},{fields}"))
+    }
+
+    /// The format a stored body was written in: the `format` this release
+    /// writes first in the body, else 1 (bodies from before formats).
+    pub fn format_of(body: &str) -> u32 {
+        body.strip_prefix("{\"format\":")
+            .map(|rest| rest.bytes().take_while(u8::is_ascii_digit).collect::<Vec<u8>>())
+            .and_then(|digits| std::str::from_utf8(&digits).ok()?.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// Reads a stored body of any format this release knows.
+    pub fn decode(body: &str) -> Result<JournalEntry, DecodeError> {
+        let found = Self::format_of(body);
+        if found > JOURNAL_FORMAT {
+            return Err(DecodeError::Newer { found });
+        }
+        // Formats 1 and 2 differ only in the `format` key, which the fields ignore.
+        serde_json::from_str(body).map_err(|e| DecodeError::Invalid(e.to_string()))
+    }
+
     /// The entry's `kind`, as the journal stores it beside the body.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -339,6 +382,31 @@ impl Fleet {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.machines.range((from, Bound::Unbounded)).map(|(_, m)| m)
+    }
+
+    /// At most `limit` records of the deployments after `after` (in
+    /// submission order) of `service` and in `status` where given, and the
+    /// last of them when more match after it.
+    pub fn page(
+        &self,
+        after: Option<DeploymentId>,
+        service: Option<&ServiceName>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> (Vec<Record>, Option<DeploymentId>) {
+        let mut records: Vec<Record> = self
+            .machines_after(after)
+            .filter(|m| service.is_none_or(|s| *s == m.record().service))
+            .filter(|m| status.is_none_or(|s| s == m.status()))
+            .take(limit.saturating_add(1))
+            .map(|m| m.record().clone())
+            .collect();
+        let mut next = None;
+        if records.len() > limit {
+            records.truncate(limit);
+            next = records.last().map(|r| r.id);
+        }
+        (records, next)
     }
 
     /// Deployments approved and waiting for their service's slot.
@@ -948,5 +1016,56 @@ impl Fleet {
             }
         }
         self.grant_waiting(out);
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::machine::Effect;
+
+    fn resumed() -> JournalEntry {
+        JournalEntry::Resumed {
+            effects: vec![Effect::Prepare],
+        }
+    }
+
+    #[test]
+    fn a_body_starts_with_its_format_and_reads_back() {
+        let body = resumed().encode().expect("encode");
+        assert!(body.starts_with("{\"format\":2,\"kind\":\"resumed\""), "{body}");
+        assert_eq!(JournalEntry::format_of(&body), JOURNAL_FORMAT);
+        assert_eq!(JournalEntry::decode(&body), Ok(resumed()));
+    }
+
+    #[test]
+    fn a_body_of_the_first_format_has_no_format_key_and_still_reads() {
+        let body = serde_json::to_string(&resumed()).expect("encode as format 1 did");
+        assert!(body.starts_with("{\"kind\":"), "{body}");
+        assert_eq!(JournalEntry::format_of(&body), 1);
+        assert_eq!(JournalEntry::decode(&body), Ok(resumed()));
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_what_to_do() {
+        let body = resumed()
+            .encode()
+            .expect("encode")
+            .replacen("\"format\":2", "\"format\":17", 1);
+        let err = JournalEntry::decode(&body).expect_err("format 17 is newer");
+        assert_eq!(err, DecodeError::Newer { found: 17 });
+        let text = err.to_string();
+        assert!(
+            text.contains("journal format 17") && text.contains("formats 1 to 2") && text.contains("upgrade"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_no_entry_is_invalid() {
+        assert!(matches!(
+            JournalEntry::decode("{\"format\":2,\"kind\":\"nonsense\"}"),
+            Err(DecodeError::Invalid(_))
+        ));
     }
 }
