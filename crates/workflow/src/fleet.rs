@@ -36,6 +36,42 @@ use crate::record::{Fact, Record, Request};
 use crate::settings::Settings;
 use crate::types::{DeploymentId, DeploymentType, EscalationReason, Role, ServiceName, Stage, Status};
 
+/// One deployment's machine, rebuilt from its entries; `each` gets every
+/// entry's facts in turn (stored, or derived where the entry has none).
+fn replay_one(
+    id: DeploymentId,
+    inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
+    mut each: impl FnMut(Vec<Fact>),
+) -> Result<Machine, String> {
+    let mut machine: Option<Machine> = None;
+    for (at, entry) in inputs {
+        match entry {
+            JournalEntry::Submitted {
+                request,
+                production,
+                held,
+                settings,
+                ..
+            } => {
+                let (m, out) =
+                    Machine::submit(id, at, request, production, settings, held).map_err(|e| e.to_string())?;
+                machine = Some(m);
+                each(out.facts);
+            }
+            JournalEntry::Event { event, facts } => {
+                let derived = machine.as_mut().and_then(|m| m.handle(at, event).ok());
+                each(if facts.is_empty() {
+                    derived.map(|out| out.facts).unwrap_or_default()
+                } else {
+                    facts
+                });
+            }
+            JournalEntry::Resumed { .. } => each(vec![]),
+        }
+    }
+    machine.ok_or_else(|| format!("{id} has no submission in the journal"))
+}
+
 /// The body of one journal entry: an input and what it produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -48,15 +84,30 @@ pub enum JournalEntry {
         settings: Arc<Settings>,
         facts: Vec<Fact>,
     },
-    /// An input to the deployment's machine and the facts it produced.
-    Event { event: Event, facts: Vec<Fact> },
+    /// An input to the deployment's machine and the facts it produced. The
+    /// facts of an input that carries its own evidence (an observation: see
+    /// [`Event::facts_derived`]) are not stored: a replay derives them.
+    Event {
+        event: Event,
+        #[serde(default)]
+        facts: Vec<Fact>,
+    },
     /// The daemon restarted and re-runs these interrupted effects.
     Resumed { effects: Vec<Effect> },
 }
 
+/// How an event whose facts are derived is stored: the input alone.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename = "event")]
+struct DerivedEvent<'a> {
+    event: &'a Event,
+}
+
 /// The journal format this release writes. Format 1 (every entry written
-/// before the format was recorded) has no `format` key; format 2 puts
-/// `"format": 2` first in every body. [`JournalEntry::decode`] reads both.
+/// before the format was recorded) has no `format` key and stores every
+/// event's facts; format 2 puts `"format": 2` first in every body and stores
+/// an observation once, as the input it is, its facts derived on replay.
+/// [`JournalEntry::decode`] reads both.
 pub const JOURNAL_FORMAT: u32 = 2;
 
 /// A stored body that this release cannot read.
@@ -69,9 +120,16 @@ pub enum DecodeError {
 }
 
 impl JournalEntry {
-    /// The body to store: the entry's JSON with `"format"` first.
+    /// The body to store: the entry's JSON with `"format"` first, without
+    /// the facts a replay derives.
     pub fn encode(&self) -> Result<String, String> {
-        let json = serde_json::to_string(self).map_err(|e| e.to_string())?;
+        let json = match self {
+            JournalEntry::Event { event, .. } if event.facts_derived() => {
+                serde_json::to_string(&DerivedEvent { event })
+            }
+            entry => serde_json::to_string(entry),
+        }
+        .map_err(|e| e.to_string())?;
         // An internally tagged enum always serialises as an object with its tag.
         let fields = json
             .strip_prefix('{')
@@ -337,31 +395,22 @@ impl Fleet {
         id: DeploymentId,
         inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
     ) -> Result<(), String> {
-        let mut machine = None;
-        for (at, entry) in inputs {
-            match entry {
-                JournalEntry::Submitted {
-                    request,
-                    production,
-                    held,
-                    settings,
-                    ..
-                } => {
-                    let (m, _) =
-                        Machine::submit(id, at, request, production, settings, held).map_err(|e| e.to_string())?;
-                    machine = Some(m);
-                }
-                JournalEntry::Event { event, .. } => {
-                    if let Some(m) = machine.as_mut() {
-                        let _ = m.handle(at, event);
-                    }
-                }
-                JournalEntry::Resumed { .. } => {}
-            }
-        }
-        let machine = machine.ok_or_else(|| format!("{id} has no submission in the journal"))?;
+        let machine = replay_one(id, inputs, |_| {})?;
         self.machines.insert(id, machine);
         Ok(())
+    }
+
+    /// Every fact each of one deployment's entries produced, in order:
+    /// stored in the entry, or derived from its input by replaying the
+    /// deployment's machine (see [`Event::facts_derived`]). For the event
+    /// stream, which shows what happened, entry by entry.
+    pub fn facts_by_entry(
+        id: DeploymentId,
+        inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
+    ) -> Result<Vec<Vec<Fact>>, String> {
+        let mut facts = vec![];
+        replay_one(id, inputs, |f| facts.push(f))?;
+        Ok(facts)
     }
 
     pub fn settings(&self) -> &Arc<Settings> {
@@ -487,10 +536,9 @@ impl Fleet {
                 match machine.handle(at, event.clone()) {
                     Ok(out) => {
                         self.bookkeep(id, Some(&event), &out.effects, out.refusal.is_some());
-                        Ok(
-                            (out.facts != facts)
-                                .then(|| format!("{id}: the event produced other facts than journaled")),
-                        )
+                        let derived = facts.is_empty() && event.facts_derived();
+                        Ok((!derived && out.facts != facts)
+                            .then(|| format!("{id}: the event produced other facts than journaled")))
                     }
                     // A journaled event the machine refuses now changes nothing.
                     Err(illegal) => Ok(Some(format!("{id}: the journaled event is refused now: {illegal}"))),
@@ -1067,5 +1115,63 @@ mod format_tests {
             JournalEntry::decode("{\"format\":2,\"kind\":\"nonsense\"}"),
             Err(DecodeError::Invalid(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod derived_facts_tests {
+    use super::*;
+    use crate::machine::Observation;
+    use crate::thresholds::MetricSample;
+
+    fn issue(text: &str) -> Fact {
+        Fact::Issue {
+            at: "2026-03-03T10:00:00Z".parse().expect("time"),
+            issue: text.into(),
+        }
+    }
+
+    fn observed() -> Event {
+        Event::Observed(Observation {
+            metrics: Ok(MetricSample {
+                error_rate: 0.001,
+                latency_p99_ms: 120.0,
+                cpu: Some(0.4),
+                memory: None,
+                simulated: false,
+            }),
+            healthy: Ok(true),
+            health_simulated: false,
+            incidents: vec![],
+        })
+    }
+
+    #[test]
+    fn an_observation_is_stored_as_its_input_alone() {
+        let live = JournalEntry::Event {
+            event: observed(),
+            facts: vec![issue("a fact the replay derives")],
+        };
+        let body = live.encode().expect("encode");
+        assert!(!body.contains("\"facts\""), "{body}");
+        assert_eq!(body.matches("120.0").count(), 1, "the sample is stored once: {body}");
+        assert_eq!(
+            JournalEntry::decode(&body),
+            Ok(JournalEntry::Event {
+                event: observed(),
+                facts: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn other_events_keep_their_facts() {
+        let entry = JournalEntry::Event {
+            event: Event::Timer(3),
+            facts: vec![issue("kept")],
+        };
+        let body = entry.encode().expect("encode");
+        assert!(body.contains("\"facts\""), "{body}");
+        assert_eq!(JournalEntry::decode(&body), Ok(entry));
     }
 }

@@ -194,6 +194,15 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// Whether the journal stores this input alone, its facts derived on
+    /// replay: an observation carries its own evidence (the metric sample,
+    /// the health check, the incidents), so its facts would store it twice.
+    pub fn facts_derived(&self) -> bool {
+        matches!(self, Event::Observed(_))
+    }
+}
+
 impl Effect {
     /// Whether `event` is the answer to this effect. A journal replay uses
     /// it to find the effects that were still outstanding when it stopped.
