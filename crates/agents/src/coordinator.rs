@@ -414,24 +414,26 @@ impl Handler<Verify> for Coordinator {
 }
 
 impl Handler<WatchJournal> for Coordinator {
-    type Result = Result<(Vec<journal::Entry>, tokio::sync::broadcast::Receiver<journal::Entry>), CommandError>;
+    type Result = Result<(Vec<Streamed>, tokio::sync::broadcast::Receiver<Streamed>), CommandError>;
     fn handle(&mut self, msg: WatchJournal, _: &mut Context<Self>) -> Self::Result {
         let rx = self.commit.subscribe();
+        let journal = self.commit.journal();
         let backlog = match (msg.deployment, msg.after) {
             (Some(id), after) => {
                 if self.fleet.machine(id).is_none() {
                     return Err(CommandError::NotFound(id));
                 }
-                let mut all = self.commit.journal().deployment(id.0);
+                let mut all = journal.deployment(id.0);
                 if let (Ok(v), Some(after)) = (&mut all, after) {
                     v.retain(|e| e.seq > after);
                 }
                 all
             }
-            (None, Some(after)) => self.commit.journal().since(after),
+            (None, Some(after)) => journal.since(after),
             (None, None) => Ok(vec![]),
         }
         .map_err(|e| CommandError::Unavailable(e.to_string()))?;
+        let backlog = journaling::with_facts(journal, backlog).map_err(CommandError::Unavailable)?;
         Ok((backlog, rx))
     }
 }

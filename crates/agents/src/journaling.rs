@@ -11,9 +11,9 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use workflow::fleet::{Fleet, JournalEntry, Staged, Work};
 use workflow::types::DeploymentId;
-use workflow::Settings;
+use workflow::{Fact, Settings};
 
-use crate::messages::{CommandError, Stats};
+use crate::messages::{CommandError, Stats, Streamed};
 
 /// Journal write latency, for /metrics.
 #[derive(Debug)]
@@ -71,12 +71,13 @@ pub(crate) fn stats(fleet: &Fleet, writes: &WriteStats) -> Stats {
     s
 }
 
-/// The entries of a batch as the journal stores them.
-pub(crate) fn encode(staged: Vec<Staged>) -> Result<Vec<journal::NewEntry>, String> {
+/// The entries of a batch as the journal stores them, each with the facts
+/// it produced (moved out of the entry, for the event stream).
+pub(crate) fn encode(staged: Vec<Staged>) -> Result<Vec<(journal::NewEntry, Vec<Fact>)>, String> {
     staged
         .into_iter()
         .map(|s| {
-            Ok(journal::NewEntry {
+            let entry = journal::NewEntry {
                 deployment: s.id.0,
                 at: s.at,
                 kind: s.entry.kind().to_string(),
@@ -84,9 +85,54 @@ pub(crate) fn encode(staged: Vec<Staged>) -> Result<Vec<journal::NewEntry>, Stri
                     .entry
                     .encode()
                     .map_err(|e| format!("cannot encode a journal entry: {e}"))?,
-            })
+            };
+            let facts = match s.entry {
+                JournalEntry::Submitted { facts, .. } | JournalEntry::Event { facts, .. } => facts,
+                JournalEntry::Resumed { .. } => vec![],
+            };
+            Ok((entry, facts))
         })
         .collect()
+}
+
+/// Stored entries with every fact each produced: read from its body, or
+/// derived by replaying its deployment where the body stores the input
+/// alone (an observation).
+pub(crate) fn with_facts(journal: &dyn journal::Store, entries: Vec<journal::Entry>) -> Result<Vec<Streamed>, String> {
+    let mut decoded = Vec::with_capacity(entries.len());
+    let mut derive: BTreeMap<u64, BTreeMap<u64, Vec<Fact>>> = BTreeMap::new();
+    for e in &entries {
+        let id = DeploymentId(e.deployment);
+        let facts = match decode(id, e.index, Some(e.seq), &e.body)? {
+            JournalEntry::Event { event, facts } if facts.is_empty() && event.facts_derived() => {
+                derive.insert(e.deployment, BTreeMap::new());
+                None
+            }
+            JournalEntry::Submitted { facts, .. } | JournalEntry::Event { facts, .. } => Some(facts),
+            JournalEntry::Resumed { .. } => Some(vec![]),
+        };
+        decoded.push(facts);
+    }
+    for (deployment, by_index) in derive.iter_mut() {
+        let id = DeploymentId(*deployment);
+        let chain = journal.deployment(*deployment).map_err(|e| e.to_string())?;
+        let inputs = chain
+            .iter()
+            .map(|e| Ok((e.at, decode(id, e.index, Some(e.seq), &e.body)?)))
+            .collect::<Result<Vec<_>, String>>()?;
+        let facts = Fleet::facts_by_entry(id, inputs)?;
+        *by_index = chain.iter().map(|e| e.index).zip(facts).collect();
+    }
+    Ok(entries
+        .into_iter()
+        .zip(decoded)
+        .map(|(entry, facts)| {
+            let facts = facts
+                .or_else(|| derive.get_mut(&entry.deployment)?.remove(&entry.index))
+                .unwrap_or_default();
+            Streamed { entry, facts }
+        })
+        .collect())
 }
 
 /// One stored body, read; the error names the entry.
@@ -142,9 +188,11 @@ pub(crate) fn replay(settings: Arc<Settings>, journal: &dyn journal::Store) -> R
 pub(crate) struct GroupCommit {
     journal: Box<dyn journal::Store>,
     /// Every durable entry, for the event stream.
-    entries: tokio::sync::broadcast::Sender<journal::Entry>,
+    entries: tokio::sync::broadcast::Sender<Streamed>,
     writes: WriteStats,
     pending: Vec<journal::NewEntry>,
+    /// The facts of each pending entry, for the event stream.
+    pending_facts: Vec<Vec<Fact>>,
     deferred: Vec<Work>,
     waiters: Vec<tokio::sync::oneshot::Sender<Result<(), String>>>,
     flush_scheduled: bool,
@@ -157,6 +205,7 @@ impl GroupCommit {
             entries: tokio::sync::broadcast::channel(1024).0,
             writes: WriteStats::new(),
             pending: vec![],
+            pending_facts: vec![],
             deferred: vec![],
             waiters: vec![],
             flush_scheduled: false,
@@ -172,7 +221,7 @@ impl GroupCommit {
     }
 
     /// A receiver of every entry made durable from now on.
-    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<journal::Entry> {
+    pub(crate) fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Streamed> {
         self.entries.subscribe()
     }
 
@@ -183,7 +232,10 @@ impl GroupCommit {
         if encoded.is_empty() {
             return Ok(false);
         }
-        self.pending.extend(encoded);
+        for (entry, facts) in encoded {
+            self.pending.push(entry);
+            self.pending_facts.push(facts);
+        }
         Ok(!std::mem::replace(&mut self.flush_scheduled, true))
     }
 
@@ -227,6 +279,7 @@ impl GroupCommit {
     pub(crate) fn flush(&mut self) -> Result<Vec<Work>, String> {
         self.flush_scheduled = false;
         let entries = std::mem::take(&mut self.pending);
+        let facts = std::mem::take(&mut self.pending_facts);
         let deferred = std::mem::take(&mut self.deferred);
         let waiters = std::mem::take(&mut self.waiters);
         if entries.is_empty() {
@@ -237,9 +290,9 @@ impl GroupCommit {
         match self.journal.append_batch(entries) {
             Ok(written) => {
                 self.writes.count(n, started.elapsed().as_secs_f64());
-                for entry in written {
+                for (entry, facts) in written.into_iter().zip(facts) {
                     // Nobody listening is fine.
-                    let _ = self.entries.send(entry);
+                    let _ = self.entries.send(Streamed { entry, facts });
                 }
                 for w in waiters {
                     let _ = w.send(Ok(()));

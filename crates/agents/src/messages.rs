@@ -176,10 +176,19 @@ pub struct Verify(pub DeploymentId);
 /// Journal entries as they are written: the backlog (a deployment's whole
 /// chain, or every entry after `after`) and a receiver for what follows.
 #[derive(Message)]
-#[rtype(result = "Result<(Vec<journal::Entry>, tokio::sync::broadcast::Receiver<journal::Entry>), CommandError>")]
+#[rtype(result = "Result<(Vec<Streamed>, tokio::sync::broadcast::Receiver<Streamed>), CommandError>")]
 pub struct WatchJournal {
     pub deployment: Option<DeploymentId>,
     pub after: Option<u64>,
+}
+
+/// A durable journal entry and every fact it produced: those stored in its
+/// body and those a replay derives from its input (an observation's), so a
+/// reader of the event stream sees what happened without replaying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    pub entry: journal::Entry,
+    pub facts: Vec<workflow::Fact>,
 }
 
 /// Counters for the daemon's /metrics.

@@ -731,8 +731,14 @@ struct EventsQuery {
     after: Option<u64>,
 }
 
-/// One journal entry as the event stream and clients see it.
-pub fn entry_json(e: &journal::Entry) -> serde_json::Value {
+/// One journal entry as the event stream and clients see it: its body
+/// with every fact it produced, stored or derived on replay.
+pub fn entry_json(s: &msg::Streamed) -> serde_json::Value {
+    let e = &s.entry;
+    let mut body = serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null);
+    if let (Some(body), "submitted" | "event") = (body.as_object_mut(), e.kind.as_str()) {
+        body.insert("facts".into(), serde_json::to_value(&s.facts).unwrap_or_default());
+    }
     json!({
         "seq": e.seq,
         "deployment": DeploymentId(e.deployment).to_string(),
@@ -741,17 +747,21 @@ pub fn entry_json(e: &journal::Entry) -> serde_json::Value {
         "kind": e.kind,
         "hash": e.hash,
         "prev_hash": e.prev_hash,
-        "body": serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null),
+        "body": body,
     })
 }
 
-fn sse(e: &journal::Entry) -> Bytes {
-    Bytes::from(format!("id: {}\nevent: entry\ndata: {}\n\n", e.seq, entry_json(e)))
+fn sse(s: &msg::Streamed) -> Bytes {
+    Bytes::from(format!(
+        "id: {}\nevent: entry\ndata: {}\n\n",
+        s.entry.seq,
+        entry_json(s)
+    ))
 }
 
 struct Stream {
-    backlog: VecDeque<journal::Entry>,
-    rx: tokio::sync::broadcast::Receiver<journal::Entry>,
+    backlog: VecDeque<msg::Streamed>,
+    rx: tokio::sync::broadcast::Receiver<msg::Streamed>,
     deployment: Option<u64>,
     last: u64,
     done: bool,
@@ -773,7 +783,7 @@ async fn events(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
         .await
         .map_err(mailbox)??;
     let start = Stream {
-        last: backlog.last().map(|e| e.seq).or(after).unwrap_or(0),
+        last: backlog.last().map(|e| e.entry.seq).or(after).unwrap_or(0),
         backlog: backlog.into(),
         rx,
         deployment: deployment.map(|d| d.0),
@@ -791,10 +801,10 @@ async fn events(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
             match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
                 Ok(Ok(e)) => {
-                    if e.seq <= s.last || s.deployment.is_some_and(|d| d != e.deployment) {
+                    if e.entry.seq <= s.last || s.deployment.is_some_and(|d| d != e.entry.deployment) {
                         continue;
                     }
-                    s.last = e.seq;
+                    s.last = e.entry.seq;
                     let chunk = sse(&e);
                     return Some((Ok(chunk), s));
                 }
