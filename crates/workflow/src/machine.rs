@@ -21,7 +21,7 @@ use crate::record::{
 use crate::report;
 use crate::settings::{CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule};
 use crate::strategy::{self, Colour, DeployStep};
-use crate::thresholds::{self, AlertAction, Metric, MetricSample};
+use crate::thresholds::{self, AlertAction, Finding, Metric, MetricSample};
 use crate::transitions::{self, IllegalTransition};
 use crate::types::{
     DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
@@ -1744,48 +1744,12 @@ impl Machine {
                 error: obs.metrics.as_ref().err().cloned(),
             }),
         );
-        // Incidents and broken functionality roll back at once.
-        let security = obs
-            .incidents
-            .iter()
-            .find(|i| i.kind == IncidentKind::SecurityVulnerability);
-        if let Some(incident) = security {
-            self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
-            return self.trigger_rollback(
-                out,
-                now,
-                RollbackTrigger::SecurityVulnerability,
-                incident.detail.clone(),
-            );
-        }
-        if let Some(incident) = obs
-            .incidents
-            .iter()
-            .find(|i| i.kind == IncidentKind::CriticalFunctionalityBroken)
-        {
-            return self.trigger_rollback(
-                out,
-                now,
-                RollbackTrigger::CriticalFunctionalityBroken,
-                incident.detail.clone(),
-            );
-        }
-        let health_error = obs.healthy.as_ref().err().cloned();
-        self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
-        self.watch.last_health_simulated = obs.health_simulated;
-        if let Ok(healthy) = obs.healthy {
-            if !healthy {
-                return self.trigger_rollback(
-                    out,
-                    now,
-                    RollbackTrigger::CriticalFunctionalityBroken,
-                    "production health check failing".into(),
-                );
-            }
+        if let Some((trigger, reason)) = self.urgent_rollback(out, now, &obs) {
+            return self.trigger_rollback(out, now, trigger, reason);
         }
         // A health check that could not run is as inconclusive as a failed metrics read.
-        let metrics = match (obs.metrics, health_error) {
-            (Ok(_), Some(e)) => Err(format!("health check could not run: {e}")),
+        let metrics = match (obs.metrics, obs.healthy) {
+            (Ok(_), Err(e)) => Err(format!("health check could not run: {e}")),
             (m, _) => m,
         };
         let sample = match metrics {
@@ -1800,82 +1764,96 @@ impl Machine {
         };
         self.watch.inconclusive = 0;
         self.watch.last = Some(sample);
+        if let Some((trigger, reason)) = self.judge(out, now, stage, sample) {
+            return self.trigger_rollback(out, now, trigger, reason);
+        }
+        self.after_observation(out, now, true)
+    }
+
+    /// Incidents and broken functionality call for a rollback at once (a
+    /// security incident is escalated too): returns its trigger and reason.
+    /// Otherwise notes how the health check went.
+    fn urgent_rollback(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        obs: &Observation,
+    ) -> Option<(RollbackTrigger, String)> {
+        let security = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::SecurityVulnerability);
+        if let Some(incident) = security {
+            self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
+            return Some((RollbackTrigger::SecurityVulnerability, incident.detail.clone()));
+        }
+        if let Some(incident) = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::CriticalFunctionalityBroken)
+        {
+            return Some((RollbackTrigger::CriticalFunctionalityBroken, incident.detail.clone()));
+        }
+        self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
+        self.watch.last_health_simulated = obs.health_simulated;
+        matches!(obs.healthy, Ok(false)).then(|| {
+            (
+                RollbackTrigger::CriticalFunctionalityBroken,
+                "production health check failing".to_string(),
+            )
+        })
+    }
+
+    /// Judges a sample against the thresholds: a metric that reaches a new
+    /// alert level is recorded (errors and slow responses escalate, once
+    /// each), and one over its rollback threshold for enough samples in a
+    /// row calls for a rollback: returns the first such trigger and reason.
+    fn judge(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        stage: Stage,
+        sample: MetricSample,
+    ) -> Option<(RollbackTrigger, String)> {
         let baseline = self.baseline.unwrap_or(sample);
         let findings = thresholds::evaluate(&sample, &baseline, &self.settings.thresholds);
         let mut rollback: Option<(RollbackTrigger, String)> = None;
         for metric in [Metric::ErrorRate, Metric::LatencyP99, Metric::Cpu, Metric::Memory] {
-            let finding = findings.iter().find(|f| f.metric == metric);
-            match finding {
-                None => {
-                    self.watch.levels.remove(&metric);
-                    self.watch.breaches.remove(&metric);
-                }
-                Some(f) => {
-                    let previous = self.watch.levels.insert(metric, f.action);
-                    if previous != Some(f.action) {
-                        self.emit(
-                            out,
-                            Fact::Alert(Alert {
-                                at: now,
-                                stage,
-                                metric,
-                                value: f.value,
-                                threshold: f.threshold,
-                                action: f.action,
-                            }),
-                        );
-                        let escalation = match metric {
-                            Metric::ErrorRate => Some((
-                                EscalationReason::UnexpectedProductionErrors,
-                                format!("error rate {} over {}", pct(f.value), pct(f.threshold)),
-                            )),
-                            Metric::LatencyP99 => Some((
-                                EscalationReason::PerformanceDegradation,
-                                format!(
-                                    "p99 latency {} ms over {} ms ({}x baseline {} ms)",
-                                    crate::record::fmt_num(f.value),
-                                    crate::record::fmt_num(f.threshold),
-                                    crate::record::fmt_num(f.value / baseline.latency_p99_ms),
-                                    crate::record::fmt_num(baseline.latency_p99_ms)
-                                ),
-                            )),
-                            _ => None,
-                        };
-                        if let Some((reason, detail)) = escalation {
-                            if self.watch.escalated.insert(reason) {
-                                self.escalate(out, now, reason, detail);
-                            }
-                        }
-                    }
-                    if f.action == AlertAction::Rollback {
-                        let n = self.watch.breaches.entry(metric).or_insert(0);
-                        *n += 1;
-                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
-                            rollback = Some(match metric {
-                                Metric::ErrorRate => (
-                                    RollbackTrigger::ErrorRate,
-                                    format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold)),
-                                ),
-                                _ => (
-                                    RollbackTrigger::SeverePerformanceDegradation,
-                                    format!(
-                                        "p99 latency {} ms exceeds {} ms",
-                                        crate::record::fmt_num(f.value),
-                                        crate::record::fmt_num(f.threshold)
-                                    ),
-                                ),
-                            });
-                        }
-                    } else {
-                        self.watch.breaches.remove(&metric);
+            let Some(f) = findings.iter().find(|f| f.metric == metric) else {
+                self.watch.levels.remove(&metric);
+                self.watch.breaches.remove(&metric);
+                continue;
+            };
+            let previous = self.watch.levels.insert(metric, f.action);
+            if previous != Some(f.action) {
+                self.emit(
+                    out,
+                    Fact::Alert(Alert {
+                        at: now,
+                        stage,
+                        metric,
+                        value: f.value,
+                        threshold: f.threshold,
+                        action: f.action,
+                    }),
+                );
+                if let Some((reason, detail)) = alert_escalation(f, &baseline) {
+                    if self.watch.escalated.insert(reason) {
+                        self.escalate(out, now, reason, detail);
                     }
                 }
             }
+            if f.action == AlertAction::Rollback {
+                let n = self.watch.breaches.entry(metric).or_insert(0);
+                *n += 1;
+                if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
+                    rollback = Some(breach_rollback(f));
+                }
+            } else {
+                self.watch.breaches.remove(&metric);
+            }
         }
-        if let Some((trigger, reason)) = rollback {
-            return self.trigger_rollback(out, now, trigger, reason);
-        }
-        self.after_observation(out, now, true)
+        rollback
     }
 
     /// Checkpoints, then the end of canary analysis or monitoring, or the next sample.
@@ -2154,59 +2132,118 @@ impl Machine {
             },
         );
         if success {
-            let note = format!(
-                "Production restored to v{}",
-                restored.as_ref().map(|v| v.as_str()).unwrap_or("?")
-            );
-            self.emit(
-                out,
-                Fact::ProductionVersion {
-                    at: now,
-                    version: restored,
-                    note,
-                },
-            );
-            self.finish_stage(out, now, Outcome::Passed, "rollback verified");
-            let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
-            self.notify(out, now, NotificationKind::Rollback, subject, body);
-            let status = if rollback_type {
-                Status::Succeeded
-            } else {
-                Status::RolledBack
-            };
-            self.end(
-                out,
-                now,
-                status,
-                if rollback_type {
-                    "Rollback completed"
-                } else {
-                    "Deployment rolled back"
-                },
-            );
+            self.rollback_verified(out, now, restored, rollback_type);
         } else {
-            let failed: Vec<String> = outcome
-                .steps
-                .iter()
-                .filter(|s| !s.1)
-                .map(|s| format!("{}: {}", s.0, s.2))
-                .collect();
-            let detail = format!(
-                "rollback failed ({}); production state needs a person",
-                failed.join("; ")
-            );
-            self.emit(
-                out,
-                Fact::Issue {
-                    at: now,
-                    issue: detail.clone(),
-                },
-            );
-            self.finish_stage(out, now, Outcome::Failed, "rollback failed");
-            self.escalate(out, now, EscalationReason::UnableToRollback, detail);
-            self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+            self.rollback_failed(out, now, &outcome);
         }
         Ok(())
+    }
+
+    /// The rollback restored `restored` and verified it: production runs it
+    /// again, stakeholders hear of it, and the deployment ends.
+    fn rollback_verified(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        restored: Option<Version>,
+        rollback_type: bool,
+    ) {
+        let note = format!(
+            "Production restored to v{}",
+            restored.as_ref().map(|v| v.as_str()).unwrap_or("?")
+        );
+        self.emit(
+            out,
+            Fact::ProductionVersion {
+                at: now,
+                version: restored,
+                note,
+            },
+        );
+        self.finish_stage(out, now, Outcome::Passed, "rollback verified");
+        let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
+        self.notify(out, now, NotificationKind::Rollback, subject, body);
+        let status = if rollback_type {
+            Status::Succeeded
+        } else {
+            Status::RolledBack
+        };
+        self.end(
+            out,
+            now,
+            status,
+            if rollback_type {
+                "Rollback completed"
+            } else {
+                "Deployment rolled back"
+            },
+        );
+    }
+
+    /// The rollback did not restore or verify production: a person has to
+    /// take over, told which steps failed.
+    fn rollback_failed(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: &RollbackOutcome) {
+        let failed: Vec<String> = outcome
+            .steps
+            .iter()
+            .filter(|s| !s.1)
+            .map(|s| format!("{}: {}", s.0, s.2))
+            .collect();
+        let detail = format!(
+            "rollback failed ({}); production state needs a person",
+            failed.join("; ")
+        );
+        self.emit(
+            out,
+            Fact::Issue {
+                at: now,
+                issue: detail.clone(),
+            },
+        );
+        self.finish_stage(out, now, Outcome::Failed, "rollback failed");
+        self.escalate(out, now, EscalationReason::UnableToRollback, detail);
+        self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+    }
+}
+
+/// The escalation a new alert raises: unexpected errors and degraded
+/// performance are for a person to know of; CPU and memory are not.
+fn alert_escalation(f: &Finding, baseline: &MetricSample) -> Option<(EscalationReason, String)> {
+    match f.metric {
+        Metric::ErrorRate => Some((
+            EscalationReason::UnexpectedProductionErrors,
+            format!("error rate {} over {}", pct(f.value), pct(f.threshold)),
+        )),
+        Metric::LatencyP99 => Some((
+            EscalationReason::PerformanceDegradation,
+            format!(
+                "p99 latency {} ms over {} ms ({}x baseline {} ms)",
+                crate::record::fmt_num(f.value),
+                crate::record::fmt_num(f.threshold),
+                crate::record::fmt_num(f.value / baseline.latency_p99_ms),
+                crate::record::fmt_num(baseline.latency_p99_ms)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The trigger and reason of the rollback a metric over its rollback
+/// threshold calls for.
+fn breach_rollback(f: &Finding) -> (RollbackTrigger, String) {
+    match f.metric {
+        Metric::ErrorRate => (
+            RollbackTrigger::ErrorRate,
+            format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold)),
+        ),
+        _ => (
+            RollbackTrigger::SeverePerformanceDegradation,
+            format!(
+                "p99 latency {} ms exceeds {} ms",
+                crate::record::fmt_num(f.value),
+                crate::record::fmt_num(f.threshold)
+            ),
+        ),
     }
 }
 
