@@ -9,7 +9,9 @@ pub mod coordinator;
 mod dispatch;
 pub mod messages;
 pub mod ports;
+pub mod production;
 pub mod roles;
+pub mod simulated;
 
 use std::sync::Arc;
 
