@@ -64,6 +64,7 @@ impl ProductionState {
             current_version: s.current,
             previous_version: s.previous,
             active_colour: s.colour,
+            observed: None,
         }
     }
 
