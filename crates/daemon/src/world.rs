@@ -383,6 +383,7 @@ impl HookWorld {
             timed_out: false,
             elapsed_ms: started.elapsed().as_millis() as u64,
             output_tail: checked.detail.clone(),
+            stdout_tail: String::new(),
         };
         Some(if checked.ok {
             Ran::Succeeded(outcome)
