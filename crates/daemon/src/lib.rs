@@ -16,8 +16,8 @@ pub mod auth;
 pub mod config;
 pub mod fault;
 pub mod pidfile;
+pub mod ports;
 pub mod process;
-pub mod world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -212,13 +212,13 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
     let tls = config.server.tls.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let world = world::HookWorld::with_notifications(config.services.clone(), config.notify.clone());
-        let coordinator = agents::replay(settings.clone(), world.ports(), store)?;
+        let adapters = ports::Adapters::with_notifications(config.services.clone(), config.notify.clone());
+        let coordinator = agents::replay(settings.clone(), adapters.ports(), store)?;
         for problem in coordinator.broken_chains() {
             tracing::error!("{problem}; the journal was changed outside stagecoach; restore it from a backup or investigate with `stagecoach verify`");
         }
         for (service, (current, previous)) in production_from(&coordinator.records()) {
-            world.set_production(&service, current, previous);
+            adapters.set_production(&service, current, previous);
         }
         let coordinator = coordinator.start();
         let data = actix_web::web::Data::new(api::AppState {
@@ -267,7 +267,7 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
         });
         let served = server.await.map_err(|e| format!("the HTTP server stopped: {e}"));
         tracing::info!("stopped accepting requests; shutting down");
-        world.shutdown().await;
+        adapters.shutdown().await;
         served
     })?;
     Ok(())
