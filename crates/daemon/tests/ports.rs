@@ -630,3 +630,106 @@ async fn a_rollback_step_without_a_command_is_simulated() {
         ]
     );
 }
+
+// ---- current_version: what production runs, by the service itself ----------------
+
+#[tokio::test]
+async fn production_carries_what_current_version_prints_with_its_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![(
+            "current_version",
+            sh(out, "echo 'asking the cluster' >&2\necho 'looking up web'\necho 1.9.0"),
+        )],
+    );
+    world.set_production(&service("web"), Some(version("1.9.0")), Some(version("1.8.0")));
+
+    let production = world.environments.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+    assert_eq!(production.previous_version, Some(version("1.8.0")));
+    let reading = production.observed.clone().expect("current_version was asked");
+    assert_eq!(reading.source, "current_version");
+    assert_eq!(reading.version, Ok(Some(version("1.9.0"))));
+    assert_eq!(production.disagreement(&service("web")), None);
+    let env = recorded_env(out, "current_version");
+    assert_eq!(
+        env.into_iter().collect::<Vec<_>>(),
+        [
+            ("STAGECOACH_ACTION".to_string(), "current_version".to_string()),
+            ("STAGECOACH_ENVIRONMENT".to_string(), "production".to_string()),
+            ("STAGECOACH_SERVICE".to_string(), "web".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn current_version_naming_another_version_disagrees_with_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world("web", vec![("current_version", sh(dir.path(), "echo 2.3.1"))]);
+    world.set_production(&service("web"), Some(version("2.3.0")), None);
+
+    let production = world.environments.production(&service("web")).await.unwrap();
+    let why = production.disagreement(&service("web")).expect("a disagreement");
+    assert!(
+        why.starts_with("production of web runs 2.3.1 by `current_version`, but the journal says 2.3.0"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_or_unreadable_current_version_is_a_reading_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = world(
+        "web",
+        vec![(
+            "current_version",
+            sh(dir.path(), "echo 'kubectl: connection refused' >&2; exit 2"),
+        )],
+    );
+    let reading = failing.environments.production(&service("web")).await.unwrap().observed;
+    let e = reading.expect("asked").version.unwrap_err();
+    assert!(e.starts_with("current_version failed: exit 2"), "{e}");
+    assert!(e.contains("connection refused"), "{e}");
+
+    let garbled = world(
+        "web",
+        vec![("current_version", sh(dir.path(), "echo 'web is at 2.3.1'"))],
+    );
+    let production = garbled.environments.production(&service("web")).await.unwrap();
+    let e = production.observed.clone().expect("asked").version.unwrap_err();
+    assert!(e.contains("printed no version as its last line"), "{e}");
+    let why = production.disagreement(&service("web")).expect("held");
+    assert!(why.contains("not deploying blind"), "{why}");
+
+    let missing = world(
+        "web",
+        vec![("current_version", CommandSpec::new(["/nonexistent/current-version"]))],
+    );
+    let e = missing
+        .environments
+        .production(&service("web"))
+        .await
+        .unwrap()
+        .observed
+        .expect("asked");
+    assert!(
+        e.version
+            .as_ref()
+            .unwrap_err()
+            .starts_with("current_version could not be run"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_current_version_production_is_what_the_journal_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world("web", vec![("deploy", sh(dir.path(), ""))]);
+    world.set_production(&service("web"), Some(version("1.9.0")), None);
+    let production = world.environments.production(&service("web")).await.unwrap();
+    assert_eq!(production.observed, None);
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+    assert!(order(dir.path()).is_empty(), "no command ran: {:?}", order(dir.path()));
+}

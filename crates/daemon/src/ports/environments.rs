@@ -1,5 +1,6 @@
 //! DevOps' environments: what runs in production (the daemon's production
-//! state), the staging deployment, the production steps, health checks and
+//! state, checked by the service's `current_version` command when it has
+//! one), the staging deployment, the production steps, health checks and
 //! the rollback, by commands or the local process target; the simulated
 //! world answers whatever has neither.
 
@@ -8,13 +9,30 @@ use std::sync::Arc;
 use agents::ports::{self, Reported, Target};
 use agents::simulated;
 use async_trait::async_trait;
-use workflow::machine::{Production, RollbackOutcome, RollbackPlan};
+use workflow::machine::{Production, ProductionReading, RollbackOutcome, RollbackPlan};
 use workflow::record::StagingReport;
 use workflow::strategy::DeployStep;
 use workflow::types::{ServiceName, Version};
 
-use super::command::{Call, Environment, Ran, Stage};
+use super::command::{last_line, Call, Environment, Ran, Stage};
 use super::Context;
+
+/// The action that says which version runs in production.
+pub const CURRENT_VERSION: &str = "current_version";
+
+/// The version a `current_version` command printed: the last non-blank
+/// line of its stdout, `None` when it printed nothing (nothing runs).
+pub fn parse_current_version(stdout: &str) -> Result<Option<Version>, String> {
+    let Some(line) = last_line(stdout) else {
+        return Ok(None);
+    };
+    Version::parse(&line).map(Some).map_err(|e| {
+        format!(
+            "{CURRENT_VERSION} printed no version as its last line: {e}; print the version that runs (e.g. 2.3.1) \
+             as the last line of stdout, or nothing when no version runs"
+        )
+    })
+}
 
 /// [`ports::Environments`] by the service's commands or local process target.
 pub struct EnvironmentsAdapter {
@@ -24,6 +42,40 @@ pub struct EnvironmentsAdapter {
 impl EnvironmentsAdapter {
     pub(super) fn new(ctx: Arc<Context>) -> EnvironmentsAdapter {
         EnvironmentsAdapter { ctx }
+    }
+
+    /// What the daemon's production state says runs in `service`'s production.
+    pub fn journaled(&self, service: &ServiceName) -> Production {
+        self.ctx.production.production(service)
+    }
+
+    /// What the service's `current_version` command says runs in its
+    /// production; `None` when it has no such command.
+    pub async fn current_version(&self, service: &ServiceName) -> Option<ProductionReading> {
+        let spec = self.ctx.command(service, CURRENT_VERSION)?;
+        let env = [
+            ("STAGECOACH_SERVICE", service.to_string()),
+            ("STAGECOACH_ENVIRONMENT", "production".to_string()),
+            ("STAGECOACH_ACTION", CURRENT_VERSION.to_string()),
+        ]
+        .map(|(k, v)| (k.to_string(), v));
+        let version = match hooks::run(spec, &env).await {
+            Ok(outcome) if outcome.success => parse_current_version(&outcome.stdout_tail),
+            Ok(outcome) => Err(format!("{CURRENT_VERSION} failed: {}", outcome.summary())),
+            Err(e) => Err(format!("{CURRENT_VERSION} could not be run: {e}")),
+        };
+        match &version {
+            Ok(v) => tracing::info!(
+                %service,
+                version = v.as_ref().map(|v| v.as_str()).unwrap_or(""),
+                "{CURRENT_VERSION} read"
+            ),
+            Err(e) => tracing::warn!(%service, error = %e, "{CURRENT_VERSION} gave no version"),
+        }
+        Some(ProductionReading {
+            source: CURRENT_VERSION.into(),
+            version,
+        })
     }
 }
 
@@ -130,7 +182,9 @@ impl EnvironmentsAdapter {
 #[async_trait]
 impl ports::Environments for EnvironmentsAdapter {
     async fn production(&self, service: &ServiceName) -> Result<Production, String> {
-        Ok(self.ctx.production.production(service))
+        let mut production = self.journaled(service);
+        production.observed = self.current_version(service).await.map(Box::new);
+        Ok(production)
     }
 
     async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String> {
@@ -286,5 +340,41 @@ impl ports::Environments for EnvironmentsAdapter {
             caches_cleared,
             verified,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_is_the_last_non_blank_line() {
+        assert_eq!(
+            parse_current_version("2.3.1\n"),
+            Ok(Some(Version::parse("2.3.1").unwrap()))
+        );
+        assert_eq!(
+            parse_current_version("reading the deployment\n  2.3.1-rc.1+build.7  \n\n"),
+            Ok(Some(Version::parse("2.3.1-rc.1+build.7").unwrap()))
+        );
+    }
+
+    #[test]
+    fn no_output_means_nothing_runs() {
+        assert_eq!(parse_current_version(""), Ok(None));
+        assert_eq!(parse_current_version("\n  \n"), Ok(None));
+    }
+
+    #[test]
+    fn a_last_line_that_is_no_version_is_an_error_saying_what_to_print() {
+        let e = parse_current_version("2.3.1\nimage: web 2.3.1").unwrap_err();
+        assert!(
+            e.starts_with(
+                "current_version printed no version as its last line: version \"image: web 2.3.1\" is invalid"
+            ),
+            "{e}"
+        );
+        assert!(e.contains("print the version that runs (e.g. 2.3.1)"), "{e}");
+        assert!(parse_current_version("../etc/passwd").is_err());
     }
 }

@@ -12,7 +12,10 @@
 //! What runs in production is the daemon's own: an
 //! [`agents::production::ProductionState`], seeded from the journal at
 //! start ([`Adapters::set_production`]) and told what every production step
-//! and rollback did.
+//! and rollback did. A service may configure `current_version`, a command
+//! printing the version that runs; the production state read for a
+//! deployment's slot then carries what it said, and a deployment is held
+//! before DEPLOY when it disagrees with the journal.
 //!
 //! The adapters share one [`Context`] (the service configurations, the
 //! local process targets, the probe client and the production state),
@@ -36,6 +39,10 @@
 //! | `STAGECOACH_ACTION` | the action name |
 //! | `STAGECOACH_REVERT_MIGRATIONS` | `rollback` only: `true` when the rollback must revert the release's (reversible) migrations |
 //! | `STAGECOACH_SUITES` | `validate` only: `all` or `critical` |
+//!
+//! `current_version` asks about a service, not a deployment: it gets only
+//! `STAGECOACH_SERVICE`, `STAGECOACH_ENVIRONMENT` (`production`) and
+//! `STAGECOACH_ACTION`.
 //!
 //! A sequence of commands (prepare: `tests`, `build`, `backup`; staging:
 //! `deploy`, `migrate`, `health`, `smoke`; a production step) stops at the
@@ -61,7 +68,7 @@ use crate::config::ServiceConfig;
 use crate::process::ProcessTarget;
 
 pub use build::BuildAdapter;
-pub use environments::EnvironmentsAdapter;
+pub use environments::{parse_current_version, EnvironmentsAdapter, CURRENT_VERSION};
 pub use metrics::MetricsAdapter;
 pub use notifier::NotifierAdapter;
 pub use people::PeopleAdapter;
