@@ -10,7 +10,9 @@ mod dispatch;
 mod journaling;
 pub mod messages;
 pub mod ports;
+pub mod production;
 pub mod roles;
+pub mod simulated;
 
 use std::sync::Arc;
 

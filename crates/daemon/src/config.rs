@@ -217,7 +217,8 @@ pub struct ServiceConfig {
     /// Commands by action name (`tests`, `build`, `backup`, `migrate`,
     /// `deploy`, `health`, `smoke`, `set_traffic`, `decommission`,
     /// `rollback`, `clear_cache`, `scan`, `validate`). An action without a
-    /// command is simulated.
+    /// command is simulated. `current_version` prints the version that runs
+    /// in production; without it, the journal is taken at its word.
     #[serde(default)]
     pub actions: BTreeMap<String, hooks::CommandSpec>,
     /// QA's test suites: commands that leave a JUnit XML report. When any
@@ -254,6 +255,8 @@ impl ServiceConfig {
                 continue;
             }
             let simulated = match action {
+                // Nothing is simulated in its place: without it, the journal is taken at its word.
+                "current_version" => false,
                 "validate" => self.suites.is_empty(),
                 "scan" => self.scanner.is_none(),
                 "health" if !process => {
@@ -400,6 +403,7 @@ pub const ACTIONS: &[&str] = &[
     "clear_cache",
     "scan",
     "validate",
+    "current_version",
 ];
 
 impl DaemonConfig {
@@ -578,6 +582,33 @@ mod tests {
         );
         assert_eq!(closest("shpo", ["shop", "web"]), Some("shop"));
         assert_eq!(closest("ab", ["cd"]), None);
+    }
+
+    #[test]
+    fn current_version_is_an_action_that_nothing_simulates() {
+        let c = config("[services.web.actions.current_version]\nargv = [\"./current-version.sh\"]\n");
+        assert!(c.services["web"].actions.contains_key("current_version"));
+        assert!(!c.services["web"]
+            .simulated_actions()
+            .contains(&"current_version".to_string()));
+        let shop = config("[services.shop]\n");
+        assert!(!shop.services["shop"]
+            .simulated_actions()
+            .contains(&"current_version".to_string()));
+        let e = load(
+            Some((
+                "test.toml",
+                "[services.web.actions.current_versoin]\nargv = [\"true\"]\n",
+            )),
+            &BTreeMap::new(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("services.web.actions.current_versoin: unknown action"),
+            "{e}"
+        );
+        assert!(e.contains("current_version"), "{e}");
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! Start-up order: load the configuration, open the journal in the state
 //! dir (exclusively: one daemon per state dir), settle the principals,
 //! rebuild every deployment by replaying the journal, tell the ports what
-//! production runs, then start the agents (which re-run interrupted work)
-//! and the HTTP server. SIGINT/SIGTERM stop the server; the journal write in
+//! production runs (and ask each service's `current_version` command, when
+//! it has one, whether it agrees), then start the agents (which re-run
+//! interrupted work) and the HTTP server. SIGINT/SIGTERM stop the server; the journal write in
 //! flight completes first because writes happen inside the coordinator's
 //! message handling. SIGHUP reloads the principals (see [`auth`]); the
 //! daemon then keeps its pid in `STATE_DIR/daemon.pid` ([`pidfile`]) so
@@ -16,8 +17,8 @@ pub mod auth;
 pub mod config;
 pub mod fault;
 pub mod pidfile;
+pub mod ports;
 pub mod process;
-pub mod world;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -137,6 +138,41 @@ fn log_simulated(config: &config::DaemonConfig) {
     }
 }
 
+/// Asks every service with a `current_version` command what runs in its
+/// production, in the background, and logs whether the journal agrees; a
+/// disagreement holds the service's next deployment before DEPLOY (it is
+/// asked again then).
+fn check_current_versions(config: &config::DaemonConfig, adapters: &ports::Adapters) {
+    for (name, service) in &config.services {
+        if !service.actions.contains_key(ports::CURRENT_VERSION) {
+            continue;
+        }
+        let Ok(service) = ServiceName::parse(name) else {
+            continue;
+        };
+        let environments = adapters.environments.clone();
+        actix_web::rt::spawn(async move {
+            let mut production = environments.journaled(&service);
+            production.observed = environments.current_version(&service).await.map(Box::new);
+            match production.disagreement(&service) {
+                None => tracing::info!(
+                    %service,
+                    "service {service}: `{}` says {} runs in production; the journal agrees",
+                    ports::CURRENT_VERSION,
+                    production
+                        .current_version
+                        .as_ref()
+                        .map_or_else(|| "nothing".to_string(), |v| v.to_string())
+                ),
+                Some(why) => tracing::warn!(
+                    %service,
+                    "service {service}: at start, {why} (the next deployment is held before DEPLOY unless they agree by then)"
+                ),
+            }
+        });
+    }
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or until [`Ready::server`] stops it;
 /// `ready` is called once the API accepts connections. For a daemon inside
 /// another program (`stagecoach demo`): SIGHUP keeps its default meaning and
@@ -212,14 +248,15 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
     let tls = config.server.tls.clone();
     let system = actix_web::rt::System::new();
     system.block_on(async move {
-        let world = world::HookWorld::with_notifications(config.services.clone(), config.notify.clone());
-        let coordinator = agents::replay(settings.clone(), world.ports(), store)?;
+        let adapters = ports::Adapters::with_notifications(config.services.clone(), config.notify.clone());
+        let coordinator = agents::replay(settings.clone(), adapters.ports(), store)?;
         for problem in coordinator.broken_chains() {
             tracing::error!("{problem}; the journal was changed outside stagecoach; restore it from a backup or investigate with `stagecoach verify`");
         }
         for (service, (current, previous)) in production_from(&coordinator.records()) {
-            world.set_production(&service, current, previous);
+            adapters.set_production(&service, current, previous);
         }
+        check_current_versions(&config, &adapters);
         let coordinator = coordinator.start();
         let data = actix_web::web::Data::new(api::AppState {
             coordinator,
@@ -267,7 +304,7 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
         });
         let served = server.await.map_err(|e| format!("the HTTP server stopped: {e}"));
         tracing::info!("stopped accepting requests; shutting down");
-        world.shutdown().await;
+        adapters.shutdown().await;
         served
     })?;
     Ok(())

@@ -19,7 +19,7 @@ use actix_web::{web, App};
 use daemon::api::{self, AppState, MAX_BODY, MAX_CHANGES, MAX_CHANGE_CHARS, MAX_REASON_CHARS};
 use daemon::auth::{token_sha256, Principals};
 use daemon::config::{Principal, PrincipalRole};
-use daemon::world::HookWorld;
+use daemon::ports::Adapters;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 use serde_json::{json, Value};
@@ -39,9 +39,13 @@ fn config(cases: u32) -> ProptestConfig {
 
 fn state() -> AppState {
     let settings = Arc::new(Settings::builtin());
-    let world = HookWorld::new(BTreeMap::new());
-    let coordinator = agents::start(settings.clone(), world.ports(), Box::new(journal::MemoryStore::new()))
-        .expect("a coordinator over an empty journal");
+    let adapters = Adapters::new(BTreeMap::new());
+    let coordinator = agents::start(
+        settings.clone(),
+        adapters.ports(),
+        Box::new(journal::MemoryStore::new()),
+    )
+    .expect("a coordinator over an empty journal");
     let principals = Principals::new(vec![Principal {
         name: "alice".into(),
         roles: vec![PrincipalRole::Admin],

@@ -208,6 +208,8 @@ pub struct Outcome {
     /// The last [`TAIL_LINES`] (=20) lines / at most [`TAIL_BYTES`] (4 KiB) of combined stdout+stderr, in the
     /// order written as closely as practical, lossy UTF-8.
     pub output_tail: String,
+    /// The same tail of stdout alone, for a command whose answer is what it prints.
+    pub stdout_tail: String,
 }
 
 impl Outcome {
@@ -386,6 +388,7 @@ pub async fn run(spec: &CommandSpec, extra_env: &[(String, String)]) -> Result<O
         stdout: child.stdout.take(),
         stderr: child.stderr.take(),
         tail: Tail::default(),
+        stdout_tail: Tail::default(),
     };
     let wait_error = |source| RunError::Wait {
         program: program.to_owned(),
@@ -430,6 +433,7 @@ pub async fn run(spec: &CommandSpec, extra_env: &[(String, String)]) -> Result<O
         timed_out,
         elapsed_ms,
         output_tail: capture.tail.finish(),
+        stdout_tail: capture.stdout_tail.finish(),
     };
     tracing::debug!(program, summary = %outcome.summary(), "command finished");
     Ok(outcome)
@@ -539,11 +543,12 @@ impl Drop for GroupGuard {
     }
 }
 
-/// The two output pipes and the tail they feed.
+/// The two output pipes and the tails they feed.
 struct Capture {
     stdout: Option<ChildStdout>,
     stderr: Option<ChildStderr>,
     tail: Tail,
+    stdout_tail: Tail,
 }
 
 enum Stream {
@@ -574,7 +579,12 @@ impl Capture {
                 Stream::Stderr => &err_buf,
             };
             match result {
-                Ok(n) if n > 0 => self.tail.push(&buf[..n]),
+                Ok(n) if n > 0 => {
+                    self.tail.push(&buf[..n]);
+                    if let Stream::Stdout = stream {
+                        self.stdout_tail.push(&buf[..n]);
+                    }
+                }
                 _ => match stream {
                     Stream::Stdout => self.stdout = None,
                     Stream::Stderr => self.stderr = None,
@@ -639,6 +649,7 @@ mod tests {
             timed_out,
             elapsed_ms: ms,
             output_tail: tail.to_owned(),
+            stdout_tail: String::new(),
         }
     }
 

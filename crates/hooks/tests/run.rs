@@ -105,6 +105,19 @@ async fn stdout_and_stderr_both_captured() {
 }
 
 #[tokio::test]
+async fn stdout_alone_is_kept_apart_from_stderr() {
+    let outcome = run(&sh("echo 2.3.1; echo 'warning: cache cold' >&2; exit 0"), &[])
+        .await
+        .unwrap();
+    assert_eq!(outcome.stdout_tail, "2.3.1");
+    assert!(
+        outcome.output_tail.contains("warning: cache cold"),
+        "{}",
+        outcome.output_tail
+    );
+}
+
+#[tokio::test]
 async fn killed_by_signal() {
     let outcome = run(&sh("kill -9 $$"), &[]).await.unwrap();
     assert_eq!(outcome.exit_code, None);

@@ -87,17 +87,18 @@ impl Default for World {
 }
 
 fn default_instances() -> u32 {
-    4
+    agents::simulated::INSTANCES
 }
 fn yes() -> bool {
     true
 }
 fn default_baseline() -> Sample {
+    let b = agents::simulated::BASELINE;
     Sample {
-        error_rate: 0.001,
-        latency_p99_ms: 120.0,
-        cpu: 0.40,
-        memory: 0.50,
+        error_rate: b.error_rate,
+        latency_p99_ms: b.latency_p99_ms,
+        cpu: b.cpu,
+        memory: b.memory,
     }
 }
 
@@ -155,19 +156,7 @@ impl Default for StagingWorld {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Suite {
-    pub name: String,
-    pub passed: u32,
-    #[serde(default)]
-    pub failed: u32,
-    #[serde(default)]
-    pub skipped: u32,
-    /// Overrides `[qa] critical_suites` of the configuration for this suite.
-    #[serde(default)]
-    pub critical: Option<bool>,
-}
+pub use agents::simulated::Suite;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -176,19 +165,7 @@ pub struct QaWorld {
     pub suites: Vec<Suite>,
 }
 fn default_suites() -> Vec<Suite> {
-    let s = |name: &str, passed, skipped| Suite {
-        name: name.into(),
-        passed,
-        failed: 0,
-        skipped,
-        critical: None,
-    };
-    vec![
-        s("unit", 150, 2),
-        s("integration", 45, 0),
-        s("e2e", 20, 1),
-        s("smoke", 12, 0),
-    ]
+    agents::simulated::default_suites()
 }
 impl Default for QaWorld {
     fn default() -> Self {

@@ -5,7 +5,9 @@
 //! each action takes the virtual minutes of `[world.durations]`, production
 //! state changes as deployments and rollbacks happen, and metrics follow the
 //! script minute by minute. Every answer it gives is marked simulated, so
-//! the records say so wherever its results appear.
+//! the records say so wherever its results appear; the answers themselves
+//! are built by `agents::simulated` from the script, as the daemon builds
+//! its answers for actions without a command.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -13,13 +15,15 @@ use std::time::Duration;
 
 use agents::messages::Decide;
 use agents::ports::{self, DecisionSink, HumanDecision, Reported, Target};
+use agents::production::ProductionState;
+use agents::simulated;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use workflow::checklist::{PrepareReport, ScanReport};
 use workflow::machine::{Incident, IncidentKind, Production, RollbackOutcome, RollbackPlan};
 use workflow::record::{NotificationEntry, StagingReport, SuiteResult};
 use workflow::settings::SuiteSelection;
-use workflow::strategy::{Colour, DeployStep};
+use workflow::strategy::DeployStep;
 use workflow::thresholds::MetricSample;
 use workflow::types::{DeploymentId, Role, ServiceName, Version};
 
@@ -47,17 +51,10 @@ impl ports::Clock for VirtualClock {
     }
 }
 
-#[derive(Debug, Clone)]
-struct ServiceState {
-    current: Option<Version>,
-    previous: Option<Version>,
-    colour: Colour,
-}
-
 /// Everything the simulated world knows and has done.
 pub struct World {
     spec: WorldSpec,
-    services: Mutex<BTreeMap<ServiceName, ServiceState>>,
+    production: ProductionState,
     reported: Mutex<BTreeSet<(DeploymentId, usize)>>,
     /// Deployment id -> index of the request in the scenario.
     request_of: Mutex<BTreeMap<DeploymentId, usize>>,
@@ -66,25 +63,7 @@ pub struct World {
     pub sent: Mutex<Vec<NotificationEntry>>,
 }
 
-/// Every finding of a prepare report, by field: all simulated here.
-pub const SIMULATED_PREPARE: [&str; 6] = [
-    "tests_passed",
-    "build_succeeded",
-    "migrations",
-    "migrations_tested",
-    "environment_updated",
-    "backup_verified",
-];
-
-/// Every check of a staging report, by field: all simulated here.
-pub const SIMULATED_STAGING: [&str; 6] = [
-    "deployed",
-    "application_started",
-    "health_endpoints",
-    "migrations_complete",
-    "external_services",
-    "smoke_tests",
-];
+pub use agents::simulated::{SIMULATED_PREPARE, SIMULATED_STAGING};
 
 fn minutes(m: u32) -> Duration {
     Duration::from_secs(m as u64 * 60)
@@ -94,7 +73,10 @@ impl World {
     pub fn new(scenario: &Scenario) -> Arc<World> {
         Arc::new(World {
             spec: scenario.world.clone(),
-            services: Mutex::new(BTreeMap::new()),
+            production: ProductionState::new(
+                scenario.world.current_version.clone(),
+                scenario.world.previous_version.clone(),
+            ),
             reported: Mutex::new(BTreeSet::new()),
             request_of: Mutex::new(BTreeMap::new()),
             decisions: scenario.decisions.clone(),
@@ -110,40 +92,7 @@ impl World {
     /// Sets what production runs for `service`: its current and previous
     /// versions (the daemon seeds them from its journal at start-up).
     pub fn set_production(&self, service: &ServiceName, current: Option<Version>, previous: Option<Version>) {
-        self.update(service, |s| {
-            s.current = current;
-            s.previous = previous;
-        });
-    }
-
-    fn state(&self, service: &ServiceName) -> ServiceState {
-        self.services
-            .lock()
-            .expect("world lock")
-            .entry(service.clone())
-            .or_insert_with(|| ServiceState {
-                current: self.spec.current_version.clone(),
-                previous: self.spec.previous_version.clone(),
-                colour: Colour::Blue,
-            })
-            .clone()
-    }
-
-    fn update(&self, service: &ServiceName, f: impl FnOnce(&mut ServiceState)) {
-        self.state(service);
-        let mut all = self.services.lock().expect("world lock");
-        if let Some(s) = all.get_mut(service) {
-            f(s);
-        }
-    }
-
-    /// The new version now serves all traffic: it becomes current.
-    fn promote(&self, target: &Target) {
-        let version = target.version.clone();
-        self.update(&target.service, |s| {
-            s.previous = s.current.take();
-            s.current = version;
-        });
+        self.production.set(service, current, previous);
     }
 
     fn applies(version: &Option<Version>, target: &Target) -> bool {
@@ -152,14 +101,7 @@ impl World {
 
     /// The new version's metrics at `minute` after DEPLOY started.
     fn metrics_at(&self, target: &Target, minute: u32) -> Result<MetricSample, String> {
-        let b = self.spec.baseline;
-        let mut s = MetricSample {
-            error_rate: b.error_rate,
-            latency_p99_ms: b.latency_p99_ms,
-            cpu: Some(b.cpu),
-            memory: Some(b.memory),
-            simulated: true,
-        };
+        let mut s = self.baseline().sample();
         let mut unavailable = false;
         for m in self
             .spec
@@ -188,47 +130,36 @@ impl ports::Build for World {
     async fn prepare(&self, _target: &Target) -> Result<PrepareReport, String> {
         tokio::time::sleep(minutes(self.spec.durations.prepare)).await;
         let p = &self.spec.prepare;
-        Ok(PrepareReport {
-            tests_passed: p.tests_pass,
-            build_succeeded: p.build,
-            artifact: if p.build {
-                "simulated artifact".into()
-            } else {
-                "none".into()
-            },
+        Ok(simulated::Prepare {
+            tests_pass: p.tests_pass,
+            build: p.build,
             migrations: p.migrations,
             migrations_tested: p.migrations_tested,
             environment_updated: p.environment_updated,
-            backup_verified: p.backup,
+            backup: p.backup,
             instances: self.spec.instances,
-            simulated: SIMULATED_PREPARE.iter().map(|f| f.to_string()).collect(),
-        })
+        }
+        .report())
     }
 }
 
 #[async_trait]
 impl ports::Environments for World {
     async fn production(&self, service: &ServiceName) -> Result<Production, String> {
-        let s = self.state(service);
-        Ok(Production {
-            current_version: s.current,
-            previous_version: s.previous,
-            active_colour: s.colour,
-        })
+        Ok(self.production.production(service))
     }
 
     async fn deploy_staging(&self, _target: &Target) -> Result<StagingReport, String> {
         tokio::time::sleep(minutes(self.spec.durations.staging)).await;
         let s = &self.spec.staging;
-        Ok(StagingReport {
-            deployed: s.deploy,
-            application_started: s.deploy,
-            health_endpoints: s.deploy && s.health,
-            migrations_complete: s.deploy && s.migrations,
-            external_services: s.deploy && s.external_services,
-            smoke_tests: s.deploy && s.smoke,
-            simulated: SIMULATED_STAGING.iter().map(|f| f.to_string()).collect(),
-        })
+        Ok(simulated::Staging {
+            deploy: s.deploy,
+            migrations: s.migrations,
+            health: s.health,
+            smoke: s.smoke,
+            external_services: s.external_services,
+        }
+        .report())
     }
 
     async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>> {
@@ -240,17 +171,32 @@ impl ports::Environments for World {
     }
 
     async fn rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
-        let mut outcome = self.scripted_rollback(target, plan).await;
-        outcome.simulated_steps = vec![true; outcome.steps.len()];
-        outcome
+        tokio::time::sleep(minutes(self.spec.durations.rollback)).await;
+        let ok = self.spec.production.rollback;
+        if ok {
+            self.production
+                .rolled_back(&target.service, plan.restore_version.clone());
+        }
+        simulated::rollback(plan, ok)
     }
 }
 
 impl World {
+    /// What the world's metrics are before a release.
+    fn baseline(&self) -> simulated::Metrics {
+        let b = self.spec.baseline;
+        simulated::Metrics {
+            error_rate: b.error_rate,
+            latency_p99_ms: b.latency_p99_ms,
+            cpu: b.cpu,
+            memory: b.memory,
+        }
+    }
+
     async fn scripted_step(&self, target: &Target, step: &DeployStep) -> Result<(), String> {
         tokio::time::sleep(minutes(self.spec.durations.deploy_step)).await;
         let p = &self.spec.production;
-        match step {
+        let result = match step {
             DeployStep::Backup | DeployStep::RunMigrations { .. } => Ok(()),
             DeployStep::DeployInactive { .. } if !p.deploy => Err("installation of the new version failed".into()),
             DeployStep::CanaryWeight { .. } if !p.deploy => Err("installation of canary instances failed".into()),
@@ -261,112 +207,27 @@ impl World {
                 Err(format!("{colour:?} health check failed").to_lowercase())
             }
             DeployStep::CanaryWeight { .. } if !p.health => Err("canary instances fail their health checks".into()),
-            DeployStep::UpdateInstances { first, count, total } => {
+            DeployStep::UpdateInstances { first, count, .. } => {
                 let failing = p.fail_at_instance.or(if p.health { None } else { Some(1) });
-                if let Some(n) = failing {
-                    if n > *first && n <= first + count {
-                        return Err(format!("instance {n} failed its health check"));
-                    }
+                match failing {
+                    Some(n) if n > *first && n <= first + count => Err(format!("instance {n} failed its health check")),
+                    _ => Ok(()),
                 }
-                if first + count >= *total {
-                    self.promote(target);
-                }
-                Ok(())
-            }
-            DeployStep::SwitchTraffic { colour } => {
-                let colour = *colour;
-                self.update(&target.service, |s| s.colour = colour);
-                self.promote(target);
-                Ok(())
-            }
-            DeployStep::CanaryWeight { percent: 100 } => {
-                self.promote(target);
-                Ok(())
             }
             _ => Ok(()),
+        };
+        if result.is_ok() {
+            // Production changes as the new version takes the traffic.
+            self.production.step_succeeded(target, step);
         }
-    }
-
-    async fn scripted_rollback(&self, target: &Target, plan: &RollbackPlan) -> RollbackOutcome {
-        tokio::time::sleep(minutes(self.spec.durations.rollback)).await;
-        let ok = self.spec.production.rollback;
-        let restore = plan.restore_version.clone();
-        let shown = restore
-            .as_ref()
-            .map(|v| format!("v{v}"))
-            .unwrap_or_else(|| "no previous version (new version removed)".into());
-        let mut steps = vec![(
-            format!("Initiate rollback to previous version ({shown})"),
-            ok,
-            if ok {
-                String::new()
-            } else {
-                "restoring the previous version failed (simulated)".into()
-            },
-        )];
-        if ok {
-            self.update(&target.service, |s| {
-                if s.current != restore {
-                    s.current = restore.clone();
-                }
-            });
-        }
-        if plan.revert_migrations {
-            let detail = if ok {
-                String::new()
-            } else {
-                "not attempted: the previous version was not restored".into()
-            };
-            steps.push(("Revert database migrations".into(), ok, detail));
-        } else {
-            steps.push((
-                "Revert database migrations: not needed or not safe, skipped".into(),
-                true,
-                String::new(),
-            ));
-        }
-        if plan.clear_caches {
-            let detail = if ok {
-                String::new()
-            } else {
-                "not attempted: the previous version was not restored".into()
-            };
-            steps.push(("Clear caches".into(), ok, detail));
-        }
-        steps.push((
-            "Verify rollback successful".into(),
-            ok,
-            if ok {
-                String::new()
-            } else {
-                "verification failed".into()
-            },
-        ));
-        RollbackOutcome {
-            steps,
-            simulated_steps: vec![],
-            restored: ok,
-            migrations_reverted: ok && plan.revert_migrations,
-            caches_cleared: ok && plan.clear_caches,
-            verified: ok,
-        }
+        result
     }
 }
 
 #[async_trait]
 impl ports::Metrics for World {
     async fn baseline(&self, target: &Target) -> Result<MetricSample, String> {
-        let b = self.spec.baseline;
-        match self.metrics_at(target, 0) {
-            Err(e) => Err(e),
-            Ok(_) => Ok(MetricSample {
-                error_rate: b.error_rate,
-                latency_p99_ms: b.latency_p99_ms,
-                cpu: Some(b.cpu),
-                memory: Some(b.memory),
-                simulated: true,
-            }),
-        }
+        self.metrics_at(target, 0).map(|_| self.baseline().sample())
     }
 
     async fn sample(&self, target: &Target, minute: u32, _traffic_percent: u8) -> Result<MetricSample, String> {
@@ -382,21 +243,7 @@ impl ports::TestSuites for World {
         selection: SuiteSelection,
         critical: &[String],
     ) -> Result<Vec<SuiteResult>, String> {
-        let suites: Vec<SuiteResult> = self
-            .spec
-            .qa
-            .suites
-            .iter()
-            .filter(|s| selection == SuiteSelection::All || s.critical.unwrap_or_else(|| critical.contains(&s.name)))
-            .map(|s| SuiteResult {
-                failing_tests: vec![],
-                name: s.name.clone(),
-                passed: s.passed,
-                failed: s.failed,
-                skipped: s.skipped,
-                simulated: true,
-            })
-            .collect();
+        let suites = simulated::suites(&self.spec.qa.suites, selection, critical);
         let minutes_taken = if selection == SuiteSelection::All {
             self.spec.durations.validate
         } else {
@@ -412,17 +259,7 @@ impl ports::Security for World {
     async fn scan(&self, _target: &Target) -> Result<ScanReport, String> {
         tokio::time::sleep(minutes(self.spec.durations.scan)).await;
         let s = &self.spec.security;
-        let mut findings = s.findings.clone();
-        if findings.is_empty() && s.critical_vulnerabilities > 0 {
-            findings = (1..=s.critical_vulnerabilities)
-                .map(|i| format!("critical finding #{i} (simulated)"))
-                .collect();
-        }
-        Ok(ScanReport {
-            critical_vulnerabilities: s.critical_vulnerabilities,
-            findings,
-            simulated: true,
-        })
+        Ok(simulated::scan(s.critical_vulnerabilities, &s.findings))
     }
 
     async fn incidents(&self, target: &Target, minute: u32) -> Vec<Incident> {

@@ -39,6 +39,48 @@ pub struct Production {
     pub current_version: Option<Version>,
     pub previous_version: Option<Version>,
     pub active_colour: Colour,
+    /// What the service itself said runs, when something asked it (the
+    /// daemon's `current_version` action): a deployment given the slot is
+    /// held unless it agrees with `current_version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Box<ProductionReading>>,
+}
+
+/// What a service said runs in its production, read with the production state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductionReading {
+    /// What answered, as named in messages (e.g. `current_version`).
+    pub source: String,
+    /// The version it says runs (`None`: nothing runs), or why it could not say.
+    pub version: Result<Option<Version>, String>,
+}
+
+impl Production {
+    /// Why `service`'s production cannot be taken to run what the journal
+    /// says (`current_version`): the reading names another version, or it
+    /// could not be had. `None` when it agrees or nothing was read.
+    pub fn disagreement(&self, service: &ServiceName) -> Option<String> {
+        let reading = self.observed.as_ref()?;
+        let shown = |v: &Option<Version>| v.as_ref().map_or_else(|| "nothing".to_string(), |v| v.to_string());
+        match &reading.version {
+            Ok(seen) if *seen == self.current_version => None,
+            Ok(seen) => Some(format!(
+                "production of {service} runs {} by `{}`, but the journal says {}; not deploying over a version \
+                 the journal does not know: bring production back to {}, or record what runs with a rollback \
+                 deployment, then submit again",
+                shown(seen),
+                reading.source,
+                shown(&self.current_version),
+                shown(&self.current_version),
+            )),
+            Err(e) => Some(format!(
+                "`{}` could not say what runs in production of {service} (the journal says {}): {e}; not deploying \
+                 blind: fix the command, then submit again",
+                reading.source,
+                shown(&self.current_version),
+            )),
+        }
+    }
 }
 
 /// An incident reported while a release is watched.
@@ -1082,6 +1124,9 @@ impl Machine {
         production: Production,
     ) -> Result<(), IllegalTransition> {
         self.slot = true;
+        if let Some(detail) = production.disagreement(&self.record.service) {
+            return self.hold_for_production(out, now, detail);
+        }
         if production.current_version != self.production.current_version {
             self.emit(
                 out,
@@ -1548,6 +1593,25 @@ impl Machine {
         self.set_status(out, now, Status::WaitingForWindow, "");
         self.phase = Phase::WaitingForWindow;
         self.timer(out, at, TimerPurpose::Window);
+        Ok(())
+    }
+
+    /// Production does not run what the journal says (or nobody could say
+    /// what it runs): escalate, and hold the deployment before DEPLOY
+    /// changes anything.
+    fn hold_for_production(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        detail: String,
+    ) -> Result<(), IllegalTransition> {
+        self.escalate(out, now, EscalationReason::ProductionMismatch, detail);
+        self.end(
+            out,
+            now,
+            Status::Escalated,
+            "Held before DEPLOY: production is not known to run what the journal says",
+        );
         Ok(())
     }
 

@@ -226,6 +226,7 @@ snake_enum!(
         UnableToRollback = "unable_to_rollback",
         MetricsInconclusive = "metrics_inconclusive",
         IrreversibleMigration = "irreversible_migration",
+        ProductionMismatch = "production_mismatch",
     }
 );
 

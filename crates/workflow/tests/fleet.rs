@@ -21,12 +21,12 @@ use proptest::strategy::Strategy as _;
 use workflow::approval;
 use workflow::checklist::{PrepareReport, ScanReport};
 use workflow::fleet::{Call, Fleet, FleetOutput, Input, JournalEntry, Work};
-use workflow::machine::{Effect, Event, Observation, Production, RollbackOutcome};
+use workflow::machine::{Effect, Event, Observation, Production, ProductionReading, RollbackOutcome};
 use workflow::record::{Request, StagingReport, SuiteResult};
 use workflow::settings::Settings;
 use workflow::strategy::Colour;
 use workflow::thresholds::MetricSample;
-use workflow::types::{DeploymentId, DeploymentType, MigrationKind, ServiceName, Stage, Strategy, Version};
+use workflow::types::{DeploymentId, DeploymentType, MigrationKind, ServiceName, Stage, Status, Strategy, Version};
 
 const SERVICES: [&str; 3] = ["checkout", "search", "cart"];
 
@@ -40,6 +40,18 @@ fn production() -> Production {
         current_version: Some(Version::parse("2.4.0").expect("a version")),
         previous_version: Some(Version::parse("2.3.9").expect("a version")),
         active_colour: Colour::Blue,
+        observed: None,
+    }
+}
+
+/// Production as [`production`] has it, while the service says it runs another version.
+fn disagreeing() -> Production {
+    Production {
+        observed: Some(Box::new(ProductionReading {
+            source: "current_version".into(),
+            version: Ok(Some(Version::parse("2.3.1").expect("a version"))),
+        })),
+        ..production()
     }
 }
 
@@ -155,10 +167,12 @@ enum Step {
         index: usize,
         ok: bool,
     },
-    /// Read production for a slot at this index (modulo), or fail to.
+    /// Read production for a slot at this index (modulo), or fail to; the
+    /// service itself says it runs what the journal says, or another version.
     Slot {
         index: usize,
         ok: bool,
+        agrees: bool,
     },
     /// The clock moves to the earliest timer, which fires.
     Timer,
@@ -179,7 +193,8 @@ fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
     let step = prop_oneof![
         3 => (0usize..3, 0u8..12, 0u8..3).prop_map(|(service, kind, strategy)| Step::Submit { service, kind, strategy }),
         30 => (any::<usize>(), proptest::bool::weighted(0.985)).prop_map(|(index, ok)| Step::Answer { index, ok }),
-        4 => (any::<usize>(), proptest::bool::weighted(0.9)).prop_map(|(index, ok)| Step::Slot { index, ok }),
+        4 => (any::<usize>(), proptest::bool::weighted(0.9), proptest::bool::weighted(0.9))
+            .prop_map(|(index, ok, agrees)| Step::Slot { index, ok, agrees }),
         12 => proptest::strategy::Just(Step::Timer),
         1 => any::<usize>().prop_map(|index| Step::Cancel { index }),
         1 => any::<usize>().prop_map(|index| Step::Rollback { index }),
@@ -312,16 +327,14 @@ impl Run {
                     self.answer(call, event)?;
                 }
             }
-            Step::Slot { index, ok } => {
+            Step::Slot { index, ok, agrees } => {
                 if self.reads.is_empty() {
                     return Ok(());
                 }
                 let (id, service) = self.reads.remove(index % self.reads.len());
                 if ok {
-                    self.handle(Input::SlotGranted {
-                        id,
-                        production: production(),
-                    })?;
+                    let production = if agrees { production() } else { disagreeing() };
+                    self.handle(Input::SlotGranted { id, production })?;
                 } else {
                     self.handle(Input::SlotUnavailable { service })?;
                     self.handle(Input::GrantSlots)?;
@@ -480,8 +493,82 @@ fn a_second_deployment_waits_for_the_slot_and_a_crash_keeps_the_queue() {
         [(DeploymentId(1), checkout.clone())],
         "the resume offers the slot again to d-1"
     );
-    run.do_step(&Step::Slot { index: 0, ok: true }).expect("slot granted");
+    run.do_step(&Step::Slot {
+        index: 0,
+        ok: true,
+        agrees: true,
+    })
+    .expect("slot granted");
     assert_eq!(run.fleet.slots().get(&checkout), Some(&DeploymentId(1)));
     assert_eq!(run.fleet.waiting(&checkout), [DeploymentId(2)]);
     run.check().expect("invariants");
+}
+
+/// A deployment given the slot while production runs another version than
+/// the journal says is held before DEPLOY; the slot goes on to the next
+/// deployment waiting, which reads production again.
+#[test]
+fn a_deployment_held_for_a_production_mismatch_hands_the_slot_on() {
+    let mut run = Run::new();
+    let checkout = ServiceName::parse("checkout").unwrap();
+    for n in 1..=2 {
+        run.submitted += 1;
+        run.handle(Input::Submit {
+            request: request(0, DeploymentType::Standard, Strategy::Canary, n),
+            production: production(),
+        })
+        .expect("submitted");
+    }
+    for _ in 0..200 {
+        if run.fleet.waiting(&checkout).len() >= 2 {
+            break;
+        }
+        if run.calls.is_empty() {
+            run.do_step(&Step::Timer).expect("a timer");
+        } else {
+            run.do_step(&Step::Answer { index: 0, ok: true }).expect("an answer");
+        }
+    }
+    assert_eq!(run.reads, [(DeploymentId(1), checkout.clone())]);
+    run.do_step(&Step::Slot {
+        index: 0,
+        ok: true,
+        agrees: false,
+    })
+    .expect("slot granted");
+    let held = run.fleet.machine(DeploymentId(1)).expect("d-1");
+    assert_eq!(held.status(), Status::Escalated);
+    // It finishes once its escalation notice is sent.
+    assert_eq!(run.fleet.slots().get(&checkout), Some(&DeploymentId(1)));
+    while !run.calls.is_empty() {
+        run.do_step(&Step::Answer { index: 0, ok: true }).expect("an answer");
+    }
+    let held = run.fleet.machine(DeploymentId(1)).expect("d-1");
+    assert!(held.is_finished());
+    assert!(held.record().deploy_log.is_none(), "nothing of d-1 deployed");
+    assert!(
+        held.record().escalations[0]
+            .detail
+            .starts_with("production of checkout runs 2.3.1 by `current_version`, but the journal says 2.4.0"),
+        "{:?}",
+        held.record().escalations
+    );
+    assert_eq!(
+        run.fleet.slots().get(&checkout),
+        None,
+        "the held deployment gave the slot back"
+    );
+    assert_eq!(
+        run.reads,
+        [(DeploymentId(2), checkout.clone())],
+        "production is read again for d-2"
+    );
+    run.check().expect("invariants");
+    run.do_step(&Step::Crash).expect("a crash");
+    run.check().expect("invariants after the crash");
+    assert_eq!(
+        run.fleet.machine(DeploymentId(1)).map(|m| m.status()),
+        Some(Status::Escalated)
+    );
+    assert_eq!(run.reads, [(DeploymentId(2), checkout)]);
 }

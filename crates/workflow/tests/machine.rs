@@ -15,8 +15,8 @@ use proptest::strategy::Strategy as Gen;
 use workflow::approval;
 use workflow::checklist::{PrepareReport, ScanReport};
 use workflow::machine::{
-    Effect, Event, Incident, IncidentKind, Machine, Observation, Output, Production, RollbackOutcome, RollbackPlan,
-    SubmitError,
+    Effect, Event, Incident, IncidentKind, Machine, Observation, Output, Production, ProductionReading,
+    RollbackOutcome, RollbackPlan, SubmitError,
 };
 use workflow::record::{Decision, Fact, NotificationEntry, Record, Request, StagingReport, SuiteResult};
 use workflow::settings::{ApprovalMode, CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection};
@@ -66,6 +66,7 @@ fn production() -> Production {
         current_version: Some(v("2.4.0")),
         previous_version: Some(v("2.3.9")),
         active_colour: Colour::Blue,
+        observed: None,
     }
 }
 
@@ -729,6 +730,7 @@ fn rollback_type_approves_then_restores_the_previous_version() {
         current_version: Some(v("2.4.1")),
         previous_version: Some(v("2.4.0")),
         active_colour: Colour::Green,
+        observed: None,
     };
     let mut run = Run::submit(
         Settings::builtin(),
@@ -830,6 +832,7 @@ fn submission_checks_the_schedule_and_the_version() {
         current_version: Some(v("1.0.0")),
         previous_version: None,
         active_colour: Colour::Blue,
+        observed: None,
     };
     assert!(matches!(
         err(request(DeploymentType::Rollback, None), first),
@@ -2387,6 +2390,7 @@ fn an_approved_deployment_waits_queued_for_its_slot_and_sees_production_as_it_is
         current_version: Some(v("2.4.5")),
         previous_version: Some(v("2.4.0")),
         active_colour: Colour::Blue,
+        observed: None,
     };
     run.production = ahead.clone();
     run.send(Event::SlotGranted { production: ahead }).unwrap();
@@ -2404,6 +2408,114 @@ fn an_approved_deployment_waits_queued_for_its_slot_and_sees_production_as_it_is
         .filter(|(_, e)| matches!(e, Effect::AcquireSlot))
         .collect();
     assert_eq!(plans_restore.len(), 1, "the slot is asked for once");
+}
+
+/// Production as the journal has it (2.4.0), with what `current_version` said.
+fn production_read(version: Result<Option<&str>, &str>) -> Production {
+    Production {
+        observed: Some(Box::new(ProductionReading {
+            source: "current_version".into(),
+            version: version.map(|v| v.map(self::v)).map_err(String::from),
+        })),
+        ..production()
+    }
+}
+
+/// A standard deployment whose slot comes with `production`, run to its end.
+fn deploy_with_slot(production: Production) -> (Run, Record) {
+    let mut run = Run::submit(
+        Settings::builtin(),
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Standard, None),
+        production.clone(),
+    );
+    run.production = production;
+    let record = run.run(&mut World::good());
+    (run, record)
+}
+
+#[test]
+fn production_read_as_the_journal_says_deploys() {
+    let (_, r) = deploy_with_slot(production_read(Ok(Some("2.4.0"))));
+    assert_eq!(r.status, Status::Succeeded);
+    assert!(r.escalations.is_empty(), "{:?}", r.escalations);
+}
+
+#[test]
+fn production_running_another_version_than_the_journal_says_holds_the_deployment_before_deploy() {
+    let (run, r) = deploy_with_slot(production_read(Ok(Some("2.3.7"))));
+    assert_eq!(r.status, Status::Escalated);
+    assert!(r.deploy_log.is_none(), "nothing deployed: {:?}", r.deploy_log);
+    assert!(r.stages.iter().all(|s| s.stage != Stage::Deploy), "{:?}", stages(&r));
+    assert!(
+        !run.effects()
+            .any(|e| matches!(e, Effect::MeasureBaseline | Effect::Step { .. })),
+        "nothing of DEPLOY was asked for"
+    );
+    assert_eq!(escalation_reasons(&r), [EscalationReason::ProductionMismatch]);
+    let detail = &r.escalations[0].detail;
+    assert!(
+        detail.starts_with("production of checkout runs 2.3.7 by `current_version`, but the journal says 2.4.0;"),
+        "{detail}"
+    );
+    assert!(detail.contains("bring production back to 2.4.0"), "{detail}");
+    assert!(
+        r.timeline.iter().any(|e| e.event.contains("Held before DEPLOY")),
+        "{:#?}",
+        r.timeline
+    );
+    // The escalation is sent like every other one.
+    assert!(notification_kinds(&r).contains(&NotificationKind::Escalation));
+    assert_eq!(run.finished, 1);
+
+    // Nothing running where the journal knows a version is a disagreement too, and the other way round.
+    let (_, r) = deploy_with_slot(production_read(Ok(None)));
+    assert_eq!(r.status, Status::Escalated);
+    assert!(r.escalations[0]
+        .detail
+        .starts_with("production of checkout runs nothing by"));
+    let (_, r) = deploy_with_slot(Production {
+        current_version: None,
+        previous_version: None,
+        ..production_read(Ok(Some("2.4.0")))
+    });
+    assert_eq!(r.status, Status::Escalated);
+    assert!(
+        r.escalations[0].detail.contains("but the journal says nothing;"),
+        "{}",
+        r.escalations[0].detail
+    );
+}
+
+#[test]
+fn production_nobody_could_read_holds_the_deployment_with_the_reason() {
+    let (_, r) = deploy_with_slot(production_read(Err(
+        "current_version failed: exit 2 in 0.0 s: connection refused",
+    )));
+    assert_eq!(r.status, Status::Escalated);
+    assert!(r.deploy_log.is_none());
+    assert_eq!(escalation_reasons(&r), [EscalationReason::ProductionMismatch]);
+    let detail = &r.escalations[0].detail;
+    assert!(
+        detail.starts_with(
+            "`current_version` could not say what runs in production of checkout (the journal says 2.4.0): \
+             current_version failed: exit 2 in 0.0 s: connection refused; not deploying blind"
+        ),
+        "{detail}"
+    );
+}
+
+#[test]
+fn production_without_a_reading_keeps_its_journal_form() {
+    // Journals written before readings existed have no `observed`, and a
+    // production without a reading is written as before.
+    let old = r#"{"current_version":"2.4.0","previous_version":"2.3.9","active_colour":"blue"}"#;
+    let p: Production = serde_json::from_str(old).unwrap();
+    assert_eq!(p, production());
+    assert_eq!(serde_json::to_string(&p).unwrap(), old);
+    let read = production_read(Ok(Some("2.4.0")));
+    let back: Production = serde_json::from_str(&serde_json::to_string(&read).unwrap()).unwrap();
+    assert_eq!(back, read);
 }
 
 #[test]
@@ -2576,6 +2688,7 @@ fn first_production() -> Production {
         current_version: None,
         previous_version: None,
         active_colour: Colour::Blue,
+        observed: None,
     }
 }
 

@@ -1,13 +1,12 @@
-//! The daemon's world against real child processes: `sh -c` scripts that
+//! The daemon's adapters against real child processes: `sh -c` scripts that
 //! record their `STAGECOACH_*` environment in a temporary directory.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use agents::ports::{Build, Environments, Security, Target, TestSuites};
 use daemon::config::ServiceConfig;
-use daemon::world::HookWorld;
+use daemon::ports::Adapters;
 use hooks::CommandSpec;
 use workflow::machine::RollbackPlan;
 use workflow::settings::SuiteSelection;
@@ -48,12 +47,12 @@ fn sh(out: &Path, script: &str) -> CommandSpec {
     spec
 }
 
-fn world(name: &str, actions: Vec<(&str, CommandSpec)>) -> Arc<HookWorld> {
+fn world(name: &str, actions: Vec<(&str, CommandSpec)>) -> Adapters {
     let config = ServiceConfig {
         actions: actions.into_iter().map(|(a, spec)| (a.to_string(), spec)).collect(),
         ..ServiceConfig::default()
     };
-    HookWorld::new(BTreeMap::from([(name.to_string(), config)]))
+    Adapters::new(BTreeMap::from([(name.to_string(), config)]))
 }
 
 fn recorded_env(out: &Path, action: &str) -> BTreeMap<String, String> {
@@ -135,6 +134,7 @@ async fn a_failing_deploy_command_fails_the_step_with_its_output_and_stops_it() 
     );
 
     let err = world
+        .environments
         .step(
             &target("web", Strategy::Canary, 1),
             &DeployStep::CanaryWeight { percent: 5 },
@@ -156,6 +156,7 @@ async fn a_command_that_cannot_start_fails_the_step_naming_the_action() {
         vec![("deploy", CommandSpec::new(["/nonexistent/stagecoach-deploy"]))],
     );
     let err = world
+        .environments
         .step(
             &target("web", Strategy::BlueGreen, 1),
             &DeployStep::DeployInactive { colour: Colour::Green },
@@ -169,39 +170,44 @@ async fn a_command_that_cannot_start_fails_the_step_naming_the_action() {
 
 #[tokio::test]
 async fn a_service_without_commands_uses_the_simulated_world() {
-    let world = HookWorld::new(BTreeMap::new());
+    let world = Adapters::new(BTreeMap::new());
     let t = target("api", Strategy::Canary, 1);
 
-    let prepared = world.prepare(&t).await.unwrap();
+    let prepared = world.build.prepare(&t).await.unwrap();
     assert!(prepared.ok(), "{prepared:?}");
     // Everything the simulated world answers says so.
-    assert_eq!(prepared.simulated, sim::world::SIMULATED_PREPARE);
-    let staging = world.deploy_staging(&t).await.unwrap();
+    assert_eq!(prepared.simulated, agents::simulated::SIMULATED_PREPARE);
+    let staging = world.environments.deploy_staging(&t).await.unwrap();
     assert!(staging.ok());
-    assert_eq!(staging.simulated, sim::world::SIMULATED_STAGING);
-    let suites = world.run(&t, SuiteSelection::All, &[]).await.unwrap();
+    assert_eq!(staging.simulated, agents::simulated::SIMULATED_STAGING);
+    let suites = world.suites.run(&t, SuiteSelection::All, &[]).await.unwrap();
     assert!(!suites.is_empty() && suites.iter().all(|s| s.simulated), "{suites:?}");
-    let scan = world.scan(&t).await.unwrap();
+    let scan = world.security.scan(&t).await.unwrap();
     assert_eq!((scan.critical_vulnerabilities, scan.simulated), (0, true));
-    assert!(world.step(&t, &DeployStep::Backup).await.simulated);
-    assert!(world.health(&t, 1).await.simulated);
+    assert!(world.environments.step(&t, &DeployStep::Backup).await.simulated);
+    assert!(world.environments.health(&t, 1).await.simulated);
     world
+        .environments
         .step(&t, &DeployStep::CanaryWeight { percent: 5 })
         .await
         .value
         .unwrap();
-    assert_eq!(world.production(&t.service).await.unwrap().current_version, None);
+    assert_eq!(
+        world.environments.production(&t.service).await.unwrap().current_version,
+        None
+    );
     world
+        .environments
         .step(&t, &DeployStep::CanaryWeight { percent: 100 })
         .await
         .value
         .unwrap();
-    assert!(world.health(&t, 10).await.value.unwrap());
+    assert!(world.environments.health(&t, 10).await.value.unwrap());
 
-    let production = world.production(&t.service).await.unwrap();
+    let production = world.environments.production(&t.service).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
 
-    let outcome = world.rollback(&t, &plan(true)).await;
+    let outcome = world.environments.rollback(&t, &plan(true)).await;
     assert_eq!(outcome.simulated_steps, vec![true; outcome.steps.len()]);
 }
 
@@ -212,11 +218,12 @@ async fn set_production_seeds_production_and_configured_steps_still_promote() {
     let world = world("web", vec![("deploy", sh(out, "")), ("health", sh(out, ""))]);
     world.set_production(&service("web"), Some(version("1.9.0")), Some(version("1.8.0")));
 
-    let production = world.production(&service("web")).await.unwrap();
+    let production = world.environments.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("1.9.0")));
     assert_eq!(production.previous_version, Some(version("1.8.0")));
 
     world
+        .environments
         .step(
             &target("web", Strategy::Canary, 1),
             &DeployStep::CanaryWeight { percent: 100 },
@@ -224,7 +231,7 @@ async fn set_production_seeds_production_and_configured_steps_still_promote() {
         .await
         .value
         .unwrap();
-    let production = world.production(&service("web")).await.unwrap();
+    let production = world.environments.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
     assert_eq!(production.previous_version, Some(version("1.9.0")));
 }
@@ -247,6 +254,7 @@ async fn rolling_steps_deploy_and_check_each_instance_in_turn() {
         ],
     );
     let err = world
+        .environments
         .step(
             &target("web", Strategy::Rolling, 1),
             &DeployStep::UpdateInstances {
@@ -262,7 +270,15 @@ async fn rolling_steps_deploy_and_check_each_instance_in_turn() {
     assert!(err.starts_with("health for instance 4 failed"), "{err}");
     assert!(err.contains("instance 4 unhealthy"), "{err}");
     // The last batch failed: production was not promoted.
-    assert_eq!(world.production(&service("web")).await.unwrap().current_version, None);
+    assert_eq!(
+        world
+            .environments
+            .production(&service("web"))
+            .await
+            .unwrap()
+            .current_version,
+        None
+    );
 }
 
 #[tokio::test]
@@ -277,7 +293,11 @@ async fn staging_stops_at_the_first_failing_command() {
             ("health", sh(out, "")),
         ],
     );
-    let report = world.deploy_staging(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = world
+        .environments
+        .deploy_staging(&target("web", Strategy::Canary, 1))
+        .await
+        .unwrap();
     assert!(report.deployed && report.application_started);
     assert!(!report.migrations_complete);
     assert!(!report.health_endpoints && !report.smoke_tests);
@@ -298,7 +318,7 @@ async fn prepare_reports_tests_build_and_the_artifact() {
             ("build", sh(out, "echo compiling\necho 'web-2.0.0.tar.gz'\necho")),
         ],
     );
-    let report = world.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = world.build.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
     assert!(report.tests_passed && report.build_succeeded, "{report:?}");
     assert_eq!(report.artifact, "web-2.0.0.tar.gz");
     assert_eq!(order(out), ["tests", "build"]);
@@ -315,7 +335,11 @@ async fn prepare_reports_tests_build_and_the_artifact() {
     );
 
     let failing = self::world("web", vec![("tests", sh(out, "exit 1")), ("build", sh(out, ""))]);
-    let report = failing.prepare(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = failing
+        .build
+        .prepare(&target("web", Strategy::Canary, 1))
+        .await
+        .unwrap();
     assert!(!report.tests_passed && !report.build_succeeded, "{report:?}");
     assert!(!report.ok());
 }
@@ -334,7 +358,10 @@ async fn a_failing_rollback_command_is_not_restored_and_says_why() {
     );
     world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
 
-    let outcome = world.rollback(&target("web", Strategy::Canary, 1), &plan(true)).await;
+    let outcome = world
+        .environments
+        .rollback(&target("web", Strategy::Canary, 1), &plan(true))
+        .await;
 
     assert!(!outcome.restored && !outcome.verified && !outcome.caches_cleared);
     let (step, ok, detail) = &outcome.steps[0];
@@ -349,7 +376,7 @@ async fn a_failing_rollback_command_is_not_restored_and_says_why() {
         .any(|(s, ok, _)| s == "Clear caches" && !ok));
     assert_eq!(order(out), ["rollback"], "nothing runs after a failed rollback");
     assert!(outcome.simulated_steps.iter().all(|s| !s), "{outcome:?}");
-    let production = world.production(&service("web")).await.unwrap();
+    let production = world.environments.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("2.0.0")));
 }
 
@@ -367,7 +394,10 @@ async fn a_successful_rollback_restores_clears_caches_verifies_and_updates_produ
     );
     world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
 
-    let outcome = world.rollback(&target("web", Strategy::Canary, 3), &plan(true)).await;
+    let outcome = world
+        .environments
+        .rollback(&target("web", Strategy::Canary, 3), &plan(true))
+        .await;
 
     assert!(
         outcome.restored && outcome.caches_cleared && outcome.verified,
@@ -391,7 +421,7 @@ async fn a_successful_rollback_restores_clears_caches_verifies_and_updates_produ
     assert_eq!(env["STAGECOACH_ATTEMPT"], "3");
     assert_eq!(env["STAGECOACH_REVERT_MIGRATIONS"], "false");
     assert_eq!(recorded_env(out, "health")["STAGECOACH_VERSION"], "1.9.0");
-    let production = world.production(&service("web")).await.unwrap();
+    let production = world.environments.production(&service("web")).await.unwrap();
     assert_eq!(production.current_version, Some(version("1.9.0")));
 }
 
@@ -409,12 +439,12 @@ async fn a_failing_scan_reports_a_critical_vulnerability_with_the_finding() {
             ),
         )],
     );
-    let report = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = world.security.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
     assert_eq!(report.critical_vulnerabilities, 1);
     assert_eq!(report.findings, ["CVE-2026-0001 in openssl: critical"]);
 
     let clean = self::world("web", vec![("scan", sh(out, "echo 'no findings'"))]);
-    let report = clean.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = clean.security.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
     assert_eq!(report.critical_vulnerabilities, 0);
     assert!(report.findings.is_empty());
 }
@@ -425,6 +455,7 @@ async fn validate_is_one_suite() {
     let out = dir.path();
     let world = world("web", vec![("validate", sh(out, "exit 1"))]);
     let suites = world
+        .suites
         .run(&target("web", Strategy::Canary, 1), SuiteSelection::Critical, &[])
         .await
         .unwrap();
@@ -455,12 +486,12 @@ fn suite(dir: &Path, script: &str, critical: bool) -> daemon::config::SuiteComma
     }
 }
 
-fn with_suites(suites: Vec<(&str, daemon::config::SuiteCommand)>) -> Arc<HookWorld> {
+fn with_suites(suites: Vec<(&str, daemon::config::SuiteCommand)>) -> Adapters {
     let config = ServiceConfig {
         suites: suites.into_iter().map(|(n, s)| (n.to_string(), s)).collect(),
         ..ServiceConfig::default()
     };
-    HookWorld::new(BTreeMap::from([("web".to_string(), config)]))
+    Adapters::new(BTreeMap::from([("web".to_string(), config)]))
 }
 
 #[tokio::test]
@@ -470,6 +501,7 @@ async fn a_junit_report_with_failures_names_the_failing_tests() {
     let script = format!("cp {} junit.xml; exit 100", fixture("nextest-junit.xml"));
     let world = with_suites(vec![("unit", suite(dir.path(), &script, true))]);
     let results = world
+        .suites
         .run(&target("web", Strategy::Canary, 1), SuiteSelection::All, &[])
         .await
         .unwrap();
@@ -497,6 +529,7 @@ async fn a_suite_without_a_report_fails_and_says_where_it_looked() {
     std::fs::copy(fixture("nextest-junit.xml"), dir.path().join("junit.xml")).unwrap();
     let world = with_suites(vec![("unit", suite(dir.path(), "exit 3", true))]);
     let results = world
+        .suites
         .run(&target("web", Strategy::Canary, 1), SuiteSelection::All, &[])
         .await
         .unwrap();
@@ -517,6 +550,7 @@ async fn a_hotfix_runs_only_the_critical_suites() {
         ("e2e", suite(dir.path(), "exit 1", false)),
     ]);
     let results = world
+        .suites
         .run(&target("web", Strategy::Canary, 1), SuiteSelection::Critical, &[])
         .await
         .unwrap();
@@ -524,7 +558,7 @@ async fn a_hotfix_runs_only_the_critical_suites() {
     assert_eq!(names, ["smoke"]);
 }
 
-fn with_scanner(dir: &Path, script: &str) -> Arc<HookWorld> {
+fn with_scanner(dir: &Path, script: &str) -> Adapters {
     let config = ServiceConfig {
         scanner: Some(daemon::config::ScannerCommand {
             argv: vec!["sh".into(), "-c".into(), script.into()],
@@ -536,7 +570,7 @@ fn with_scanner(dir: &Path, script: &str) -> Arc<HookWorld> {
         }),
         ..ServiceConfig::default()
     };
-    HookWorld::new(BTreeMap::from([("web".to_string(), config)]))
+    Adapters::new(BTreeMap::from([("web".to_string(), config)]))
 }
 
 #[tokio::test]
@@ -545,7 +579,7 @@ async fn a_sarif_error_finding_is_a_critical_vulnerability() {
     // semgrep exits 1 with --error when it finds something.
     let script = format!("cp {} scan.sarif; exit 1", fixture("semgrep.sarif"));
     let world = with_scanner(dir.path(), &script);
-    let report = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
+    let report = world.security.scan(&target("web", Strategy::Canary, 1)).await.unwrap();
     assert!(report.critical_vulnerabilities >= 1, "{report:?}");
     assert_eq!(report.findings.len() as u32, report.critical_vulnerabilities);
     assert!(
@@ -560,7 +594,11 @@ async fn a_scanner_that_writes_no_report_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(fixture("semgrep.sarif"), dir.path().join("scan.sarif")).unwrap();
     let world = with_scanner(dir.path(), "exit 2");
-    let err = world.scan(&target("web", Strategy::Canary, 1)).await.unwrap_err();
+    let err = world
+        .security
+        .scan(&target("web", Strategy::Canary, 1))
+        .await
+        .unwrap_err();
     assert!(err.contains("wrote no report"), "{err}");
 }
 
@@ -571,7 +609,10 @@ async fn a_rollback_step_without_a_command_is_simulated() {
     let world = world("web", vec![("rollback", sh(out, ""))]);
     world.set_production(&service("web"), Some(version("2.0.0")), Some(version("1.9.0")));
 
-    let outcome = world.rollback(&target("web", Strategy::Canary, 1), &plan(true)).await;
+    let outcome = world
+        .environments
+        .rollback(&target("web", Strategy::Canary, 1), &plan(true))
+        .await;
 
     let steps: Vec<(&str, bool)> = outcome
         .steps
@@ -588,4 +629,107 @@ async fn a_rollback_step_without_a_command_is_simulated() {
             ("Verify rollback successful", true),
         ]
     );
+}
+
+// ---- current_version: what production runs, by the service itself ----------------
+
+#[tokio::test]
+async fn production_carries_what_current_version_prints_with_its_own_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path();
+    let world = world(
+        "web",
+        vec![(
+            "current_version",
+            sh(out, "echo 'asking the cluster' >&2\necho 'looking up web'\necho 1.9.0"),
+        )],
+    );
+    world.set_production(&service("web"), Some(version("1.9.0")), Some(version("1.8.0")));
+
+    let production = world.environments.production(&service("web")).await.unwrap();
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+    assert_eq!(production.previous_version, Some(version("1.8.0")));
+    let reading = production.observed.clone().expect("current_version was asked");
+    assert_eq!(reading.source, "current_version");
+    assert_eq!(reading.version, Ok(Some(version("1.9.0"))));
+    assert_eq!(production.disagreement(&service("web")), None);
+    let env = recorded_env(out, "current_version");
+    assert_eq!(
+        env.into_iter().collect::<Vec<_>>(),
+        [
+            ("STAGECOACH_ACTION".to_string(), "current_version".to_string()),
+            ("STAGECOACH_ENVIRONMENT".to_string(), "production".to_string()),
+            ("STAGECOACH_SERVICE".to_string(), "web".to_string()),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn current_version_naming_another_version_disagrees_with_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world("web", vec![("current_version", sh(dir.path(), "echo 2.3.1"))]);
+    world.set_production(&service("web"), Some(version("2.3.0")), None);
+
+    let production = world.environments.production(&service("web")).await.unwrap();
+    let why = production.disagreement(&service("web")).expect("a disagreement");
+    assert!(
+        why.starts_with("production of web runs 2.3.1 by `current_version`, but the journal says 2.3.0"),
+        "{why}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_or_unreadable_current_version_is_a_reading_that_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let failing = world(
+        "web",
+        vec![(
+            "current_version",
+            sh(dir.path(), "echo 'kubectl: connection refused' >&2; exit 2"),
+        )],
+    );
+    let reading = failing.environments.production(&service("web")).await.unwrap().observed;
+    let e = reading.expect("asked").version.unwrap_err();
+    assert!(e.starts_with("current_version failed: exit 2"), "{e}");
+    assert!(e.contains("connection refused"), "{e}");
+
+    let garbled = world(
+        "web",
+        vec![("current_version", sh(dir.path(), "echo 'web is at 2.3.1'"))],
+    );
+    let production = garbled.environments.production(&service("web")).await.unwrap();
+    let e = production.observed.clone().expect("asked").version.unwrap_err();
+    assert!(e.contains("printed no version as its last line"), "{e}");
+    let why = production.disagreement(&service("web")).expect("held");
+    assert!(why.contains("not deploying blind"), "{why}");
+
+    let missing = world(
+        "web",
+        vec![("current_version", CommandSpec::new(["/nonexistent/current-version"]))],
+    );
+    let e = missing
+        .environments
+        .production(&service("web"))
+        .await
+        .unwrap()
+        .observed
+        .expect("asked");
+    assert!(
+        e.version
+            .as_ref()
+            .unwrap_err()
+            .starts_with("current_version could not be run"),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_current_version_production_is_what_the_journal_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let world = world("web", vec![("deploy", sh(dir.path(), ""))]);
+    world.set_production(&service("web"), Some(version("1.9.0")), None);
+    let production = world.environments.production(&service("web")).await.unwrap();
+    assert_eq!(production.observed, None);
+    assert_eq!(production.current_version, Some(version("1.9.0")));
+    assert!(order(dir.path()).is_empty(), "no command ran: {:?}", order(dir.path()));
 }
