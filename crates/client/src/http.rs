@@ -15,10 +15,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{ApiError, Error};
-use crate::sse::{Lines, SseParser};
+use crate::stream::{EntryDecoder, Received, StreamError};
 use crate::wire::{
-    AckRequest, ApprovalRequest, EventEntry, EventsQuery, ListPage, ListQuery, ReasonRequest, Record, SubmitRequest,
-    Verification,
+    AckRequest, ApprovalRequest, EventsQuery, ListPage, ListQuery, ReasonRequest, Record, SubmitRequest, Verification,
 };
 
 /// How long an ordinary request may take unless the builder says otherwise (the event stream has no limit).
@@ -319,8 +318,7 @@ impl Client {
         Ok(EventStream {
             runtime,
             response: resp,
-            lines: Lines::default(),
-            parser: SseParser::default(),
+            decoder: EntryDecoder::default(),
         })
     }
 
@@ -365,9 +363,10 @@ impl Client {
     fn json<T: DeserializeOwned>(&self, req: reqwest::blocking::RequestBuilder, what: &str) -> Result<T, Error> {
         let resp = self.send(req.header(reqwest::header::ACCEPT, "application/json"))?;
         let text = resp.text().map_err(|e| self.unreachable(&e))?;
-        let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| Error::Protocol(format!("not JSON: {e}")))?;
-        serde_json::from_value(value).map_err(|e| Error::Protocol(format!("not {what}: {e}")))
+        serde_json::from_str(&text).map_err(|e| match serde_json::from_str::<serde::de::IgnoredAny>(&text) {
+            Err(e) => Error::Protocol(format!("not JSON: {e}")),
+            Ok(_) => Error::Protocol(format!("not {what}: {e}")),
+        })
     }
 
     fn get<T: DeserializeOwned>(&self, path: &str, what: &str) -> Result<T, Error> {
@@ -405,34 +404,11 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 
 // ---- the event stream ---------------------------------------------------------------
 
-/// One journal entry received: typed, and as the daemon sent it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Received {
-    pub entry: EventEntry,
-    /// The entry's JSON as received (with anything this client does not know).
-    pub json: serde_json::Value,
-}
-
-/// Why [`EventStream::next_entry`] gave no entry.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StreamError {
-    /// Nothing came before the deadline; the stream is still open.
-    #[error("no entry came in time")]
-    TimedOut,
-    /// An entry that is not an entry this client can read; the stream goes on.
-    #[error("an entry this client cannot read ({error}): {data}")]
-    Undecodable { data: String, error: String },
-    /// The connection broke.
-    #[error("{0}")]
-    Broken(String),
-}
-
 /// An open `GET /v1/events`. Dropping it closes the connection.
 pub struct EventStream {
     runtime: tokio::runtime::Runtime,
     response: reqwest::Response,
-    lines: Lines,
-    parser: SseParser,
+    decoder: EntryDecoder,
 }
 
 impl std::fmt::Debug for EventStream {
@@ -454,41 +430,25 @@ impl EventStream {
 
     fn next(&mut self, deadline: Option<Instant>) -> Result<Option<Received>, StreamError> {
         loop {
-            while let Some(line) = self.lines.next_line() {
-                let Some(event) = self.parser.feed(&line) else {
-                    continue;
-                };
-                if event.event != "entry" && event.event != "message" {
-                    continue;
-                }
-                return decode(&event.data).map(Some);
+            if let Some(entry) = self.decoder.next_entry() {
+                return entry.map(Some);
             }
             let chunk = self.response.chunk();
             let read = match deadline {
                 None => self.runtime.block_on(chunk),
+                // The timer is made inside the runtime, which drives it.
                 Some(at) => self
                     .runtime
-                    .block_on(tokio::time::timeout_at(tokio::time::Instant::from_std(at), chunk))
+                    .block_on(async { tokio::time::timeout_at(tokio::time::Instant::from_std(at), chunk).await })
                     .map_err(|_| StreamError::TimedOut)?,
             };
             match read {
-                Ok(Some(bytes)) => self.lines.push(&bytes),
+                Ok(Some(bytes)) => self.decoder.push(&bytes),
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(StreamError::Broken(chain(&e))),
             }
         }
     }
-}
-
-/// An entry's data as [`Received`].
-fn decode(data: &str) -> Result<Received, StreamError> {
-    let undecodable = |e: serde_json::Error| StreamError::Undecodable {
-        data: data.chars().take(500).collect(),
-        error: e.to_string(),
-    };
-    let json: serde_json::Value = serde_json::from_str(data).map_err(undecodable)?;
-    let entry = serde_json::from_value(json.clone()).map_err(undecodable)?;
-    Ok(Received { entry, json })
 }
 
 #[cfg(test)]
@@ -508,16 +468,5 @@ mod tests {
         assert!(!format!("{builder:?}").contains("secret"));
         let bad = builder.root_certificate_pem("not a certificate").build().unwrap_err();
         assert!(bad.to_string().contains("CA certificate"), "{bad}");
-    }
-
-    #[test]
-    fn entries_decode_with_what_came() {
-        let data = r#"{"seq":1,"deployment":"d-000001","index":1,"at":"2026-03-03T10:00:00Z","kind":"resumed",
-            "hash":"a","prev_hash":"b","body":{"kind":"resumed","effects":["Prepare"]},"extra":true}"#;
-        let got = decode(data).unwrap();
-        assert_eq!(got.entry.seq, 1);
-        assert_eq!(got.json["extra"], true);
-        assert!(matches!(decode("not json"), Err(StreamError::Undecodable { .. })));
-        assert!(matches!(decode(r#"{"seq": 1}"#), Err(StreamError::Undecodable { .. })));
     }
 }

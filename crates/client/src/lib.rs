@@ -5,7 +5,8 @@
 //!   ([`wire::EventEntry`]). The daemon serialises the same types, so the
 //!   server and its clients cannot drift apart; it depends on this crate
 //!   without the `http` feature, for these types only.
-//! - [`sse`]: the one parser of server-sent events.
+//! - [`sse`]: the one parser of server-sent events, and [`EntryDecoder`],
+//!   which makes journal entries of a stream's bytes.
 //! - [`Client`] (feature `http`, on by default): a blocking client with one
 //!   method per route, typed answers, the event stream ([`EventStream`]),
 //!   and one error type ([`Error`]) that keeps what a caller decides on: no
@@ -34,7 +35,10 @@
 //! ```
 
 pub mod sse;
+mod stream;
 pub mod wire;
+
+pub use stream::{EntryDecoder, Received, StreamError};
 
 #[cfg(feature = "http")]
 mod error;
@@ -44,6 +48,4 @@ mod http;
 #[cfg(feature = "http")]
 pub use error::{ApiError, Error};
 #[cfg(feature = "http")]
-pub use http::{
-    base_url, chain, is_loopback, Builder, Client, EventStream, Received, StreamError, CONNECT_TIMEOUT, REQUEST_TIMEOUT,
-};
+pub use http::{base_url, chain, is_loopback, Builder, Client, EventStream, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
