@@ -7,6 +7,7 @@
 
 pub mod coordinator;
 mod dispatch;
+mod journaling;
 pub mod messages;
 pub mod ports;
 pub mod roles;

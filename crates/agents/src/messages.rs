@@ -176,10 +176,19 @@ pub struct Verify(pub DeploymentId);
 /// Journal entries as they are written: the backlog (a deployment's whole
 /// chain, or every entry after `after`) and a receiver for what follows.
 #[derive(Message)]
-#[rtype(result = "Result<(Vec<journal::Entry>, tokio::sync::broadcast::Receiver<journal::Entry>), CommandError>")]
+#[rtype(result = "Result<(Vec<Streamed>, tokio::sync::broadcast::Receiver<Streamed>), CommandError>")]
 pub struct WatchJournal {
     pub deployment: Option<DeploymentId>,
     pub after: Option<u64>,
+}
+
+/// A durable journal entry and every fact it produced: those stored in its
+/// body and those a replay derives from its input (an observation's), so a
+/// reader of the event stream sees what happened without replaying.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    pub entry: journal::Entry,
+    pub facts: Vec<workflow::Fact>,
 }
 
 /// Counters for the daemon's /metrics.
@@ -213,3 +222,59 @@ pub struct Finished(pub DeploymentId);
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Subscribe(pub actix::Recipient<Finished>);
+
+/// Each person's command as the fleet's input.
+impl From<Decide> for workflow::fleet::Input {
+    fn from(msg: Decide) -> Self {
+        let d = msg.0;
+        workflow::fleet::Input::Decide(workflow::fleet::Decision {
+            id: d.id,
+            role: d.role,
+            approve: d.approve,
+            by: d.by,
+            reason: d.reason,
+        })
+    }
+}
+
+impl From<Cancel> for workflow::fleet::Input {
+    fn from(msg: Cancel) -> Self {
+        workflow::fleet::Input::Cancel {
+            id: msg.id,
+            by: msg.by,
+            reason: msg.reason,
+        }
+    }
+}
+
+impl From<RequestRollback> for workflow::fleet::Input {
+    fn from(msg: RequestRollback) -> Self {
+        workflow::fleet::Input::RequestRollback {
+            id: msg.id,
+            by: msg.by,
+            reason: msg.reason,
+        }
+    }
+}
+
+impl From<Acknowledge> for workflow::fleet::Input {
+    fn from(msg: Acknowledge) -> Self {
+        workflow::fleet::Input::Acknowledge {
+            id: msg.id,
+            index: msg.index,
+            by: msg.by,
+        }
+    }
+}
+
+impl From<Refuse> for workflow::fleet::Input {
+    fn from(msg: Refuse) -> Self {
+        workflow::fleet::Input::Refuse {
+            id: msg.id,
+            by: msg.by,
+            role: msg.role,
+            what: msg.what,
+            reason: msg.reason,
+        }
+    }
+}

@@ -36,6 +36,22 @@ pub struct Target {
     pub attempt: u32,
 }
 
+impl Target {
+    /// The target of `record`'s deployment, for try number `attempt`.
+    pub fn of(record: &workflow::Record, attempt: u32) -> Target {
+        Target {
+            id: record.id,
+            service: record.service.clone(),
+            version: record.version.clone(),
+            previous_version: record.previous_version.clone(),
+            kind: record.kind,
+            strategy: record.strategy,
+            submitted_by: record.submitted_by.clone(),
+            attempt,
+        }
+    }
+}
+
 /// A port's answer and where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported<T> {

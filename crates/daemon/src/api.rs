@@ -733,18 +733,20 @@ struct EventsQuery {
 }
 
 /// One journal entry as the event stream sends it: the documented wire
-/// type, built from the stored entry. The stored body is decoded as the
-/// journal's replay decodes it; the settings snapshot of a submission and
-/// the machine's raw inputs stay in the journal. A body that cannot be
-/// decoded (the journal was changed by hand) is sent as `unknown`, so the
-/// stream goes on.
-pub fn stream_entry(e: &journal::Entry) -> EventEntry {
-    let (kind, body) = match serde_json::from_str::<JournalEntry>(&e.body) {
+/// type, built from the stored entry and every fact it produced (stored or
+/// derived on replay, as the Coordinator hands them over). The stored body
+/// is decoded as replay decodes it, whatever its journal format; the
+/// settings snapshot of a submission and the machine's raw inputs stay in
+/// the journal. A body that cannot be decoded (the journal was changed by
+/// hand) is sent as `unknown`, so the stream goes on.
+pub fn stream_entry(streamed: &msg::Streamed) -> EventEntry {
+    let e = &streamed.entry;
+    let facts = streamed.facts.clone();
+    let (kind, body) = match JournalEntry::decode(&e.body) {
         Ok(JournalEntry::Submitted {
             request,
             production,
             held,
-            facts,
             // The settings snapshot and anything else kept only to replay.
             ..
         }) => (
@@ -760,7 +762,7 @@ pub fn stream_entry(e: &journal::Entry) -> EventEntry {
                 facts,
             },
         ),
-        Ok(JournalEntry::Event { event, facts }) => (
+        Ok(JournalEntry::Event { event, .. }) => (
             EntryKind::Event,
             EntryBody::Event {
                 input: input_name(&event).to_string(),
@@ -839,17 +841,18 @@ fn effect_name(effect: &Effect) -> &'static str {
     }
 }
 
-fn sse(e: &journal::Entry) -> Bytes {
-    let data = serde_json::to_string(&stream_entry(e)).unwrap_or_else(|err| {
-        tracing::error!(seq = e.seq, "journal entry {} cannot be sent: {err}", e.seq);
+fn sse(s: &msg::Streamed) -> Bytes {
+    let seq = s.entry.seq;
+    let data = serde_json::to_string(&stream_entry(s)).unwrap_or_else(|err| {
+        tracing::error!(seq, "journal entry {seq} cannot be sent: {err}");
         "null".into()
     });
-    Bytes::from(format!("id: {}\nevent: entry\ndata: {data}\n\n", e.seq))
+    Bytes::from(format!("id: {seq}\nevent: entry\ndata: {data}\n\n"))
 }
 
 struct Stream {
-    backlog: VecDeque<journal::Entry>,
-    rx: tokio::sync::broadcast::Receiver<journal::Entry>,
+    backlog: VecDeque<msg::Streamed>,
+    rx: tokio::sync::broadcast::Receiver<msg::Streamed>,
     deployment: Option<u64>,
     last: u64,
     done: bool,
@@ -871,7 +874,7 @@ async fn events(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
         .await
         .map_err(mailbox)??;
     let start = Stream {
-        last: backlog.last().map(|e| e.seq).or(after).unwrap_or(0),
+        last: backlog.last().map(|e| e.entry.seq).or(after).unwrap_or(0),
         backlog: backlog.into(),
         rx,
         deployment: deployment.map(|d| d.0),
@@ -889,10 +892,10 @@ async fn events(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
             match tokio::time::timeout(std::time::Duration::from_secs(15), s.rx.recv()).await {
                 Err(_) => return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s)),
                 Ok(Ok(e)) => {
-                    if e.seq <= s.last || s.deployment.is_some_and(|d| d != e.deployment) {
+                    if e.entry.seq <= s.last || s.deployment.is_some_and(|d| d != e.entry.deployment) {
                         continue;
                     }
-                    s.last = e.seq;
+                    s.last = e.entry.seq;
                     let chunk = sse(&e);
                     return Some((Ok(chunk), s));
                 }

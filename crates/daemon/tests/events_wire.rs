@@ -1,18 +1,43 @@
 //! The `/v1/events` payload: its own documented type, built from the stored
-//! journal entry. `fixtures/journal-0.1.0.jsonl` is a journal written by
-//! the 0.1.0 daemon (every entry of one deployment: a submission, a
-//! restart that re-ran PREPARE, a refused and a granted approval, a canary,
-//! monitoring and a rollback by hand), so an old journal must keep
-//! streaming as it is.
+//! journal entry and the facts it produced. `fixtures/journal-0.1.0.jsonl`
+//! is a journal written by the 0.1.0 daemon (journal format 1; every entry
+//! of one deployment: a submission, a restart that re-ran PREPARE, a
+//! refused and a granted approval, a canary, monitoring and a rollback by
+//! hand), so an old journal must keep streaming as it is; the same entries
+//! written in today's format stream the same.
 
+use agents::messages::Streamed;
+use agents::JournalEntry;
 use client::wire::{EntryBody, EntryKind, EventEntry};
 use serde_json::Value;
+use workflow::fleet::Fleet;
+use workflow::types::DeploymentId;
 
 fn fixture() -> Vec<journal::Entry> {
     include_str!("fixtures/journal-0.1.0.jsonl")
         .lines()
         .map(|l| serde_json::from_str(l).expect("a journal entry"))
         .collect()
+}
+
+/// The entries of deployment 1 with the facts each produced, as the
+/// Coordinator hands them to the event stream (derived by replay).
+fn streamed(entries: &[journal::Entry]) -> Vec<Streamed> {
+    let inputs = entries
+        .iter()
+        .map(|e| (e.at, JournalEntry::decode(&e.body).expect("a stored body")));
+    let facts = Fleet::facts_by_entry(DeploymentId(1), inputs).expect("the journal replays");
+    entries
+        .iter()
+        .cloned()
+        .zip(facts)
+        .map(|(entry, facts)| Streamed { entry, facts })
+        .collect()
+}
+
+/// One entry as the stream sends it.
+fn wire(streamed: &Streamed) -> EventEntry {
+    daemon::api::stream_entry(streamed)
 }
 
 #[test]
@@ -22,8 +47,9 @@ fn every_stored_entry_streams_as_the_wire_type() {
         journal::verify_chain(1, &entries).intact,
         "the fixture's chain is intact"
     );
-    for stored in &entries {
-        let wire = daemon::api::stream_entry(stored);
+    for s in streamed(&entries) {
+        let stored = &s.entry;
+        let wire = wire(&s);
         let body: Value = serde_json::from_str(&stored.body).expect("stored JSON");
         let what = format!("entry {} ({})", stored.seq, stored.kind);
         assert_eq!(
@@ -57,10 +83,9 @@ fn every_stored_entry_streams_as_the_wire_type() {
 
 #[test]
 fn inputs_and_re_run_work_are_named_as_the_journal_names_them() {
-    let entries = fixture();
-    let names: Vec<String> = entries
+    let names: Vec<String> = streamed(&fixture())
         .iter()
-        .map(|e| match daemon::api::stream_entry(e).body {
+        .map(|e| match wire(e).body {
             EntryBody::Submitted {
                 request, production, ..
             } => {
@@ -111,13 +136,14 @@ fn as_0_1_0_sent_it(e: &journal::Entry) -> String {
 
 #[test]
 fn no_entry_streams_larger_than_before_and_a_submission_sheds_its_settings() {
-    let entries = fixture();
-    let sent = |e: &journal::Entry| serde_json::to_string(&daemon::api::stream_entry(e)).unwrap();
+    let entries = streamed(&fixture());
+    let sent = |e: &Streamed| serde_json::to_string(&wire(e)).unwrap();
+    let as_0_1_0_sent_it = |e: &Streamed| as_0_1_0_sent_it(&e.entry);
     for e in &entries {
         assert!(
             sent(e).len() <= as_0_1_0_sent_it(e).len(),
             "entry {}: {} bytes now, {} before",
-            e.seq,
+            e.entry.seq,
             sent(e).len(),
             as_0_1_0_sent_it(e).len()
         );
@@ -130,7 +156,7 @@ fn no_entry_streams_larger_than_before_and_a_submission_sheds_its_settings() {
         as_0_1_0_sent_it(submitted).len()
     );
     let now: usize = entries.iter().map(|e| sent(e).len()).sum();
-    let before: usize = entries.iter().map(as_0_1_0_sent_it).map(|s| s.len()).sum();
+    let before: usize = entries.iter().map(|e| as_0_1_0_sent_it(e).len()).sum();
     assert!(now < before, "{now} bytes for the whole journal, {before} before");
 }
 
@@ -138,7 +164,7 @@ fn no_entry_streams_larger_than_before_and_a_submission_sheds_its_settings() {
 fn an_unreadable_stored_body_streams_as_unknown() {
     let mut entry = fixture().remove(1);
     entry.body = r#"{"kind":"event","event":"NoSuchInput","facts":[]}"#.into();
-    let wire = daemon::api::stream_entry(&entry);
+    let wire = wire(&Streamed { entry, facts: vec![] });
     assert_eq!((wire.kind, wire.body), (EntryKind::Unknown, EntryBody::Unknown));
 }
 
@@ -153,8 +179,9 @@ fn the_openapi_document_describes_the_entry_as_sent() {
         .map(String::as_str)
         .collect();
     documented.sort_unstable();
-    for stored in fixture() {
-        let sent = serde_json::to_value(daemon::api::stream_entry(&stored)).unwrap();
+    for s in streamed(&fixture()) {
+        let stored = &s.entry;
+        let sent = serde_json::to_value(wire(&s)).unwrap();
         let mut keys: Vec<&str> = sent.as_object().unwrap().keys().map(String::as_str).collect();
         keys.sort_unstable();
         assert_eq!(keys, documented, "entry {}", stored.seq);
@@ -180,4 +207,34 @@ fn the_openapi_document_describes_the_entry_as_sent() {
         doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
         "#/components/schemas/EventEntry"
     );
+}
+
+#[test]
+fn the_same_entries_stored_in_todays_format_stream_the_same() {
+    let old = fixture();
+    let mut today = old.clone();
+    for e in &mut today {
+        e.body = JournalEntry::decode(&e.body)
+            .and_then(|entry| entry.encode().map_err(workflow::fleet::DecodeError::Invalid))
+            .expect("an entry written again");
+    }
+    assert!(
+        today
+            .iter()
+            .any(|e| e.body.len() < old[(e.seq - 1) as usize].body.len() / 2),
+        "an observation is stored without its facts today"
+    );
+    let sent = |entries: &[journal::Entry]| -> Vec<Value> {
+        streamed(entries)
+            .iter()
+            .map(|s| {
+                let mut v = serde_json::to_value(wire(s)).unwrap();
+                // The hash covers the stored body, which differs; everything else is the same.
+                v["hash"] = Value::Null;
+                v["prev_hash"] = Value::Null;
+                v
+            })
+            .collect()
+    };
+    assert_eq!(sent(&today), sent(&old));
 }

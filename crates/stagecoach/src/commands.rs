@@ -442,6 +442,8 @@ fn target_id(cmd: &ClientCommand) -> Result<String, Failure> {
     })
 }
 
+/// Checks the arguments, finds the token, sends the command's request and
+/// prints the answer; the exit code of a command that got its answer.
 fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> Result<u8, Failure> {
     let json = opts.json;
     let server = base_url(opts.server.as_deref().unwrap_or(&defaults.server_url))?;

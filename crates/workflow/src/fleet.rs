@@ -32,9 +32,45 @@ use serde::{Deserialize, Serialize};
 
 use crate::approval;
 use crate::machine::{Effect, Event, Machine, Production};
-use crate::record::{Fact, Request};
+use crate::record::{Fact, Record, Request};
 use crate::settings::Settings;
 use crate::types::{DeploymentId, DeploymentType, EscalationReason, Role, ServiceName, Stage, Status};
+
+/// One deployment's machine, rebuilt from its entries; `each` gets every
+/// entry's facts in turn (stored, or derived where the entry has none).
+fn replay_one(
+    id: DeploymentId,
+    inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
+    mut each: impl FnMut(Vec<Fact>),
+) -> Result<Machine, String> {
+    let mut machine: Option<Machine> = None;
+    for (at, entry) in inputs {
+        match entry {
+            JournalEntry::Submitted {
+                request,
+                production,
+                held,
+                settings,
+                ..
+            } => {
+                let (m, out) =
+                    Machine::submit(id, at, request, production, settings, held).map_err(|e| e.to_string())?;
+                machine = Some(m);
+                each(out.facts);
+            }
+            JournalEntry::Event { event, facts } => {
+                let derived = machine.as_mut().and_then(|m| m.handle(at, event).ok());
+                each(if facts.is_empty() {
+                    derived.map(|out| out.facts).unwrap_or_default()
+                } else {
+                    facts
+                });
+            }
+            JournalEntry::Resumed { .. } => each(vec![]),
+        }
+    }
+    machine.ok_or_else(|| format!("{id} has no submission in the journal"))
+}
 
 /// The body of one journal entry: an input and what it produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,13 +84,78 @@ pub enum JournalEntry {
         settings: Arc<Settings>,
         facts: Vec<Fact>,
     },
-    /// An input to the deployment's machine and the facts it produced.
-    Event { event: Event, facts: Vec<Fact> },
+    /// An input to the deployment's machine and the facts it produced. The
+    /// facts of an input that carries its own evidence (an observation: see
+    /// [`Event::facts_derived`]) are not stored: a replay derives them.
+    Event {
+        event: Event,
+        #[serde(default)]
+        facts: Vec<Fact>,
+    },
     /// The daemon restarted and re-runs these interrupted effects.
     Resumed { effects: Vec<Effect> },
 }
 
+/// How an event whose facts are derived is stored: the input alone.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename = "event")]
+struct DerivedEvent<'a> {
+    event: &'a Event,
+}
+
+/// The journal format this release writes. Format 1 (every entry written
+/// before the format was recorded) has no `format` key and stores every
+/// event's facts; format 2 puts `"format": 2` first in every body and stores
+/// an observation once, as the input it is, its facts derived on replay.
+/// [`JournalEntry::decode`] reads both.
+pub const JOURNAL_FORMAT: u32 = 2;
+
+/// A stored body that this release cannot read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("it was written in journal format {found}, newer than this release reads (formats 1 to {JOURNAL_FORMAT}): upgrade Stagecoach to read this journal")]
+    Newer { found: u32 },
+    #[error("{0}")]
+    Invalid(String),
+}
+
 impl JournalEntry {
+    /// The body to store: the entry's JSON with `"format"` first, without
+    /// the facts a replay derives.
+    pub fn encode(&self) -> Result<String, String> {
+        let json = match self {
+            JournalEntry::Event { event, .. } if event.facts_derived() => {
+                serde_json::to_string(&DerivedEvent { event })
+            }
+            entry => serde_json::to_string(entry),
+        }
+        .map_err(|e| e.to_string())?;
+        // An internally tagged enum always serialises as an object with its tag.
+        let fields = json
+            .strip_prefix('{')
+            .ok_or_else(|| format!("a journal entry serialised as {json:.20}, not as an object"))?;
+        Ok(format!("{{\"format\":{JOURNAL_FORMAT},{fields}"))
+    }
+
+    /// The format a stored body was written in: the `format` this release
+    /// writes first in the body, else 1 (bodies from before formats).
+    pub fn format_of(body: &str) -> u32 {
+        body.strip_prefix("{\"format\":")
+            .map(|rest| rest.bytes().take_while(u8::is_ascii_digit).collect::<Vec<u8>>())
+            .and_then(|digits| std::str::from_utf8(&digits).ok()?.parse().ok())
+            .unwrap_or(1)
+    }
+
+    /// Reads a stored body of any format this release knows.
+    pub fn decode(body: &str) -> Result<JournalEntry, DecodeError> {
+        let found = Self::format_of(body);
+        if found > JOURNAL_FORMAT {
+            return Err(DecodeError::Newer { found });
+        }
+        // Formats 1 and 2 differ only in the `format` key, which the fields ignore.
+        serde_json::from_str(body).map_err(|e| DecodeError::Invalid(e.to_string()))
+    }
+
     /// The entry's `kind`, as the journal stores it beside the body.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -294,31 +395,22 @@ impl Fleet {
         id: DeploymentId,
         inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
     ) -> Result<(), String> {
-        let mut machine = None;
-        for (at, entry) in inputs {
-            match entry {
-                JournalEntry::Submitted {
-                    request,
-                    production,
-                    held,
-                    settings,
-                    ..
-                } => {
-                    let (m, _) =
-                        Machine::submit(id, at, request, production, settings, held).map_err(|e| e.to_string())?;
-                    machine = Some(m);
-                }
-                JournalEntry::Event { event, .. } => {
-                    if let Some(m) = machine.as_mut() {
-                        let _ = m.handle(at, event);
-                    }
-                }
-                JournalEntry::Resumed { .. } => {}
-            }
-        }
-        let machine = machine.ok_or_else(|| format!("{id} has no submission in the journal"))?;
+        let machine = replay_one(id, inputs, |_| {})?;
         self.machines.insert(id, machine);
         Ok(())
+    }
+
+    /// Every fact each of one deployment's entries produced, in order:
+    /// stored in the entry, or derived from its input by replaying the
+    /// deployment's machine (see [`Event::facts_derived`]). For the event
+    /// stream, which shows what happened, entry by entry.
+    pub fn facts_by_entry(
+        id: DeploymentId,
+        inputs: impl IntoIterator<Item = (DateTime<Utc>, JournalEntry)>,
+    ) -> Result<Vec<Vec<Fact>>, String> {
+        let mut facts = vec![];
+        replay_one(id, inputs, |f| facts.push(f))?;
+        Ok(facts)
     }
 
     pub fn settings(&self) -> &Arc<Settings> {
@@ -339,6 +431,31 @@ impl Fleet {
         use std::ops::Bound;
         let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         self.machines.range((from, Bound::Unbounded)).map(|(_, m)| m)
+    }
+
+    /// At most `limit` records of the deployments after `after` (in
+    /// submission order) of `service` and in `status` where given, and the
+    /// last of them when more match after it.
+    pub fn page(
+        &self,
+        after: Option<DeploymentId>,
+        service: Option<&ServiceName>,
+        status: Option<Status>,
+        limit: usize,
+    ) -> (Vec<Record>, Option<DeploymentId>) {
+        let mut records: Vec<Record> = self
+            .machines_after(after)
+            .filter(|m| service.is_none_or(|s| *s == m.record().service))
+            .filter(|m| status.is_none_or(|s| s == m.status()))
+            .take(limit.saturating_add(1))
+            .map(|m| m.record().clone())
+            .collect();
+        let mut next = None;
+        if records.len() > limit {
+            records.truncate(limit);
+            next = records.last().map(|r| r.id);
+        }
+        (records, next)
     }
 
     /// Deployments approved and waiting for their service's slot.
@@ -419,10 +536,9 @@ impl Fleet {
                 match machine.handle(at, event.clone()) {
                     Ok(out) => {
                         self.bookkeep(id, Some(&event), &out.effects, out.refusal.is_some());
-                        Ok(
-                            (out.facts != facts)
-                                .then(|| format!("{id}: the event produced other facts than journaled")),
-                        )
+                        let derived = facts.is_empty() && event.facts_derived();
+                        Ok((!derived && out.facts != facts)
+                            .then(|| format!("{id}: the event produced other facts than journaled")))
                     }
                     // A journaled event the machine refuses now changes nothing.
                     Err(illegal) => Ok(Some(format!("{id}: the journaled event is refused now: {illegal}"))),
@@ -948,5 +1064,114 @@ impl Fleet {
             }
         }
         self.grant_waiting(out);
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+    use crate::machine::Effect;
+
+    fn resumed() -> JournalEntry {
+        JournalEntry::Resumed {
+            effects: vec![Effect::Prepare],
+        }
+    }
+
+    #[test]
+    fn a_body_starts_with_its_format_and_reads_back() {
+        let body = resumed().encode().expect("encode");
+        assert!(body.starts_with("{\"format\":2,\"kind\":\"resumed\""), "{body}");
+        assert_eq!(JournalEntry::format_of(&body), JOURNAL_FORMAT);
+        assert_eq!(JournalEntry::decode(&body), Ok(resumed()));
+    }
+
+    #[test]
+    fn a_body_of_the_first_format_has_no_format_key_and_still_reads() {
+        let body = serde_json::to_string(&resumed()).expect("encode as format 1 did");
+        assert!(body.starts_with("{\"kind\":"), "{body}");
+        assert_eq!(JournalEntry::format_of(&body), 1);
+        assert_eq!(JournalEntry::decode(&body), Ok(resumed()));
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_what_to_do() {
+        let body = resumed()
+            .encode()
+            .expect("encode")
+            .replacen("\"format\":2", "\"format\":17", 1);
+        let err = JournalEntry::decode(&body).expect_err("format 17 is newer");
+        assert_eq!(err, DecodeError::Newer { found: 17 });
+        let text = err.to_string();
+        assert!(
+            text.contains("journal format 17") && text.contains("formats 1 to 2") && text.contains("upgrade"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_body_that_is_no_entry_is_invalid() {
+        assert!(matches!(
+            JournalEntry::decode("{\"format\":2,\"kind\":\"nonsense\"}"),
+            Err(DecodeError::Invalid(_))
+        ));
+    }
+}
+
+#[cfg(test)]
+mod derived_facts_tests {
+    use super::*;
+    use crate::machine::Observation;
+    use crate::thresholds::MetricSample;
+
+    fn issue(text: &str) -> Fact {
+        Fact::Issue {
+            at: "2026-03-03T10:00:00Z".parse().expect("time"),
+            issue: text.into(),
+        }
+    }
+
+    fn observed() -> Event {
+        Event::Observed(Observation {
+            metrics: Ok(MetricSample {
+                error_rate: 0.001,
+                latency_p99_ms: 120.0,
+                cpu: Some(0.4),
+                memory: None,
+                simulated: false,
+            }),
+            healthy: Ok(true),
+            health_simulated: false,
+            incidents: vec![],
+        })
+    }
+
+    #[test]
+    fn an_observation_is_stored_as_its_input_alone() {
+        let live = JournalEntry::Event {
+            event: observed(),
+            facts: vec![issue("a fact the replay derives")],
+        };
+        let body = live.encode().expect("encode");
+        assert!(!body.contains("\"facts\""), "{body}");
+        assert_eq!(body.matches("120.0").count(), 1, "the sample is stored once: {body}");
+        assert_eq!(
+            JournalEntry::decode(&body),
+            Ok(JournalEntry::Event {
+                event: observed(),
+                facts: vec![]
+            })
+        );
+    }
+
+    #[test]
+    fn other_events_keep_their_facts() {
+        let entry = JournalEntry::Event {
+            event: Event::Timer(3),
+            facts: vec![issue("kept")],
+        };
+        let body = entry.encode().expect("encode");
+        assert!(body.contains("\"facts\""), "{body}");
+        assert_eq!(JournalEntry::decode(&body), Ok(entry));
     }
 }

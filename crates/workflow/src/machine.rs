@@ -21,7 +21,7 @@ use crate::record::{
 use crate::report;
 use crate::settings::{CheckpointCheck, IrreversiblePolicy, Settings, SuiteSelection, TypePolicy, WindowRule};
 use crate::strategy::{self, Colour, DeployStep};
-use crate::thresholds::{self, AlertAction, Metric, MetricSample};
+use crate::thresholds::{self, AlertAction, Finding, Metric, MetricSample};
 use crate::transitions::{self, IllegalTransition};
 use crate::types::{
     DeploymentId, DeploymentType, EscalationReason, MigrationKind, NotificationKind, Outcome, Role, RollbackTrigger,
@@ -192,6 +192,15 @@ pub enum Event {
         what: String,
         reason: String,
     },
+}
+
+impl Event {
+    /// Whether the journal stores this input alone, its facts derived on
+    /// replay: an observation carries its own evidence (the metric sample,
+    /// the health check, the incidents), so its facts would store it twice.
+    pub fn facts_derived(&self) -> bool {
+        matches!(self, Event::Observed(_))
+    }
 }
 
 impl Effect {
@@ -609,235 +618,372 @@ impl Machine {
         Ok(out)
     }
 
+    /// Routes one event to the handler that decides it. The events that
+    /// span the stages (deliveries, people's commands, timers) have a
+    /// handler each; every other event answers something a stage asked for,
+    /// and the handler of the stage the deployment is in decides it.
     fn step(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
-        // Events that do not depend on the phase.
         match event {
-            Event::Notified { id, result } => {
-                if let Some(mut entry) = self.pending_notifications.remove(&id) {
-                    entry.delivered = result.is_ok();
-                    entry.error = result.err();
-                    let kind = entry.kind;
-                    self.emit(out, Fact::Notification(entry));
-                    if kind == NotificationKind::PreDeployment {
-                        if let Phase::Approving { notified, .. } = &mut self.phase {
-                            *notified = true;
-                            return self.request_reviews(out, now);
-                        }
+            Event::Notified { id, result } => self.on_notified(out, now, id, result),
+            Event::RepeatedFailures { count } => self.on_repeated_failures(out, now, count),
+            Event::Cancel { by, reason } => self.on_cancel(out, now, by, reason),
+            Event::Acknowledge { index, by } => self.on_acknowledge(out, now, index, by),
+            Event::Refused { by, role, what, reason } => self.on_refused(out, now, by, role, what, reason),
+            Event::ManualRollback { by, reason } => self.on_manual_rollback(out, now, by, reason),
+            Event::Timer(token) => match self.timers.remove(&token) {
+                Some(purpose) => self.on_timer(out, now, purpose),
+                None => Ok(()),
+            },
+            event => {
+                // The stage handler sets the phase that follows.
+                let phase = std::mem::replace(&mut self.phase, Phase::Done);
+                match phase {
+                    Phase::New => self.on_start(out, now, event),
+                    Phase::Preparing { prepare, scan } => self.prepare_stage(out, now, prepare, scan, event),
+                    Phase::Staging => self.staging_stage(out, now, event),
+                    Phase::Validating => self.validate_stage(out, now, event),
+                    Phase::Approving { notified, roles } => self.approve_stage(out, now, notified, roles, event),
+                    phase @ (Phase::WaitingForWindow
+                    | Phase::AwaitingSlot
+                    | Phase::Baseline
+                    | Phase::Deploying { .. }
+                    | Phase::Analysing { .. }) => self.deploy_stage(out, now, phase, event),
+                    phase @ (Phase::Monitoring { .. } | Phase::Decommissioning) => {
+                        self.monitor_stage(out, now, phase, event)
                     }
+                    Phase::RollingBack => self.rollback_stage(out, now, event),
+                    Phase::Done => self.not_awaited(out, Phase::Done, event),
                 }
-                self.maybe_finished(out);
-                return Ok(());
             }
-            Event::RepeatedFailures { count } => {
-                if self.record.status.is_terminal() {
-                    self.finished_sent = false;
-                    self.escalate(
-                        out,
-                        now,
-                        EscalationReason::RepeatedFailures,
-                        format!(
-                            "{count} consecutive deployments of {} failed; further standard deployments are held until acknowledged",
-                            self.record.service
-                        ),
-                    );
-                    self.maybe_finished(out);
+        }
+    }
+
+    /// An event the phase does not wait for: a late or duplicate result
+    /// (e.g. an agent answering after the deployment ended) changes
+    /// nothing; a person's decision that nothing awaits is refused so the
+    /// caller knows.
+    fn not_awaited(&mut self, out: &mut Output, phase: Phase, event: Event) -> Result<(), IllegalTransition> {
+        if let Event::HumanDecision { role, .. } = event {
+            out.refusal = Some(self.no_decision_pending(role));
+        }
+        self.phase = phase;
+        Ok(())
+    }
+
+    fn no_decision_pending(&self, role: Role) -> String {
+        format!("no {role} decision is pending for deployment {}", self.record.id)
+    }
+
+    // ---- Events across the stages ----
+
+    /// A notification was delivered or failed; the approvals start once
+    /// stakeholders have had the pre-deployment notice.
+    fn on_notified(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        id: String,
+        result: Result<(), String>,
+    ) -> Result<(), IllegalTransition> {
+        if let Some(mut entry) = self.pending_notifications.remove(&id) {
+            entry.delivered = result.is_ok();
+            entry.error = result.err();
+            let kind = entry.kind;
+            self.emit(out, Fact::Notification(entry));
+            if kind == NotificationKind::PreDeployment {
+                if let Phase::Approving { notified, .. } = &mut self.phase {
+                    *notified = true;
+                    return self.request_reviews(out, now);
                 }
-                return Ok(());
             }
-            Event::Cancel { by, reason } => {
-                if self.record.status.is_terminal()
-                    || matches!(self.stage, Some(Stage::Deploy | Stage::Monitor | Stage::Rollback))
-                {
-                    out.refusal = Some(format!(
-                        "deployment {} cannot be cancelled once production is being changed or it has ended; request a rollback instead",
-                        self.record.id
-                    ));
-                    return Ok(());
-                }
-                self.finish_stage(out, now, Outcome::Skipped, format!("cancelled by {by}"));
-                self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
-                return Ok(());
+        }
+        self.maybe_finished(out);
+        Ok(())
+    }
+
+    /// The coordinator found this was the service's `count`th failure in a
+    /// row: an ended deployment escalates it.
+    fn on_repeated_failures(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        count: u32,
+    ) -> Result<(), IllegalTransition> {
+        if self.record.status.is_terminal() {
+            self.finished_sent = false;
+            self.escalate(
+                out,
+                now,
+                EscalationReason::RepeatedFailures,
+                format!(
+                    "{count} consecutive deployments of {} failed; further standard deployments are held until acknowledged",
+                    self.record.service
+                ),
+            );
+            self.maybe_finished(out);
+        }
+        Ok(())
+    }
+
+    /// A cancel ends the deployment until production is being changed.
+    fn on_cancel(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        by: String,
+        reason: String,
+    ) -> Result<(), IllegalTransition> {
+        if self.record.status.is_terminal()
+            || matches!(self.stage, Some(Stage::Deploy | Stage::Monitor | Stage::Rollback))
+        {
+            out.refusal = Some(format!(
+                "deployment {} cannot be cancelled once production is being changed or it has ended; request a rollback instead",
+                self.record.id
+            ));
+            return Ok(());
+        }
+        self.finish_stage(out, now, Outcome::Skipped, format!("cancelled by {by}"));
+        self.end(out, now, Status::Cancelled, format!("Cancelled by {by}: {reason}"));
+        Ok(())
+    }
+
+    fn on_acknowledge(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        index: usize,
+        by: String,
+    ) -> Result<(), IllegalTransition> {
+        match index.checked_sub(1).and_then(|i| self.record.escalations.get(i)) {
+            None => {
+                out.refusal = Some(format!(
+                    "deployment {} has no escalation {index} (it has {})",
+                    self.record.id,
+                    self.record.escalations.len()
+                ))
             }
-            Event::Acknowledge { index, by } => {
-                match index.checked_sub(1).and_then(|i| self.record.escalations.get(i)) {
-                    None => {
-                        out.refusal = Some(format!(
-                            "deployment {} has no escalation {index} (it has {})",
-                            self.record.id,
-                            self.record.escalations.len()
-                        ))
-                    }
-                    Some(e) if e.acknowledged_by.is_some() => {
-                        out.refusal = Some(format!(
-                            "escalation {index} of {} was already acknowledged by {}",
-                            self.record.id,
-                            e.acknowledged_by.clone().unwrap_or_default()
-                        ))
-                    }
-                    Some(_) => self.emit(out, Fact::Acknowledged { at: now, index, by }),
-                }
-                return Ok(());
+            Some(e) if e.acknowledged_by.is_some() => {
+                out.refusal = Some(format!(
+                    "escalation {index} of {} was already acknowledged by {}",
+                    self.record.id,
+                    e.acknowledged_by.clone().unwrap_or_default()
+                ))
             }
-            Event::Refused { by, role, what, reason } => {
-                match role {
-                    Some(role) => self.approval(out, now, role, Decision::Refused, by, reason),
-                    None => self.emit(
-                        out,
-                        Fact::Note {
-                            at: now,
-                            event: format!("Refused: {by} may not {what}: {reason}"),
-                        },
-                    ),
-                }
-                return Ok(());
-            }
-            Event::ManualRollback { by, reason } => {
-                if self.record.status == Status::Succeeded
-                    && self.record.kind != DeploymentType::Rollback
-                    && self.record.deploy_log.is_some()
-                {
-                    // Rolling back a release that succeeded: production runs it,
-                    // so restore what ran before.
-                    self.finished_sent = false;
-                    self.phase = Phase::Monitoring { since: now };
-                    self.set_status(
-                        out,
-                        now,
-                        Status::InProgress,
-                        format!("Rollback after success requested by {by}"),
-                    );
-                    return self.trigger_rollback(
-                        out,
-                        now,
-                        RollbackTrigger::Manual,
-                        format!("requested by {by} after the deployment succeeded: {reason}"),
-                    );
-                }
-                if !self.in_production() {
-                    out.refusal = Some(format!(
-                        "deployment {} is not in production; nothing to roll back",
-                        self.record.id
-                    ));
-                    return Ok(());
-                }
-                return self.trigger_rollback(
+            Some(_) => self.emit(out, Fact::Acknowledged { at: now, index, by }),
+        }
+        Ok(())
+    }
+
+    /// A command someone may not give is recorded: as a refused approval
+    /// of `role` when it was one, as a note otherwise.
+    fn on_refused(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        by: String,
+        role: Option<Role>,
+        what: String,
+        reason: String,
+    ) -> Result<(), IllegalTransition> {
+        match role {
+            Some(role) => self.approval(out, now, role, Decision::Refused, by, reason),
+            None => self.emit(
+                out,
+                Fact::Note {
+                    at: now,
+                    event: format!("Refused: {by} may not {what}: {reason}"),
+                },
+            ),
+        }
+        Ok(())
+    }
+
+    /// A person's rollback: of a release in production, or of one that
+    /// succeeded (production runs it, so what ran before is restored).
+    fn on_manual_rollback(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        by: String,
+        reason: String,
+    ) -> Result<(), IllegalTransition> {
+        if self.record.status == Status::Succeeded
+            && self.record.kind != DeploymentType::Rollback
+            && self.record.deploy_log.is_some()
+        {
+            self.finished_sent = false;
+            self.phase = Phase::Monitoring { since: now };
+            self.set_status(
+                out,
+                now,
+                Status::InProgress,
+                format!("Rollback after success requested by {by}"),
+            );
+            return self.trigger_rollback(
+                out,
+                now,
+                RollbackTrigger::Manual,
+                format!("requested by {by} after the deployment succeeded: {reason}"),
+            );
+        }
+        if !self.in_production() {
+            out.refusal = Some(format!(
+                "deployment {} is not in production; nothing to roll back",
+                self.record.id
+            ));
+            return Ok(());
+        }
+        self.trigger_rollback(
+            out,
+            now,
+            RollbackTrigger::Manual,
+            format!("requested by {by}: {reason}"),
+        )
+    }
+
+    // ---- One handler per stage, for the results of what it asked for ----
+
+    /// The start: a service held for repeated failures escalates at once
+    /// (rollbacks and hotfixes excepted), a scheduled time outside every
+    /// window is refused, and otherwise the first stage begins.
+    fn on_start(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+        if event != Event::Start {
+            return self.not_awaited(out, Phase::New, event);
+        }
+        if let Some(detail) = self.held.take() {
+            if matches!(self.record.kind, DeploymentType::Standard | DeploymentType::Scheduled) {
+                self.escalate(out, now, EscalationReason::RepeatedFailures, detail);
+                self.end(
                     out,
                     now,
-                    RollbackTrigger::Manual,
-                    format!("requested by {by}: {reason}"),
+                    Status::Escalated,
+                    "Held: the service has repeated failures awaiting acknowledgement",
                 );
+                return Ok(());
             }
-            Event::Timer(token) => {
-                let Some(purpose) = self.timers.remove(&token) else {
-                    return Ok(());
-                };
-                return self.on_timer(out, now, purpose);
-            }
-            _ => {}
         }
-        let phase = std::mem::replace(&mut self.phase, Phase::Done);
-        match (phase, event) {
-            (Phase::New, Event::Start) => {
-                if let Some(detail) = self.held.take() {
-                    if matches!(self.record.kind, DeploymentType::Standard | DeploymentType::Scheduled) {
-                        self.escalate(out, now, EscalationReason::RepeatedFailures, detail);
-                        self.end(
-                            out,
-                            now,
-                            Status::Escalated,
-                            "Held: the service has repeated failures awaiting acknowledgement",
-                        );
-                        return Ok(());
-                    }
-                }
-                if self.policy.windows == WindowRule::Scheduled && self.window_override.is_none() {
-                    let at = self.record.scheduled_for.expect("checked at submission");
-                    if let Err(why) = Calendar::new(&self.settings.windows).check(at) {
-                        self.emit(
-                            out,
-                            Fact::Issue {
-                                at: now,
-                                issue: format!("scheduled_for {at} refused: {why}"),
-                            },
-                        );
-                        self.end(
-                            out,
-                            now,
-                            Status::Rejected,
-                            "Submission refused: scheduled time is outside the allowed windows",
-                        );
-                        return Ok(());
-                    }
-                }
-                self.set_status(out, now, Status::InProgress, "");
-                self.advance(out, now)
+        if self.policy.windows == WindowRule::Scheduled && self.window_override.is_none() {
+            let at = self.record.scheduled_for.expect("checked at submission");
+            if let Err(why) = Calendar::new(&self.settings.windows).check(at) {
+                self.emit(
+                    out,
+                    Fact::Issue {
+                        at: now,
+                        issue: format!("scheduled_for {at} refused: {why}"),
+                    },
+                );
+                self.end(
+                    out,
+                    now,
+                    Status::Rejected,
+                    "Submission refused: scheduled time is outside the allowed windows",
+                );
+                return Ok(());
             }
-            (Phase::Preparing { prepare: _, scan }, Event::Prepared(result)) => match result {
-                Ok(report) => {
-                    self.emit(
-                        out,
-                        Fact::Prepared {
-                            at: now,
-                            report: report.clone(),
-                        },
-                    );
-                    self.prepare = Some(report.clone());
-                    self.after_prepare_part(out, now, Some(report), scan)
+        }
+        self.set_status(out, now, Status::InProgress, "");
+        self.advance(out, now)
+    }
+
+    /// PREPARE: DevOps's preparation and Security's scan arrive in either
+    /// order; once both are in, the checklist is built and the stage passes
+    /// if the preparation did.
+    fn prepare_stage(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        prepare: Option<PrepareReport>,
+        scan: Option<ScanReport>,
+        event: Event,
+    ) -> Result<(), IllegalTransition> {
+        match event {
+            Event::Prepared(Ok(report)) => {
+                self.emit(
+                    out,
+                    Fact::Prepared {
+                        at: now,
+                        report: report.clone(),
+                    },
+                );
+                self.prepare = Some(report.clone());
+                self.after_prepare_part(out, now, Some(report), scan)
+            }
+            Event::Prepared(Err(e)) => {
+                self.stage_failed(out, now, format!("DevOps could not prepare the release: {e}"))
+            }
+            Event::Scanned(Ok(report)) => {
+                self.emit(
+                    out,
+                    Fact::Scanned {
+                        at: now,
+                        report: report.clone(),
+                    },
+                );
+                self.after_prepare_part(out, now, prepare, Some(report))
+            }
+            Event::Scanned(Err(e)) => self.stage_failed(out, now, format!("Security scan could not run: {e}")),
+            event => self.not_awaited(out, Phase::Preparing { prepare, scan }, event),
+        }
+    }
+
+    /// STAGING: DevOps deployed to staging and verified it.
+    fn staging_stage(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+        match event {
+            Event::Staged(Ok(report)) => {
+                let ok = report.ok();
+                self.emit(
+                    out,
+                    Fact::Staged {
+                        at: now,
+                        report: report.clone(),
+                    },
+                );
+                if ok {
+                    self.finish_stage(out, now, Outcome::Passed, "staging deployed and verified");
+                    self.advance(out, now)
+                } else {
+                    self.stage_failed(out, now, staging_failure(&report))
                 }
-                Err(e) => self.stage_failed(out, now, format!("DevOps could not prepare the release: {e}")),
-            },
-            (Phase::Preparing { prepare, scan: _ }, Event::Scanned(result)) => match result {
-                Ok(report) => {
-                    self.emit(
-                        out,
-                        Fact::Scanned {
-                            at: now,
-                            report: report.clone(),
-                        },
-                    );
-                    self.after_prepare_part(out, now, prepare, Some(report))
+            }
+            Event::Staged(Err(e)) => self.stage_failed(out, now, format!("staging deployment failed: {e}")),
+            event => self.not_awaited(out, Phase::Staging, event),
+        }
+    }
+
+    /// VALIDATE: QA's suites make a validation report; the stage passes if
+    /// it recommends production.
+    fn validate_stage(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+        match event {
+            Event::Validated(Ok(suites)) => {
+                let report = ValidationReport::from_suites(suites, &self.record.changes);
+                let ready = report.recommendation == crate::record::Recommendation::Ready;
+                let issues = report.issues.join("; ");
+                self.emit(out, Fact::Validated { at: now, report });
+                if ready {
+                    self.finish_stage(out, now, Outcome::Passed, "ready for production");
+                    self.advance(out, now)
+                } else {
+                    self.stage_failed(out, now, format!("needs fixes before production: {issues}"))
                 }
-                Err(e) => self.stage_failed(out, now, format!("Security scan could not run: {e}")),
-            },
-            (Phase::Staging, Event::Staged(result)) => match result {
-                Ok(report) => {
-                    let ok = report.ok();
-                    self.emit(
-                        out,
-                        Fact::Staged {
-                            at: now,
-                            report: report.clone(),
-                        },
-                    );
-                    if ok {
-                        self.finish_stage(out, now, Outcome::Passed, "staging deployed and verified");
-                        self.advance(out, now)
-                    } else {
-                        self.stage_failed(out, now, staging_failure(&report))
-                    }
-                }
-                Err(e) => self.stage_failed(out, now, format!("staging deployment failed: {e}")),
-            },
-            (Phase::Validating, Event::Validated(result)) => match result {
-                Ok(suites) => {
-                    let report = ValidationReport::from_suites(suites, &self.record.changes);
-                    let ready = report.recommendation == crate::record::Recommendation::Ready;
-                    let issues = report.issues.join("; ");
-                    self.emit(out, Fact::Validated { at: now, report });
-                    if ready {
-                        self.finish_stage(out, now, Outcome::Passed, "ready for production");
-                        self.advance(out, now)
-                    } else {
-                        self.stage_failed(out, now, format!("needs fixes before production: {issues}"))
-                    }
-                }
-                Err(e) => self.stage_failed(out, now, format!("QA could not run the suites: {e}")),
-            },
-            (Phase::Approving { notified, mut roles }, Event::Reviewed { role, advice }) => {
-                if roles.get(&role) != Some(&RoleState::Reviewing) {
-                    self.phase = Phase::Approving { notified, roles };
-                    return Ok(());
-                }
+            }
+            Event::Validated(Err(e)) => self.stage_failed(out, now, format!("QA could not run the suites: {e}")),
+            event => self.not_awaited(out, Phase::Validating, event),
+        }
+    }
+
+    /// APPROVE: each approver's agent grants, denies or asks a person; a
+    /// person's decision counts only from someone who may give it. The
+    /// stage passes once every role granted; one denial rejects.
+    fn approve_stage(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        notified: bool,
+        mut roles: BTreeMap<Role, RoleState>,
+        event: Event,
+    ) -> Result<(), IllegalTransition> {
+        match event {
+            Event::Reviewed { role, advice } if roles.get(&role) == Some(&RoleState::Reviewing) => {
                 match advice {
                     Advice::Grant { by, reason } => {
                         self.approval(out, now, role, Decision::Granted, by, reason);
@@ -848,42 +994,19 @@ impl Machine {
                         return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
                     }
                     Advice::AskHuman => {
-                        let minutes = self.settings.agents.get(role).approval_timeout_minutes;
-                        let deadline = now + crate::settings::minutes(minutes);
+                        let deadline = self.ask_person(out, now, role);
                         roles.insert(role, RoleState::AwaitingHuman { deadline });
-                        self.emit(
-                            out,
-                            Fact::ApprovalRequested {
-                                at: now,
-                                role,
-                                deadline,
-                            },
-                        );
-                        out.effects.push(Effect::AwaitDecision { role, deadline });
-                        self.timer(out, deadline, TimerPurpose::ApprovalDeadline(role));
-                        self.set_status(out, now, Status::AwaitingApproval, "");
                     }
                 }
                 self.phase = Phase::Approving { notified, roles };
                 self.after_review(out, now)
             }
-            (
-                Phase::Approving { notified, mut roles },
-                Event::HumanDecision {
-                    role,
-                    approve,
-                    by,
-                    reason,
-                },
-            ) => {
-                if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
-                    out.refusal = Some(format!(
-                        "no {role} decision is pending for deployment {}",
-                        self.record.id
-                    ));
-                    self.phase = Phase::Approving { notified, roles };
-                    return Ok(());
-                }
+            Event::HumanDecision {
+                role,
+                approve,
+                by,
+                reason,
+            } if matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) => {
                 if let Err(why) = approval::may_decide(&self.record, role, &by) {
                     self.approval(out, now, role, Decision::Refused, by, why.clone());
                     out.refusal = Some(why);
@@ -901,33 +1024,42 @@ impl Machine {
                     self.rejected(out, now, format!("{by} ({role}) rejected: {reason}"))
                 }
             }
-            (Phase::Baseline, Event::BaselineMeasured(result)) => match result {
-                Ok(sample) => {
-                    self.emit(
-                        out,
-                        Fact::Baseline {
-                            at: now,
-                            sample: Some(sample),
-                            error: None,
-                        },
-                    );
-                    self.baseline = Some(sample);
-                    self.watch.inconclusive = 0;
-                    self.run_plan(out, now)
-                }
-                Err(e) => {
-                    self.emit(
-                        out,
-                        Fact::Baseline {
-                            at: now,
-                            sample: None,
-                            error: Some(e.clone()),
-                        },
-                    );
-                    self.phase = Phase::Baseline;
-                    self.inconclusive(out, now, e, true)
-                }
+            // A review already answered, or a decision for a role no person is asked for.
+            event => self.not_awaited(out, Phase::Approving { notified, roles }, event),
+        }
+    }
+
+    /// Asks a person holding `role` to decide, and returns the deadline.
+    fn ask_person(&mut self, out: &mut Output, now: DateTime<Utc>, role: Role) -> DateTime<Utc> {
+        let minutes = self.settings.agents.get(role).approval_timeout_minutes;
+        let deadline = now + crate::settings::minutes(minutes);
+        self.emit(
+            out,
+            Fact::ApprovalRequested {
+                at: now,
+                role,
+                deadline,
             },
+        );
+        out.effects.push(Effect::AwaitDecision { role, deadline });
+        self.timer(out, deadline, TimerPurpose::ApprovalDeadline(role));
+        self.set_status(out, now, Status::AwaitingApproval, "");
+        deadline
+    }
+
+    /// DEPLOY: with the window open and the service's production slot
+    /// granted, the baseline is measured, then the strategy's steps run one
+    /// at a time, each canary step followed by its analysis.
+    fn deploy_stage(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        phase: Phase,
+        event: Event,
+    ) -> Result<(), IllegalTransition> {
+        match (phase, event) {
+            (Phase::AwaitingSlot, Event::SlotGranted { production }) => self.slot_granted(out, now, production),
+            (Phase::Baseline, Event::BaselineMeasured(result)) => self.baseline_measured(out, now, result),
             (
                 Phase::Deploying { steps, index },
                 Event::StepDone {
@@ -935,71 +1067,180 @@ impl Machine {
                     result,
                     simulated,
                 },
-            ) if done == index => {
-                let step = steps[index].clone();
-                match result {
-                    Ok(()) => {
-                        self.emit(
-                            out,
-                            Fact::DeployStep(StepEntry {
-                                at: now,
-                                step: step.describe(),
-                                ok: true,
-                                detail: String::new(),
-                                simulated,
-                            }),
-                        );
-                        if let DeployStep::RunMigrations { kind } = step {
-                            self.migrations_applied = Some(kind);
-                        }
-                        if let Some(p) = step.traffic_after() {
-                            self.traffic = p;
-                        }
-                        if matches!(step, DeployStep::CanaryWeight { percent } if percent < 100) {
-                            self.phase = Phase::Analysing {
-                                steps,
-                                index,
-                                since: now,
-                            };
-                            self.emit(
-                                out,
-                                Fact::Note {
-                                    at: now,
-                                    event: format!(
-                                        "Canary analysis at {}% for {}",
-                                        self.traffic,
-                                        fmt_minutes(self.settings.strategies.canary.analysis_minutes)
-                                    ),
-                                },
-                            );
-                            let at = now + self.interval();
-                            self.timer(out, at, TimerPurpose::Observe);
-                            return Ok(());
-                        }
-                        self.run_step(out, now, steps, index + 1)
-                    }
-                    Err(e) => {
-                        self.emit(
-                            out,
-                            Fact::DeployStep(StepEntry {
-                                at: now,
-                                step: step.title(),
-                                ok: false,
-                                detail: e.clone(),
-                                simulated,
-                            }),
-                        );
-                        let trigger = match step {
-                            DeployStep::HealthCheckColour { .. }
-                            | DeployStep::CanaryWeight { .. }
-                            | DeployStep::UpdateInstances { .. } => RollbackTrigger::CriticalFunctionalityBroken,
-                            _ => RollbackTrigger::DeploymentFailed,
-                        };
-                        self.phase = Phase::Deploying { steps, index };
-                        self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.title()))
-                    }
-                }
+            ) if done == index => self.step_done(out, now, steps, index, result, simulated),
+            (phase @ Phase::Analysing { .. }, Event::Observed(obs)) => self.on_observation(out, now, phase, obs),
+            (phase, event) => self.not_awaited(out, phase, event),
+        }
+    }
+
+    /// The production slot is this deployment's; production may have
+    /// changed while it was queued.
+    fn slot_granted(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        production: Production,
+    ) -> Result<(), IllegalTransition> {
+        self.slot = true;
+        if production.current_version != self.production.current_version {
+            self.emit(
+                out,
+                Fact::ProductionSeen {
+                    at: now,
+                    previous_version: production.current_version.clone(),
+                    note: format!(
+                        "Production changed while queued: {} now runs {}",
+                        self.record.service,
+                        production
+                            .current_version
+                            .as_ref()
+                            .map(|v| v.to_string())
+                            .unwrap_or_else(|| "nothing".into())
+                    ),
+                },
+            );
+        }
+        self.production = production;
+        self.start_deploy(out, now)
+    }
+
+    /// The baseline starts the plan; a failed read is retried.
+    fn baseline_measured(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        result: Result<MetricSample, String>,
+    ) -> Result<(), IllegalTransition> {
+        match result {
+            Ok(sample) => {
+                self.emit(
+                    out,
+                    Fact::Baseline {
+                        at: now,
+                        sample: Some(sample),
+                        error: None,
+                    },
+                );
+                self.baseline = Some(sample);
+                self.watch.inconclusive = 0;
+                self.run_plan(out, now)
             }
+            Err(e) => {
+                self.emit(
+                    out,
+                    Fact::Baseline {
+                        at: now,
+                        sample: None,
+                        error: Some(e.clone()),
+                    },
+                );
+                self.phase = Phase::Baseline;
+                self.inconclusive(out, now, e, true)
+            }
+        }
+    }
+
+    /// Production step `index` of the plan is done: the next one runs, a
+    /// canary step below 100 % is analysed first, and a failed step rolls
+    /// back.
+    fn step_done(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        steps: Vec<DeployStep>,
+        index: usize,
+        result: Result<(), String>,
+        simulated: bool,
+    ) -> Result<(), IllegalTransition> {
+        let step = steps[index].clone();
+        match result {
+            Ok(()) => {
+                self.emit(
+                    out,
+                    Fact::DeployStep(StepEntry {
+                        at: now,
+                        step: step.describe(),
+                        ok: true,
+                        detail: String::new(),
+                        simulated,
+                    }),
+                );
+                if let DeployStep::RunMigrations { kind } = step {
+                    self.migrations_applied = Some(kind);
+                }
+                if let Some(p) = step.traffic_after() {
+                    self.traffic = p;
+                }
+                if matches!(step, DeployStep::CanaryWeight { percent } if percent < 100) {
+                    self.phase = Phase::Analysing {
+                        steps,
+                        index,
+                        since: now,
+                    };
+                    self.emit(
+                        out,
+                        Fact::Note {
+                            at: now,
+                            event: format!(
+                                "Canary analysis at {}% for {}",
+                                self.traffic,
+                                fmt_minutes(self.settings.strategies.canary.analysis_minutes)
+                            ),
+                        },
+                    );
+                    let at = now + self.interval();
+                    self.timer(out, at, TimerPurpose::Observe);
+                    return Ok(());
+                }
+                self.run_step(out, now, steps, index + 1)
+            }
+            Err(e) => {
+                self.emit(
+                    out,
+                    Fact::DeployStep(StepEntry {
+                        at: now,
+                        step: step.title(),
+                        ok: false,
+                        detail: e.clone(),
+                        simulated,
+                    }),
+                );
+                let trigger = match step {
+                    DeployStep::HealthCheckColour { .. }
+                    | DeployStep::CanaryWeight { .. }
+                    | DeployStep::UpdateInstances { .. } => RollbackTrigger::CriticalFunctionalityBroken,
+                    _ => RollbackTrigger::DeploymentFailed,
+                };
+                self.phase = Phase::Deploying { steps, index };
+                self.trigger_rollback(out, now, trigger, format!("{} failed: {e}", step.title()))
+            }
+        }
+    }
+
+    /// An observation during canary analysis or MONITOR.
+    fn on_observation(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        phase: Phase,
+        obs: Observation,
+    ) -> Result<(), IllegalTransition> {
+        self.phase = phase;
+        self.watch.observing = false;
+        self.observed(out, now, obs)
+    }
+
+    /// MONITOR: observations until the type's monitoring time has passed,
+    /// then, for blue-green, the decommission of the old colour.
+    fn monitor_stage(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        phase: Phase,
+        event: Event,
+    ) -> Result<(), IllegalTransition> {
+        match (phase, event) {
+            (phase @ Phase::Monitoring { .. }, Event::Observed(obs)) => self.on_observation(out, now, phase, obs),
             (
                 Phase::Decommissioning,
                 Event::StepDone {
@@ -1007,77 +1248,53 @@ impl Machine {
                     result,
                     simulated,
                 },
-            ) => {
-                // The decommission step of blue-green, after monitoring passed.
-                let colour = self.production.active_colour;
-                let step = DeployStep::Decommission { colour };
-                let (ok, detail) = match &result {
-                    Ok(()) => (true, String::new()),
-                    Err(e) => (false, e.clone()),
-                };
-                self.emit(
-                    out,
-                    Fact::DeployStep(StepEntry {
-                        at: now,
-                        step: if ok { step.describe() } else { step.title() },
-                        ok,
-                        detail: detail.clone(),
-                        simulated,
-                    }),
-                );
-                if !ok {
-                    self.emit(
-                        out,
-                        Fact::Issue {
-                            at: now,
-                            issue: format!("old environment not decommissioned: {detail}"),
-                        },
-                    );
-                }
-                self.complete(out, now)
-            }
-            (phase @ (Phase::Analysing { .. } | Phase::Monitoring { .. }), Event::Observed(obs)) => {
-                self.phase = phase;
-                self.watch.observing = false;
-                self.observed(out, now, obs)
-            }
-            (Phase::RollingBack, Event::RolledBack(outcome)) => self.rolled_back(out, now, outcome),
-            (Phase::AwaitingSlot, Event::SlotGranted { production }) => {
-                self.slot = true;
-                if production.current_version != self.production.current_version {
-                    self.emit(
-                        out,
-                        Fact::ProductionSeen {
-                            at: now,
-                            previous_version: production.current_version.clone(),
-                            note: format!(
-                                "Production changed while queued: {} now runs {}",
-                                self.record.service,
-                                production
-                                    .current_version
-                                    .as_ref()
-                                    .map(|v| v.to_string())
-                                    .unwrap_or_else(|| "nothing".into())
-                            ),
-                        },
-                    );
-                }
-                self.production = production;
-                self.start_deploy(out, now)
-            }
-            (phase, event) => {
-                // A late or duplicate result (e.g. an agent answering after the
-                // deployment ended) changes nothing; a person's decision that
-                // nothing awaits is refused so the caller knows.
-                if let Event::HumanDecision { role, .. } = event {
-                    out.refusal = Some(format!(
-                        "no {role} decision is pending for deployment {}",
-                        self.record.id
-                    ));
-                }
-                self.phase = phase;
-                Ok(())
-            }
+            ) => self.decommissioned(out, now, result, simulated),
+            (phase, event) => self.not_awaited(out, phase, event),
+        }
+    }
+
+    /// The decommission step of blue-green, after monitoring passed: the
+    /// deployment succeeds even if it failed, with the failure an issue.
+    fn decommissioned(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        result: Result<(), String>,
+        simulated: bool,
+    ) -> Result<(), IllegalTransition> {
+        let colour = self.production.active_colour;
+        let step = DeployStep::Decommission { colour };
+        let (ok, detail) = match &result {
+            Ok(()) => (true, String::new()),
+            Err(e) => (false, e.clone()),
+        };
+        self.emit(
+            out,
+            Fact::DeployStep(StepEntry {
+                at: now,
+                step: if ok { step.describe() } else { step.title() },
+                ok,
+                detail: detail.clone(),
+                simulated,
+            }),
+        );
+        if !ok {
+            self.emit(
+                out,
+                Fact::Issue {
+                    at: now,
+                    issue: format!("old environment not decommissioned: {detail}"),
+                },
+            );
+        }
+        self.complete(out, now)
+    }
+
+    /// ROLLBACK: DevOps's account of the rollback.
+    fn rollback_stage(&mut self, out: &mut Output, now: DateTime<Utc>, event: Event) -> Result<(), IllegalTransition> {
+        match event {
+            Event::RolledBack(outcome) => self.rolled_back(out, now, outcome),
+            event => self.not_awaited(out, Phase::RollingBack, event),
         }
     }
 }
@@ -1536,48 +1753,12 @@ impl Machine {
                 error: obs.metrics.as_ref().err().cloned(),
             }),
         );
-        // Incidents and broken functionality roll back at once.
-        let security = obs
-            .incidents
-            .iter()
-            .find(|i| i.kind == IncidentKind::SecurityVulnerability);
-        if let Some(incident) = security {
-            self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
-            return self.trigger_rollback(
-                out,
-                now,
-                RollbackTrigger::SecurityVulnerability,
-                incident.detail.clone(),
-            );
-        }
-        if let Some(incident) = obs
-            .incidents
-            .iter()
-            .find(|i| i.kind == IncidentKind::CriticalFunctionalityBroken)
-        {
-            return self.trigger_rollback(
-                out,
-                now,
-                RollbackTrigger::CriticalFunctionalityBroken,
-                incident.detail.clone(),
-            );
-        }
-        let health_error = obs.healthy.as_ref().err().cloned();
-        self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
-        self.watch.last_health_simulated = obs.health_simulated;
-        if let Ok(healthy) = obs.healthy {
-            if !healthy {
-                return self.trigger_rollback(
-                    out,
-                    now,
-                    RollbackTrigger::CriticalFunctionalityBroken,
-                    "production health check failing".into(),
-                );
-            }
+        if let Some((trigger, reason)) = self.urgent_rollback(out, now, &obs) {
+            return self.trigger_rollback(out, now, trigger, reason);
         }
         // A health check that could not run is as inconclusive as a failed metrics read.
-        let metrics = match (obs.metrics, health_error) {
-            (Ok(_), Some(e)) => Err(format!("health check could not run: {e}")),
+        let metrics = match (obs.metrics, obs.healthy) {
+            (Ok(_), Err(e)) => Err(format!("health check could not run: {e}")),
             (m, _) => m,
         };
         let sample = match metrics {
@@ -1592,82 +1773,96 @@ impl Machine {
         };
         self.watch.inconclusive = 0;
         self.watch.last = Some(sample);
+        if let Some((trigger, reason)) = self.judge(out, now, stage, sample) {
+            return self.trigger_rollback(out, now, trigger, reason);
+        }
+        self.after_observation(out, now, true)
+    }
+
+    /// Incidents and broken functionality call for a rollback at once (a
+    /// security incident is escalated too): returns its trigger and reason.
+    /// Otherwise notes how the health check went.
+    fn urgent_rollback(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        obs: &Observation,
+    ) -> Option<(RollbackTrigger, String)> {
+        let security = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::SecurityVulnerability);
+        if let Some(incident) = security {
+            self.escalate(out, now, EscalationReason::SecurityIncident, incident.detail.clone());
+            return Some((RollbackTrigger::SecurityVulnerability, incident.detail.clone()));
+        }
+        if let Some(incident) = obs
+            .incidents
+            .iter()
+            .find(|i| i.kind == IncidentKind::CriticalFunctionalityBroken)
+        {
+            return Some((RollbackTrigger::CriticalFunctionalityBroken, incident.detail.clone()));
+        }
+        self.watch.last_healthy = obs.healthy.as_ref().ok().copied();
+        self.watch.last_health_simulated = obs.health_simulated;
+        matches!(obs.healthy, Ok(false)).then(|| {
+            (
+                RollbackTrigger::CriticalFunctionalityBroken,
+                "production health check failing".to_string(),
+            )
+        })
+    }
+
+    /// Judges a sample against the thresholds: a metric that reaches a new
+    /// alert level is recorded (errors and slow responses escalate, once
+    /// each), and one over its rollback threshold for enough samples in a
+    /// row calls for a rollback: returns the first such trigger and reason.
+    fn judge(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        stage: Stage,
+        sample: MetricSample,
+    ) -> Option<(RollbackTrigger, String)> {
         let baseline = self.baseline.unwrap_or(sample);
         let findings = thresholds::evaluate(&sample, &baseline, &self.settings.thresholds);
         let mut rollback: Option<(RollbackTrigger, String)> = None;
         for metric in [Metric::ErrorRate, Metric::LatencyP99, Metric::Cpu, Metric::Memory] {
-            let finding = findings.iter().find(|f| f.metric == metric);
-            match finding {
-                None => {
-                    self.watch.levels.remove(&metric);
-                    self.watch.breaches.remove(&metric);
-                }
-                Some(f) => {
-                    let previous = self.watch.levels.insert(metric, f.action);
-                    if previous != Some(f.action) {
-                        self.emit(
-                            out,
-                            Fact::Alert(Alert {
-                                at: now,
-                                stage,
-                                metric,
-                                value: f.value,
-                                threshold: f.threshold,
-                                action: f.action,
-                            }),
-                        );
-                        let escalation = match metric {
-                            Metric::ErrorRate => Some((
-                                EscalationReason::UnexpectedProductionErrors,
-                                format!("error rate {} over {}", pct(f.value), pct(f.threshold)),
-                            )),
-                            Metric::LatencyP99 => Some((
-                                EscalationReason::PerformanceDegradation,
-                                format!(
-                                    "p99 latency {} ms over {} ms ({}x baseline {} ms)",
-                                    crate::record::fmt_num(f.value),
-                                    crate::record::fmt_num(f.threshold),
-                                    crate::record::fmt_num(f.value / baseline.latency_p99_ms),
-                                    crate::record::fmt_num(baseline.latency_p99_ms)
-                                ),
-                            )),
-                            _ => None,
-                        };
-                        if let Some((reason, detail)) = escalation {
-                            if self.watch.escalated.insert(reason) {
-                                self.escalate(out, now, reason, detail);
-                            }
-                        }
-                    }
-                    if f.action == AlertAction::Rollback {
-                        let n = self.watch.breaches.entry(metric).or_insert(0);
-                        *n += 1;
-                        if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
-                            rollback = Some(match metric {
-                                Metric::ErrorRate => (
-                                    RollbackTrigger::ErrorRate,
-                                    format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold)),
-                                ),
-                                _ => (
-                                    RollbackTrigger::SeverePerformanceDegradation,
-                                    format!(
-                                        "p99 latency {} ms exceeds {} ms",
-                                        crate::record::fmt_num(f.value),
-                                        crate::record::fmt_num(f.threshold)
-                                    ),
-                                ),
-                            });
-                        }
-                    } else {
-                        self.watch.breaches.remove(&metric);
+            let Some(f) = findings.iter().find(|f| f.metric == metric) else {
+                self.watch.levels.remove(&metric);
+                self.watch.breaches.remove(&metric);
+                continue;
+            };
+            let previous = self.watch.levels.insert(metric, f.action);
+            if previous != Some(f.action) {
+                self.emit(
+                    out,
+                    Fact::Alert(Alert {
+                        at: now,
+                        stage,
+                        metric,
+                        value: f.value,
+                        threshold: f.threshold,
+                        action: f.action,
+                    }),
+                );
+                if let Some((reason, detail)) = alert_escalation(f, &baseline) {
+                    if self.watch.escalated.insert(reason) {
+                        self.escalate(out, now, reason, detail);
                     }
                 }
             }
+            if f.action == AlertAction::Rollback {
+                let n = self.watch.breaches.entry(metric).or_insert(0);
+                *n += 1;
+                if *n >= self.settings.monitoring.breaches_to_rollback && rollback.is_none() {
+                    rollback = Some(breach_rollback(f));
+                }
+            } else {
+                self.watch.breaches.remove(&metric);
+            }
         }
-        if let Some((trigger, reason)) = rollback {
-            return self.trigger_rollback(out, now, trigger, reason);
-        }
-        self.after_observation(out, now, true)
+        rollback
     }
 
     /// Checkpoints, then the end of canary analysis or monitoring, or the next sample.
@@ -1946,59 +2141,118 @@ impl Machine {
             },
         );
         if success {
-            let note = format!(
-                "Production restored to v{}",
-                restored.as_ref().map(|v| v.as_str()).unwrap_or("?")
-            );
-            self.emit(
-                out,
-                Fact::ProductionVersion {
-                    at: now,
-                    version: restored,
-                    note,
-                },
-            );
-            self.finish_stage(out, now, Outcome::Passed, "rollback verified");
-            let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
-            self.notify(out, now, NotificationKind::Rollback, subject, body);
-            let status = if rollback_type {
-                Status::Succeeded
-            } else {
-                Status::RolledBack
-            };
-            self.end(
-                out,
-                now,
-                status,
-                if rollback_type {
-                    "Rollback completed"
-                } else {
-                    "Deployment rolled back"
-                },
-            );
+            self.rollback_verified(out, now, restored, rollback_type);
         } else {
-            let failed: Vec<String> = outcome
-                .steps
-                .iter()
-                .filter(|s| !s.1)
-                .map(|s| format!("{}: {}", s.0, s.2))
-                .collect();
-            let detail = format!(
-                "rollback failed ({}); production state needs a person",
-                failed.join("; ")
-            );
-            self.emit(
-                out,
-                Fact::Issue {
-                    at: now,
-                    issue: detail.clone(),
-                },
-            );
-            self.finish_stage(out, now, Outcome::Failed, "rollback failed");
-            self.escalate(out, now, EscalationReason::UnableToRollback, detail);
-            self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+            self.rollback_failed(out, now, &outcome);
         }
         Ok(())
+    }
+
+    /// The rollback restored `restored` and verified it: production runs it
+    /// again, stakeholders hear of it, and the deployment ends.
+    fn rollback_verified(
+        &mut self,
+        out: &mut Output,
+        now: DateTime<Utc>,
+        restored: Option<Version>,
+        rollback_type: bool,
+    ) {
+        let note = format!(
+            "Production restored to v{}",
+            restored.as_ref().map(|v| v.as_str()).unwrap_or("?")
+        );
+        self.emit(
+            out,
+            Fact::ProductionVersion {
+                at: now,
+                version: restored,
+                note,
+            },
+        );
+        self.finish_stage(out, now, Outcome::Passed, "rollback verified");
+        let (subject, body) = report::rollback_message(&self.record, now, &self.settings);
+        self.notify(out, now, NotificationKind::Rollback, subject, body);
+        let status = if rollback_type {
+            Status::Succeeded
+        } else {
+            Status::RolledBack
+        };
+        self.end(
+            out,
+            now,
+            status,
+            if rollback_type {
+                "Rollback completed"
+            } else {
+                "Deployment rolled back"
+            },
+        );
+    }
+
+    /// The rollback did not restore or verify production: a person has to
+    /// take over, told which steps failed.
+    fn rollback_failed(&mut self, out: &mut Output, now: DateTime<Utc>, outcome: &RollbackOutcome) {
+        let failed: Vec<String> = outcome
+            .steps
+            .iter()
+            .filter(|s| !s.1)
+            .map(|s| format!("{}: {}", s.0, s.2))
+            .collect();
+        let detail = format!(
+            "rollback failed ({}); production state needs a person",
+            failed.join("; ")
+        );
+        self.emit(
+            out,
+            Fact::Issue {
+                at: now,
+                issue: detail.clone(),
+            },
+        );
+        self.finish_stage(out, now, Outcome::Failed, "rollback failed");
+        self.escalate(out, now, EscalationReason::UnableToRollback, detail);
+        self.end(out, now, Status::Escalated, "Unable to roll back: escalated");
+    }
+}
+
+/// The escalation a new alert raises: unexpected errors and degraded
+/// performance are for a person to know of; CPU and memory are not.
+fn alert_escalation(f: &Finding, baseline: &MetricSample) -> Option<(EscalationReason, String)> {
+    match f.metric {
+        Metric::ErrorRate => Some((
+            EscalationReason::UnexpectedProductionErrors,
+            format!("error rate {} over {}", pct(f.value), pct(f.threshold)),
+        )),
+        Metric::LatencyP99 => Some((
+            EscalationReason::PerformanceDegradation,
+            format!(
+                "p99 latency {} ms over {} ms ({}x baseline {} ms)",
+                crate::record::fmt_num(f.value),
+                crate::record::fmt_num(f.threshold),
+                crate::record::fmt_num(f.value / baseline.latency_p99_ms),
+                crate::record::fmt_num(baseline.latency_p99_ms)
+            ),
+        )),
+        _ => None,
+    }
+}
+
+/// The trigger and reason of the rollback a metric over its rollback
+/// threshold calls for.
+fn breach_rollback(f: &Finding) -> (RollbackTrigger, String) {
+    match f.metric {
+        Metric::ErrorRate => (
+            RollbackTrigger::ErrorRate,
+            format!("error rate {} exceeds {}", pct(f.value), pct(f.threshold)),
+        ),
+        _ => (
+            RollbackTrigger::SeverePerformanceDegradation,
+            format!(
+                "p99 latency {} ms exceeds {} ms",
+                crate::record::fmt_num(f.value),
+                crate::record::fmt_num(f.threshold)
+            ),
+        ),
     }
 }
 

@@ -544,113 +544,66 @@ impl Record {
     pub fn apply(&mut self, fact: &Fact) {
         match fact.clone() {
             Fact::Submitted { .. } => {}
-            Fact::Status { at, status, note } => {
-                self.status = status;
-                if status.is_terminal() {
-                    self.finished_at = Some(at);
-                    self.pending_approvals.clear();
-                }
-                if !note.is_empty() {
-                    self.note(at, note);
-                }
-            }
-            Fact::StageStarted { at, stage } => {
-                self.stages.push(StageEntry {
-                    stage,
-                    outcome: None,
-                    started_at: at,
-                    finished_at: None,
-                });
-                self.note(at, format!("{} started", stage.title()));
-            }
+            // How the deployment moves through its stages.
+            Fact::Status { at, status, note } => self.apply_status(at, status, note),
+            Fact::StageStarted { at, stage } => self.apply_stage_started(at, stage),
             Fact::StageFinished {
                 at,
                 stage,
                 outcome,
                 note,
-            } => {
-                if let Some(e) = self
-                    .stages
-                    .iter_mut()
-                    .rev()
-                    .find(|e| e.stage == stage && e.outcome.is_none())
-                {
-                    e.outcome = Some(outcome);
-                    e.finished_at = Some(at);
-                }
-                let mut event = format!("{} {}", stage.title(), outcome.as_str());
-                if !note.is_empty() {
-                    event = format!("{event}: {note}");
-                }
-                self.note(at, event);
+            } => self.apply_stage_finished(at, stage, outcome, note),
+            Fact::Issue { at, issue } => {
+                self.note(at, format!("Issue: {issue}"));
+                self.issues.push(issue);
             }
+            Fact::Note { at, event } => self.note(at, event),
+            // The reports of the stages before production.
             Fact::Prepared { report, .. } => self.prepare = Some(report),
-            Fact::Scanned { at, report } => {
-                self.note(
-                    at,
-                    format!(
-                        "Security scan: {} critical vulnerabilities{}",
-                        report.critical_vulnerabilities,
-                        simulated(report.simulated)
-                    ),
-                );
-                self.security = Some(report);
-            }
+            Fact::Scanned { at, report } => self.apply_scan(at, report),
             Fact::Checklist { items } => self.checklist = items,
             Fact::Staged { report, .. } => self.staging = Some(report),
             Fact::Validated { at, report } => {
                 self.note(at, "QA validation complete".to_string());
                 self.validation = Some(report);
             }
-            Fact::Approval(a) => {
-                let decision = match a.decision {
-                    Decision::Granted => "granted",
-                    Decision::Denied => "denied",
-                    Decision::Refused => "refused",
-                    Decision::TimedOut => "timed out",
-                    Decision::WindowOverride => "window override granted",
-                };
-                self.note(
-                    a.at,
-                    format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason),
-                );
-                if a.decision != Decision::Refused {
-                    self.pending_approvals.retain(|p| p.role != a.role);
-                }
-                self.approvals.push(a);
-            }
+            // People: approvals, notices, escalations.
+            Fact::Approval(a) => self.apply_approval(a),
+            Fact::ApprovalRequested { at, role, deadline } => self.apply_approval_requested(at, role, deadline),
             Fact::Notification(n) => {
                 let state = if n.delivered { "sent" } else { "failed" };
                 self.note(n.at, format!("Notification {state}: {}", n.subject));
                 self.notifications.push(n);
             }
-            Fact::DeployStarted { at, strategy } => {
-                self.deploy_log = Some(DeployLog {
-                    strategy,
-                    started_at: at,
-                    finished_at: None,
-                    steps: vec![],
-                });
+            Fact::Escalation(e) => {
+                self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
+                self.escalations.push(e);
             }
-            Fact::DeployStep(step) => {
-                self.note(
-                    step.at,
-                    format!(
-                        "{}{}{}",
-                        step.step,
-                        if step.ok { "" } else { " FAILED" },
-                        simulated(step.simulated)
-                    ),
-                );
-                if let Some(log) = &mut self.deploy_log {
-                    log.steps.push(step);
-                }
-            }
+            Fact::Acknowledged { at, index, by } => self.apply_acknowledged(at, index, by),
+            // Production: what DEPLOY did and what runs there.
+            Fact::DeployStarted { at, strategy } => self.apply_deploy_started(at, strategy),
+            Fact::DeployStep(step) => self.apply_deploy_step(step),
             Fact::DeployFinished { at } => {
                 if let Some(log) = &mut self.deploy_log {
                     log.finished_at = Some(at);
                 }
             }
+            Fact::ProductionVersion { at, version, note } => {
+                self.production_version = version;
+                if !note.is_empty() {
+                    self.note(at, note);
+                }
+            }
+            Fact::ProductionSeen {
+                at,
+                previous_version,
+                note,
+            } => {
+                self.production_version = previous_version.clone();
+                self.previous_version = previous_version;
+                self.note(at, note);
+            }
+            // What canary analysis and MONITOR saw.
             Fact::Baseline { at, sample, error } => {
                 self.monitoring.baseline = sample;
                 if let Some(e) = error {
@@ -658,71 +611,11 @@ impl Record {
                 }
             }
             Fact::Sample(s) => self.monitoring.samples.push(s),
-            Fact::Checkpoint(c) => {
-                self.note(
-                    c.at,
-                    format!(
-                        "Checkpoint {} ({}): {}{}",
-                        fmt_minutes(c.minute),
-                        c.check.title(),
-                        if c.passed { "ok" } else { "NOT OK" },
-                        simulated(c.simulated)
-                    ),
-                );
-                self.monitoring.checkpoints.push(c);
-            }
-            Fact::Alert(a) => {
-                let (metric, value, threshold) = match a.metric {
-                    Metric::ErrorRate => ("error rate", pct(a.value), pct(a.threshold)),
-                    Metric::LatencyP99 => (
-                        "p99 latency",
-                        format!("{} ms", fmt_num(a.value)),
-                        format!("{} ms", fmt_num(a.threshold)),
-                    ),
-                    Metric::Cpu => ("CPU", pct(a.value), pct(a.threshold)),
-                    Metric::Memory => ("memory", pct(a.value), pct(a.threshold)),
-                };
-                let action = match a.action {
-                    AlertAction::Scale => "scale",
-                    AlertAction::Investigate => "investigate",
-                    AlertAction::Rollback => "rollback",
-                };
-                self.note(a.at, format!("Alert: {metric} {value} over {threshold} -> {action}"));
-                self.alerts.push(a);
-            }
-            Fact::Escalation(e) => {
-                self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
-                self.escalations.push(e);
-            }
-            Fact::RollbackStarted { at, trigger, reason } => {
-                self.note(at, format!("Rollback initiated ({trigger}): {reason}"));
-                self.rollback = Some(RollbackLog {
-                    trigger,
-                    reason,
-                    initiated_at: at,
-                    completed_at: None,
-                    restored_version: None,
-                    migrations_reverted: false,
-                    caches_cleared: false,
-                    verified: false,
-                    steps: vec![],
-                    incident: String::new(),
-                });
-            }
-            Fact::RollbackStep(step) => {
-                self.note(
-                    step.at,
-                    format!(
-                        "Rollback: {}{}{}",
-                        step.step,
-                        if step.ok { "" } else { " FAILED" },
-                        simulated(step.simulated)
-                    ),
-                );
-                if let Some(r) = &mut self.rollback {
-                    r.steps.push(step);
-                }
-            }
+            Fact::Checkpoint(c) => self.apply_checkpoint(c),
+            Fact::Alert(a) => self.apply_alert(a),
+            // ROLLBACK.
+            Fact::RollbackStarted { at, trigger, reason } => self.apply_rollback_started(at, trigger, reason),
+            Fact::RollbackStep(step) => self.apply_rollback_step(step),
             Fact::RollbackFinished {
                 at,
                 restored_version,
@@ -740,49 +633,186 @@ impl Record {
                     r.incident = incident;
                 }
             }
-            Fact::ProductionVersion { at, version, note } => {
-                self.production_version = version;
-                if !note.is_empty() {
-                    self.note(at, note);
-                }
-            }
-            Fact::Acknowledged { at, index, by } => {
-                if let Some(e) = index.checked_sub(1).and_then(|i| self.escalations.get_mut(i)) {
-                    e.acknowledged_by = Some(by.clone());
-                    e.acknowledged_at = Some(at);
-                    let reason = e.reason;
-                    self.note(at, format!("Escalation {index} ({reason}) acknowledged by {by}"));
-                }
-            }
-            Fact::ProductionSeen {
-                at,
-                previous_version,
-                note,
-            } => {
-                self.production_version = previous_version.clone();
-                self.previous_version = previous_version;
-                self.note(at, note);
-            }
-            Fact::Issue { at, issue } => {
-                self.note(at, format!("Issue: {issue}"));
-                self.issues.push(issue);
-            }
-            Fact::Note { at, event } => self.note(at, event),
-            Fact::ApprovalRequested { at, role, deadline } => {
-                self.note(
-                    at,
-                    format!(
-                        "Approval ({role}) requested from a person; deadline {}",
-                        deadline.to_rfc3339()
-                    ),
-                );
-                self.pending_approvals.retain(|p| p.role != role);
-                self.pending_approvals.push(PendingApproval {
-                    role,
-                    requested_at: at,
-                    deadline,
-                });
-            }
+        }
+    }
+
+    // ---- Progress through the stages ----
+
+    fn apply_status(&mut self, at: DateTime<Utc>, status: Status, note: String) {
+        self.status = status;
+        if status.is_terminal() {
+            self.finished_at = Some(at);
+            self.pending_approvals.clear();
+        }
+        if !note.is_empty() {
+            self.note(at, note);
+        }
+    }
+
+    fn apply_stage_started(&mut self, at: DateTime<Utc>, stage: Stage) {
+        self.stages.push(StageEntry {
+            stage,
+            outcome: None,
+            started_at: at,
+            finished_at: None,
+        });
+        self.note(at, format!("{} started", stage.title()));
+    }
+
+    /// Closes the latest open entry of `stage`.
+    fn apply_stage_finished(&mut self, at: DateTime<Utc>, stage: Stage, outcome: Outcome, note: String) {
+        if let Some(e) = self
+            .stages
+            .iter_mut()
+            .rev()
+            .find(|e| e.stage == stage && e.outcome.is_none())
+        {
+            e.outcome = Some(outcome);
+            e.finished_at = Some(at);
+        }
+        let mut event = format!("{} {}", stage.title(), outcome.as_str());
+        if !note.is_empty() {
+            event = format!("{event}: {note}");
+        }
+        self.note(at, event);
+    }
+
+    // ---- The reports of the stages before production ----
+
+    fn apply_scan(&mut self, at: DateTime<Utc>, report: ScanReport) {
+        self.note(
+            at,
+            format!(
+                "Security scan: {} critical vulnerabilities{}",
+                report.critical_vulnerabilities,
+                simulated(report.simulated)
+            ),
+        );
+        self.security = Some(report);
+    }
+
+    // ---- People: approvals, notices, escalations ----
+
+    /// A decision (or a refused attempt, which leaves the role pending).
+    fn apply_approval(&mut self, a: Approval) {
+        let decision = match a.decision {
+            Decision::Granted => "granted",
+            Decision::Denied => "denied",
+            Decision::Refused => "refused",
+            Decision::TimedOut => "timed out",
+            Decision::WindowOverride => "window override granted",
+        };
+        self.note(
+            a.at,
+            format!("Approval ({}) {decision} by {}: {}", a.role, a.by, a.reason),
+        );
+        if a.decision != Decision::Refused {
+            self.pending_approvals.retain(|p| p.role != a.role);
+        }
+        self.approvals.push(a);
+    }
+
+    fn apply_approval_requested(&mut self, at: DateTime<Utc>, role: Role, deadline: DateTime<Utc>) {
+        self.note(
+            at,
+            format!(
+                "Approval ({role}) requested from a person; deadline {}",
+                deadline.to_rfc3339()
+            ),
+        );
+        self.pending_approvals.retain(|p| p.role != role);
+        self.pending_approvals.push(PendingApproval {
+            role,
+            requested_at: at,
+            deadline,
+        });
+    }
+
+    fn apply_acknowledged(&mut self, at: DateTime<Utc>, index: usize, by: String) {
+        if let Some(e) = index.checked_sub(1).and_then(|i| self.escalations.get_mut(i)) {
+            e.acknowledged_by = Some(by.clone());
+            e.acknowledged_at = Some(at);
+            let reason = e.reason;
+            self.note(at, format!("Escalation {index} ({reason}) acknowledged by {by}"));
+        }
+    }
+
+    // ---- Production ----
+
+    fn apply_deploy_started(&mut self, at: DateTime<Utc>, strategy: Strategy) {
+        self.deploy_log = Some(DeployLog {
+            strategy,
+            started_at: at,
+            finished_at: None,
+            steps: vec![],
+        });
+    }
+
+    fn apply_deploy_step(&mut self, step: StepEntry) {
+        self.note(step.at, step_event("", &step));
+        if let Some(log) = &mut self.deploy_log {
+            log.steps.push(step);
+        }
+    }
+
+    // ---- What canary analysis and MONITOR saw ----
+
+    fn apply_checkpoint(&mut self, c: CheckpointEntry) {
+        self.note(
+            c.at,
+            format!(
+                "Checkpoint {} ({}): {}{}",
+                fmt_minutes(c.minute),
+                c.check.title(),
+                if c.passed { "ok" } else { "NOT OK" },
+                simulated(c.simulated)
+            ),
+        );
+        self.monitoring.checkpoints.push(c);
+    }
+
+    fn apply_alert(&mut self, a: Alert) {
+        let (metric, value, threshold) = match a.metric {
+            Metric::ErrorRate => ("error rate", pct(a.value), pct(a.threshold)),
+            Metric::LatencyP99 => (
+                "p99 latency",
+                format!("{} ms", fmt_num(a.value)),
+                format!("{} ms", fmt_num(a.threshold)),
+            ),
+            Metric::Cpu => ("CPU", pct(a.value), pct(a.threshold)),
+            Metric::Memory => ("memory", pct(a.value), pct(a.threshold)),
+        };
+        let action = match a.action {
+            AlertAction::Scale => "scale",
+            AlertAction::Investigate => "investigate",
+            AlertAction::Rollback => "rollback",
+        };
+        self.note(a.at, format!("Alert: {metric} {value} over {threshold} -> {action}"));
+        self.alerts.push(a);
+    }
+
+    // ---- ROLLBACK ----
+
+    fn apply_rollback_started(&mut self, at: DateTime<Utc>, trigger: RollbackTrigger, reason: String) {
+        self.note(at, format!("Rollback initiated ({trigger}): {reason}"));
+        self.rollback = Some(RollbackLog {
+            trigger,
+            reason,
+            initiated_at: at,
+            completed_at: None,
+            restored_version: None,
+            migrations_reverted: false,
+            caches_cleared: false,
+            verified: false,
+            steps: vec![],
+            incident: String::new(),
+        });
+    }
+
+    fn apply_rollback_step(&mut self, step: StepEntry) {
+        self.note(step.at, step_event("Rollback: ", &step));
+        if let Some(r) = &mut self.rollback {
+            r.steps.push(step);
         }
     }
 
@@ -877,6 +907,17 @@ pub const SIMULATED_NOTICE: &str = "Simulated: some results of this deployment c
 pub fn pct_or_not_measured(v: Option<f64>) -> String {
     v.map(pct)
         .unwrap_or_else(|| "not measured (threshold not judged)".into())
+}
+
+/// The timeline's words for a production or rollback step: `prefix`, the
+/// step, whether it failed, and whether the simulated world answered it.
+fn step_event(prefix: &str, step: &StepEntry) -> String {
+    format!(
+        "{prefix}{}{}{}",
+        step.step,
+        if step.ok { "" } else { " FAILED" },
+        simulated(step.simulated)
+    )
 }
 
 /// `" (simulated)"` for evidence from the simulated world, else nothing: the

@@ -12,6 +12,7 @@ use crate::record::{
     fmt_duration, fmt_minutes, fmt_num, pct, pct_or_not_measured, simulated, Approval, Decision, Recommendation, Record,
 };
 use crate::settings::{Settings, WindowRule};
+use crate::thresholds::MetricSample;
 use crate::types::{EscalationReason, MigrationKind, RollbackTrigger, Status, Strategy};
 
 const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
@@ -254,21 +255,79 @@ pub fn status_word(s: Status) -> &'static str {
 
 /// The final Deployment Record, with every artifact the stages produced.
 pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
-    let approvers: Vec<String> = r
+    let last = r.monitoring.samples.iter().rev().find_map(|s| s.sample);
+    let ctx = context! {
+        id => r.id.to_string(),
+        service => r.service.to_string(),
+        version => version_of(r),
+        previous_version => r.previous_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
+        date => r.submitted_at.format("%Y-%m-%d").to_string(),
+        kind => r.kind.title(),
+        strategy => if r.kind == crate::types::DeploymentType::Rollback { "-" } else { r.strategy.title() },
+        duration => duration(r.submitted_at, r.finished_at),
+        submitted_by => r.submitted_by.clone(),
+        approvers => team_approvers(r),
+        changes => Value::from_serialize(&r.changes),
+        timeline => r.timeline.iter().map(|t| context! { at => ts(t.at), event => t.event.replace('|', "/") }).collect::<Vec<_>>(),
+        issues => r.issues.iter().cloned().chain(r.escalations.iter().map(|e| format!("Escalation ({}): {}", e.reason, e.detail))).collect::<Vec<_>>(),
+        error_rate => last.map(|s| pct(s.error_rate)).unwrap_or_else(|| "not measured".into()),
+        latency_change => latency_change(last, r.monitoring.baseline),
+        metrics_simulated => last.is_some_and(|s| s.simulated),
+        alert_count => r.alerts.len(),
+        status => status_word(r.status),
+        checklist => checklist_section(r),
+        security => security_section(r),
+        staging => staging_section(r),
+        validation => validation_section(r),
+        approvals => approval_section(r),
+        deploy => deploy_section(r),
+        monitoring => monitoring_section(r),
+        alerts => alerts_section(r),
+        rollback => rollback_section(r),
+        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone(), acknowledged_by => e.acknowledged_by.clone(), acknowledged_at => e.acknowledged_at.map(ts) }).collect::<Vec<_>>(),
+        notifications => r.notifications.iter().map(|n| context! { at => ts(n.at), kind => n.kind.as_str(), subject => n.subject.clone(), delivered => n.delivered, error => n.error.clone().unwrap_or_default() }).collect::<Vec<_>>(),
+    };
+    render(DEPLOYMENT_RECORD, ctx)
+}
+
+/// Who decided an approval: the agent ("Manager Agent") or the person.
+fn approver(a: &Approval) -> String {
+    if a.by.ends_with(" agent") {
+        format!("{} Agent", role_title(a.role))
+    } else {
+        a.by.clone()
+    }
+}
+
+/// The Team section's approvers: who granted (a person with the role),
+/// then the roles still waiting for a person.
+fn team_approvers(r: &Record) -> String {
+    let mut names: Vec<String> = r
         .approvals
         .iter()
         .filter(|a| a.decision == Decision::Granted)
         .map(|a| {
             if a.by.ends_with(" agent") {
-                format!("{} Agent", role_title(a.role))
+                approver(a)
             } else {
                 format!("{} ({})", a.by, a.role)
             }
         })
         .collect();
-    let last = r.monitoring.samples.iter().rev().find_map(|s| s.sample);
-    let error_rate = last.map(|s| pct(s.error_rate)).unwrap_or_else(|| "not measured".into());
-    let latency_change = match (last, r.monitoring.baseline) {
+    if !r.pending_approvals.is_empty() {
+        let roles: Vec<&str> = r.pending_approvals.iter().map(|p| p.role.as_str()).collect();
+        names.push(format!("pending ({})", roles.join(", ")));
+    }
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The Metrics section's latency line: the last sample's p99 against the baseline.
+fn latency_change(last: Option<MetricSample>, baseline: Option<MetricSample>) -> String {
+    match (last, baseline) {
         (Some(s), Some(b)) if b.latency_p99_ms > 0.0 => {
             let change = (s.latency_p99_ms - b.latency_p99_ms) / b.latency_p99_ms * 100.0;
             format!(
@@ -281,7 +340,12 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         }
         (Some(s), None) => format!("not compared: no baseline (p99 {} ms)", fmt_num(s.latency_p99_ms)),
         _ => "not measured".into(),
-    };
+    }
+}
+
+/// The Deployment Checklist: its items under their sections, in the order
+/// the sections first appear, each with where its tick came from.
+fn checklist_section(r: &Record) -> Vec<Value> {
     let mut sections: Vec<(String, Vec<Value>)> = vec![];
     for item in &r.checklist {
         let (section, title) = item.key.section_and_title();
@@ -299,15 +363,22 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             None => sections.push((section.to_string(), vec![v])),
         }
     }
-    let checklist: Vec<Value> = sections
+    sections
         .into_iter()
         .map(|(name, items)| context! { name, items })
-        .collect();
-    let security = r
-        .security
+        .collect()
+}
+
+/// The Security Review, once the scan ran.
+fn security_section(r: &Record) -> Option<Value> {
+    r.security
         .as_ref()
-        .map(|s| context! { critical => format!("{}{}", s.critical_vulnerabilities, simulated(s.simulated)), findings => Value::from_serialize(&s.findings) });
-    let staging = r.staging.as_ref().map(|s| {
+        .map(|s| context! { critical => format!("{}{}", s.critical_vulnerabilities, simulated(s.simulated)), findings => Value::from_serialize(&s.findings) })
+}
+
+/// The Staging Deployment: when STAGING finished and each verification.
+fn staging_section(r: &Record) -> Option<Value> {
+    r.staging.as_ref().map(|s| {
         let at = r
             .stages
             .iter()
@@ -322,24 +393,26 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             context! { name => format!("Smoke tests pass{}", simulated(s.is_simulated("smoke_tests"))), ok => s.smoke_tests },
         ];
         context! { at, checks }
-    });
-    let validation = r.validation.as_ref().map(|v| {
+    })
+}
+
+/// The Staging Validation Report, once QA's suites ran.
+fn validation_section(r: &Record) -> Option<Value> {
+    r.validation.as_ref().map(|v| {
         context! {
             suites => Value::from_serialize(&v.suites),
             features => Value::from_serialize(&v.features),
             issues => Value::from_serialize(&v.issues),
             ready => v.recommendation == Recommendation::Ready,
         }
-    });
-    let approver = |a: &Approval| {
-        if a.by.ends_with(" agent") {
-            format!("{} Agent", role_title(a.role))
-        } else {
-            a.by.clone()
-        }
-    };
-    let approvals: Vec<Value> = r
-        .approval_sections()
+    })
+}
+
+/// One Deployment Approval per section of [`Record::approval_sections`]:
+/// a decision, a person still awaited, or a role nobody decided for; each
+/// with the refused attempts of its role.
+fn approval_section(r: &Record) -> Vec<Value> {
+    r.approval_sections()
         .into_iter()
         .map(|section| {
             let refused: Vec<Value> = section
@@ -372,13 +445,18 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
                 }
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The Production Deployment: its steps, and the verification read from
+/// the first MONITOR sample and checkpoint.
+fn deploy_section(r: &Record) -> Option<Value> {
     let first_watch = r
         .monitoring
         .samples
         .iter()
         .find(|s| s.stage == crate::types::Stage::Monitor);
-    let deploy = r.deploy_log.as_ref().map(|d| {
+    r.deploy_log.as_ref().map(|d| {
         let steps: Vec<Value> = d
             .steps
             .iter()
@@ -400,8 +478,13 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             context! { name => "Monitoring active", ok => first_watch.is_some() },
         ];
         context! { started_at => ts(d.started_at), finished_at => opt_ts(d.finished_at), steps, verification }
-    });
-    let monitoring = (r.deploy_log.is_some()).then(|| {
+    })
+}
+
+/// The Post-deployment Monitoring, once DEPLOY started: the baseline, the
+/// samples read, the metrics not judged and the checkpoints.
+fn monitoring_section(r: &Record) -> Option<Value> {
+    (r.deploy_log.is_some()).then(|| {
         let b = r.monitoring.baseline;
         context! {
             baseline => b.map(|b| format!("error rate {}, p99 {} ms, CPU {}, memory {}{}", pct(b.error_rate), fmt_num(b.latency_p99_ms), pct_or_not_measured(b.cpu), pct_or_not_measured(b.memory), simulated(b.simulated))).unwrap_or_else(|| "unavailable".into()),
@@ -411,9 +494,12 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             not_judged => not_judged(r),
             checkpoints => r.monitoring.checkpoints.iter().map(|c| context! { when => fmt_minutes(c.minute), title => c.check.title(), passed => c.passed, detail => c.detail.clone(), simulated => c.simulated }).collect::<Vec<_>>(),
         }
-    });
-    let alerts: Vec<Value> = r
-        .alerts
+    })
+}
+
+/// The Alerts table of the monitoring section.
+fn alerts_section(r: &Record) -> Vec<Value> {
+    r.alerts
         .iter()
         .map(|a| {
             let metric = serde_json::to_value(a.metric)
@@ -426,8 +512,12 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
                 .unwrap_or_default();
             context! { at => ts(a.at), metric, value => fmt_num(a.value), threshold => fmt_num(a.threshold), action }
         })
-        .collect();
-    let rollback = r.rollback.as_ref().map(|rb| {
+        .collect()
+}
+
+/// The Rollback Procedure, once a rollback started.
+fn rollback_section(r: &Record) -> Option<Value> {
+    r.rollback.as_ref().map(|rb| {
         context! {
             steps => rb.steps.iter().map(|s| context! { step => s.step.clone(), ok => s.ok, detail => s.detail.clone(), simulated => s.simulated }).collect::<Vec<_>>(),
             initiated_at => ts(rb.initiated_at),
@@ -438,46 +528,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
             migrations_reverted => if rb.migrations_reverted { "yes" } else { "no" },
             incident => rb.incident.clone(),
         }
-    });
-    let ctx = context! {
-        id => r.id.to_string(),
-        service => r.service.to_string(),
-        version => version_of(r),
-        previous_version => r.previous_version.as_ref().map(|v| v.to_string()).unwrap_or_else(|| "none".into()),
-        date => r.submitted_at.format("%Y-%m-%d").to_string(),
-        kind => r.kind.title(),
-        strategy => if r.kind == crate::types::DeploymentType::Rollback { "-" } else { r.strategy.title() },
-        duration => duration(r.submitted_at, r.finished_at),
-        submitted_by => r.submitted_by.clone(),
-        approvers => {
-            let mut names = approvers;
-            if !r.pending_approvals.is_empty() {
-                let roles: Vec<&str> = r.pending_approvals.iter().map(|p| p.role.as_str()).collect();
-                names.push(format!("pending ({})", roles.join(", ")));
-            }
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
-        },
-        changes => Value::from_serialize(&r.changes),
-        timeline => r.timeline.iter().map(|t| context! { at => ts(t.at), event => t.event.replace('|', "/") }).collect::<Vec<_>>(),
-        issues => r.issues.iter().cloned().chain(r.escalations.iter().map(|e| format!("Escalation ({}): {}", e.reason, e.detail))).collect::<Vec<_>>(),
-        error_rate,
-        latency_change,
-        metrics_simulated => last.is_some_and(|s| s.simulated),
-        alert_count => r.alerts.len(),
-        status => status_word(r.status),
-        checklist,
-        security,
-        staging,
-        validation,
-        approvals,
-        deploy,
-        monitoring,
-        alerts,
-        rollback,
-        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone(), acknowledged_by => e.acknowledged_by.clone(), acknowledged_at => e.acknowledged_at.map(ts) }).collect::<Vec<_>>(),
-        notifications => r.notifications.iter().map(|n| context! { at => ts(n.at), kind => n.kind.as_str(), subject => n.subject.clone(), delivered => n.delivered, error => n.error.clone().unwrap_or_default() }).collect::<Vec<_>>(),
-    };
-    render(DEPLOYMENT_RECORD, ctx)
+    })
 }
 
 /// The metrics (by their record name) that some sample or the baseline had
