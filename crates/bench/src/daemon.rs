@@ -1,14 +1,15 @@
 //! Rows 5 to 8: the real daemon binary on a loopback port, with a temporary
-//! state dir, driven over HTTP like a client would.
+//! state dir, driven over HTTP through the API's client crate, like any client.
 //!
 //! One daemon serves rows 7 (idle RSS), 5 (the submission load) and 7 again
 //! (RSS with every submitted deployment in flight); it is then killed with
 //! SIGKILL and restarted on the same state dir for row 6.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use client::wire::{ListQuery, SubmitRequest};
 
 use crate::{BenchOptions, Row, RowBuilder};
 
@@ -60,22 +61,28 @@ impl Daemon {
         })
     }
 
+    /// A client of this daemon's API with `token`, or without one for `/healthz`.
+    fn api(&self, token: Option<&str>, timeout: Duration) -> Result<client::Client, String> {
+        let builder = client::Client::builder(&self.url).map_err(|e| e.to_string())?;
+        let builder = match token {
+            Some(t) => builder.token(t),
+            None => builder,
+        };
+        builder
+            .request_timeout(Some(timeout))
+            .build()
+            .map_err(|e| e.to_string())
+    }
+
     /// Waits until `/healthz` answers 200.
     fn wait_healthy(&mut self, limit: Duration) -> Result<Duration, String> {
         let started = Instant::now();
-        let client = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(2))
-            .build()
-            .map_err(|e| e.to_string())?;
+        let api = self.api(None, Duration::from_secs(2))?;
         while started.elapsed() < limit {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(format!("the daemon exited with {status}"));
             }
-            if client
-                .get(format!("{}/healthz", self.url))
-                .send()
-                .is_ok_and(|r| r.status().is_success())
-            {
+            if api.healthz().is_ok() {
                 return Ok(started.elapsed());
             }
             std::thread::sleep(Duration::from_millis(2));
@@ -97,116 +104,32 @@ struct Load {
     first_error: Option<String>,
 }
 
-/// One keep-alive HTTP/1.1 connection, spoken by hand: the load generator
-/// must cost little next to the daemon it measures on the same two cores.
-struct Connection {
-    stream: std::io::BufReader<std::net::TcpStream>,
-}
-
-impl Connection {
-    fn open(addr: &str) -> std::io::Result<Connection> {
-        let stream = std::net::TcpStream::connect(addr)?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
-        Ok(Connection {
-            stream: std::io::BufReader::new(stream),
-        })
-    }
-
-    /// Sends one POST and reads the answer: (status, body).
-    fn post(&mut self, host: &str, path: &str, token: &str, body: &str) -> std::io::Result<(u16, String)> {
-        use std::io::{BufRead as _, Write as _};
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.stream.get_mut().write_all(request.as_bytes())?;
-        let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
-        let mut line = String::new();
-        self.stream.read_line(&mut line)?;
-        let status: u16 = line
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| bad("no status line"))?;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            line.clear();
-            self.stream.read_line(&mut line)?;
-            let header = line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse::<usize>().ok();
-                } else if name.eq_ignore_ascii_case("transfer-encoding") && value.contains("chunked") {
-                    chunked = true;
-                }
-            }
-        }
-        let mut body = Vec::new();
-        if chunked {
-            loop {
-                line.clear();
-                self.stream.read_line(&mut line)?;
-                let size = usize::from_str_radix(line.trim(), 16).map_err(|_| bad("bad chunk size"))?;
-                let mut chunk = vec![0; size + 2];
-                self.stream.read_exact(&mut chunk)?;
-                if size == 0 {
-                    break;
-                }
-                body.extend_from_slice(&chunk[..size]);
-            }
-        } else {
-            body.resize(length.ok_or_else(|| bad("no content-length"))?, 0);
-            self.stream.read_exact(&mut body)?;
-        }
-        Ok((status, String::from_utf8_lossy(&body).into_owned()))
-    }
-}
-
-/// `total` submissions of distinct services from `clients` threads, each
-/// with its own keep-alive connection.
-fn submit_load(url: &str, token: &str, clients: usize, total: usize) -> Result<Load, String> {
-    let host = url.trim_start_matches("http://").to_string();
+/// `total` submissions of distinct services from `clients` threads
+/// sharing one client (its connections are kept alive).
+fn submit_load(api: &client::Client, clients: usize, total: usize) -> Result<Load, String> {
     let started = Instant::now();
     let results: Vec<(Vec<Duration>, u64, Option<String>)> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|c| {
-                let host = host.clone();
                 scope.spawn(move || {
                     let mut latencies = vec![];
                     let mut errors = 0;
                     let mut first_error = None;
-                    let mut connection = None;
                     for i in (c..total).step_by(clients) {
-                        let body = format!(
-                            r#"{{"service":"svc-{i:05}","version":"2.0.1","type":"standard","strategy":"canary","changes":["bench"]}}"#
-                        );
-                        let sent = Instant::now();
-                        let conn = match connection.as_mut() {
-                            Some(conn) => conn,
-                            None => match Connection::open(&host) {
-                                Ok(conn) => connection.insert(conn),
-                                Err(e) => {
-                                    errors += 1;
-                                    first_error.get_or_insert_with(|| format!("connect: {e}"));
-                                    continue;
-                                }
-                            },
+                        let request = SubmitRequest {
+                            service: format!("svc-{i:05}"),
+                            version: Some("2.0.1".into()),
+                            kind: Some("standard".into()),
+                            strategy: Some("canary".into()),
+                            changes: vec!["bench".into()],
+                            ..SubmitRequest::default()
                         };
-                        match conn.post(&host, "/v1/deployments", token, &body) {
-                            Ok((status, _)) if (200..300).contains(&status) => latencies.push(sent.elapsed()),
-                            Ok((status, text)) => {
-                                errors += 1;
-                                first_error.get_or_insert_with(|| format!("{status}: {text}"));
-                            }
+                        let sent = Instant::now();
+                        match api.submit(&request) {
+                            Ok(_) => latencies.push(sent.elapsed()),
                             Err(e) => {
                                 errors += 1;
                                 first_error.get_or_insert_with(|| e.to_string());
-                                connection = None;
                             }
                         }
                     }
@@ -241,28 +164,13 @@ fn submit_load(url: &str, token: &str, clients: usize, total: usize) -> Result<L
 /// Counts the deployments of `service` the daemon lists. The coordinator
 /// answers, so only after it replayed the journal and resumed (in
 /// `Actor::started`, before any message) what was in flight.
-fn listed(url: &str, token: &str, service: &str) -> Result<usize, String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut r = client
-        .get(format!("{url}/v1/deployments?service={service}"))
-        .bearer_auth(token)
-        .send()
-        .map_err(|e| e.to_string())?;
-    if !r.status().is_success() {
-        return Err(format!("GET /v1/deployments: {}", r.status()));
-    }
-    let mut text = String::new();
-    r.read_to_string(&mut text).map_err(|e| e.to_string())?;
-    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
-    let list = v
-        .get("deployments")
-        .and_then(|d| d.as_array())
-        .or_else(|| v.as_array())
-        .ok_or("GET /v1/deployments: no list in the answer")?;
-    Ok(list.len())
+fn listed(api: &client::Client, service: &str) -> Result<usize, String> {
+    let query = ListQuery {
+        service: Some(service.into()),
+        ..ListQuery::default()
+    };
+    let page = api.list_page(&query).map_err(|e| format!("GET /v1/deployments: {e}"))?;
+    Ok(page.deployments.len())
 }
 
 /// Rows 5 to 8.
@@ -301,10 +209,10 @@ fn daemon_rows(binary: &Path, dir: &Path, total: usize, single_commit_us: Option
         .trim()
         .to_string();
 
-    let load = submit_load(&daemon.url, &token, 32, total)?;
+    let load = submit_load(&daemon.api(Some(&token), Duration::from_secs(30))?, 32, total)?;
     let rate = load.submitted as f64 / load.wall.as_secs_f64();
     let commit_rate = single_commit_us.map(|us| 1e6 / us);
-    let scale = format!("{total} submissions, 32 keep-alive clients");
+    let scale = format!("{total} submissions, 32 clients on keep-alive connections");
     rows.push(
         RowBuilder::new(
             "5a",
@@ -367,7 +275,7 @@ fn daemon_rows(binary: &Path, dir: &Path, total: usize, single_commit_us: Option
     let started = Instant::now();
     let mut daemon = Daemon::start(binary, &state, &config, &log)?;
     daemon.wait_healthy(Duration::from_secs(120))?;
-    let first = listed(&daemon.url, &token, "svc-00000")?;
+    let first = listed(&daemon.api(Some(&token), Duration::from_secs(30))?, "svc-00000")?;
     let restart = started.elapsed().as_secs_f64();
     rows.push(
         RowBuilder::new("6", &format!("restart with {} in-flight deployments until resumed", load.submitted), "s", "≤ 2 s")
@@ -481,39 +389,27 @@ fn reaction(daemon_binary: &Path, example_binary: &Path, dir: &Path) -> Result<(
         .map_err(|e| format!("cannot read the admin token: {e}"))?
         .trim()
         .to_string();
-    let client = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let submitted: serde_json::Value = client
-        .post(format!("{}/v1/deployments", daemon.url))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(r#"{"service":"web","version":"2.0.1","type":"standard","strategy":"canary"}"#)
-        .send()
-        .and_then(|r| r.json())
-        .map_err(|e| format!("submit: {e}"))?;
-    let id = submitted["id"]
-        .as_str()
-        .ok_or_else(|| format!("submit answered {submitted}"))?
-        .to_string();
+    let api = daemon.api(Some(&token), Duration::from_secs(10))?;
+    let request = SubmitRequest {
+        service: "web".into(),
+        version: Some("2.0.1".into()),
+        kind: Some("standard".into()),
+        strategy: Some("canary".into()),
+        ..SubmitRequest::default()
+    };
+    let id = api.submit(&request).map_err(|e| format!("submit: {e}"))?.id.to_string();
     // Wait until the canary is being analysed on good metrics.
     let started = Instant::now();
     let samples = loop {
-        let record: serde_json::Value = client
-            .get(format!("{}/v1/deployments/{id}", daemon.url))
-            .bearer_auth(&token)
-            .send()
-            .and_then(|r| r.json())
-            .map_err(|e| format!("GET {id}: {e}"))?;
-        let samples = record["monitoring"]["samples"].as_array().map_or(0, |s| s.len());
+        let record = api.deployment(&id).map_err(|e| format!("GET {id}: {e}"))?;
+        let samples = record.monitoring.samples.len();
         if samples >= 3 {
             break samples;
         }
         if started.elapsed() > Duration::from_secs(60) {
             return Err(format!(
                 "{id} did not reach canary analysis within 60 s: status {}",
-                record["status"]
+                record.status
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -522,7 +418,8 @@ fn reaction(daemon_binary: &Path, example_binary: &Path, dir: &Path) -> Result<(
         .duration_since(std::time::UNIX_EPOCH)
         .map_err(|e| e.to_string())?
         .as_secs_f64();
-    client
+    // The example service is no daemon: plain HTTP.
+    reqwest::blocking::Client::new()
         .post(format!("{}/admin/fail?ratio=0.1", example.base))
         .send()
         .map_err(|e| format!("POST /admin/fail: {e}"))?;

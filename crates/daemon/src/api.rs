@@ -13,14 +13,15 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use agents::messages::{self as msg, CommandError};
 use agents::ports::HumanDecision;
-use agents::Coordinator;
+use agents::{Coordinator, JournalEntry};
+use client::wire::{EntryBody, EntryKind, EventEntry, ProductionState};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 use workflow::record::{Record, Request, WindowOverride};
 use workflow::settings::WindowRule;
 use workflow::types::{DeploymentId, DeploymentType, Role, ServiceName, Status, Strategy, Version};
-use workflow::Settings;
+use workflow::{Effect, Event, Settings};
 
 use crate::auth::LivePrincipals;
 use crate::config::{Principal, PrincipalRole};
@@ -731,32 +732,122 @@ struct EventsQuery {
     after: Option<u64>,
 }
 
-/// One journal entry as the event stream and clients see it: its body
-/// with every fact it produced, stored or derived on replay.
-pub fn entry_json(s: &msg::Streamed) -> serde_json::Value {
-    let e = &s.entry;
-    let mut body = serde_json::from_str::<serde_json::Value>(&e.body).unwrap_or(serde_json::Value::Null);
-    if let (Some(body), "submitted" | "event") = (body.as_object_mut(), e.kind.as_str()) {
-        body.insert("facts".into(), serde_json::to_value(&s.facts).unwrap_or_default());
+/// One journal entry as the event stream sends it: the documented wire
+/// type, built from the stored entry and every fact it produced (stored or
+/// derived on replay, as the Coordinator hands them over). The stored body
+/// is decoded as replay decodes it, whatever its journal format; the
+/// settings snapshot of a submission and the machine's raw inputs stay in
+/// the journal. A body that cannot be decoded (the journal was changed by
+/// hand) is sent as `unknown`, so the stream goes on.
+pub fn stream_entry(streamed: &msg::Streamed) -> EventEntry {
+    let e = &streamed.entry;
+    let facts = streamed.facts.clone();
+    let (kind, body) = match JournalEntry::decode(&e.body) {
+        Ok(JournalEntry::Submitted {
+            request,
+            production,
+            held,
+            // The settings snapshot and anything else kept only to replay.
+            ..
+        }) => (
+            EntryKind::Submitted,
+            EntryBody::Submitted {
+                request: Box::new(request),
+                production: ProductionState {
+                    current_version: production.current_version,
+                    previous_version: production.previous_version,
+                    active_colour: production.active_colour,
+                },
+                held,
+                facts,
+            },
+        ),
+        Ok(JournalEntry::Event { event, .. }) => (
+            EntryKind::Event,
+            EntryBody::Event {
+                input: input_name(&event).to_string(),
+                facts,
+            },
+        ),
+        Ok(JournalEntry::Resumed { effects }) => (
+            EntryKind::Resumed,
+            EntryBody::Resumed {
+                effects: effects.iter().map(|e| effect_name(e).to_string()).collect(),
+            },
+        ),
+        Err(err) => {
+            tracing::warn!(
+                seq = e.seq,
+                "journal entry {} cannot be decoded for the event stream: {err}",
+                e.seq
+            );
+            (EntryKind::Unknown, EntryBody::Unknown)
+        }
+    };
+    EventEntry {
+        seq: e.seq,
+        deployment: DeploymentId(e.deployment),
+        index: e.index,
+        at: e.at,
+        kind,
+        hash: e.hash.clone(),
+        prev_hash: e.prev_hash.clone(),
+        body,
     }
-    json!({
-        "seq": e.seq,
-        "deployment": DeploymentId(e.deployment).to_string(),
-        "index": e.index,
-        "at": e.at,
-        "kind": e.kind,
-        "hash": e.hash,
-        "prev_hash": e.prev_hash,
-        "body": body,
-    })
+}
+
+/// The name of a machine input on the wire, as the journal names it.
+fn input_name(event: &Event) -> &'static str {
+    match event {
+        Event::Start => "Start",
+        Event::Prepared(_) => "Prepared",
+        Event::Scanned(_) => "Scanned",
+        Event::Staged(_) => "Staged",
+        Event::Validated(_) => "Validated",
+        Event::Notified { .. } => "Notified",
+        Event::Reviewed { .. } => "Reviewed",
+        Event::HumanDecision { .. } => "HumanDecision",
+        Event::BaselineMeasured(_) => "BaselineMeasured",
+        Event::StepDone { .. } => "StepDone",
+        Event::Observed(_) => "Observed",
+        Event::RolledBack(_) => "RolledBack",
+        Event::Timer(_) => "Timer",
+        Event::ManualRollback { .. } => "ManualRollback",
+        Event::Cancel { .. } => "Cancel",
+        Event::RepeatedFailures { .. } => "RepeatedFailures",
+        Event::SlotGranted { .. } => "SlotGranted",
+        Event::Acknowledge { .. } => "Acknowledge",
+        Event::Refused { .. } => "Refused",
+    }
+}
+
+/// The name of a piece of work on the wire, as the journal names it.
+fn effect_name(effect: &Effect) -> &'static str {
+    match effect {
+        Effect::Prepare => "Prepare",
+        Effect::Scan => "Scan",
+        Effect::DeployStaging => "DeployStaging",
+        Effect::Validate { .. } => "Validate",
+        Effect::Notify(_) => "Notify",
+        Effect::Review { .. } => "Review",
+        Effect::AwaitDecision { .. } => "AwaitDecision",
+        Effect::MeasureBaseline => "MeasureBaseline",
+        Effect::Step { .. } => "Step",
+        Effect::Observe { .. } => "Observe",
+        Effect::Rollback(_) => "Rollback",
+        Effect::Timer { .. } => "Timer",
+        Effect::AcquireSlot => "AcquireSlot",
+        Effect::Finished => "Finished",
+    }
 }
 
 fn sse(s: &msg::Streamed) -> Bytes {
-    Bytes::from(format!(
-        "id: {}\nevent: entry\ndata: {}\n\n",
-        s.entry.seq,
-        entry_json(s)
-    ))
+    let seq = s.entry.seq;
+    let data = serde_json::to_string(&stream_entry(s)).unwrap_or_else(|err| {
+        tracing::error!(seq, "journal entry {seq} cannot be sent: {err}");
+        "null".into()
+    });
+    Bytes::from(format!("id: {seq}\nevent: entry\ndata: {data}\n\n"))
 }
 
 struct Stream {

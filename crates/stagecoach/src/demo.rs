@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::client::{self, ClientCommand, ClientDefaults, ClientOpts};
+use crate::commands::{self, ClientCommand, ClientDefaults, ClientOpts};
 
 /// The demo's configuration, bundled into the binary.
 pub const DEMO_CONFIG: &str = include_str!("../../../examples/demo.toml");
@@ -200,7 +200,7 @@ pub fn run(options: DemoOptions) -> Result<u8, String> {
         server_url: server,
         state_dir: state_dir.clone(),
     };
-    let client = |cmd: ClientCommand| client::run_code(cmd, &opts, defaults.clone());
+    let client = |cmd: ClientCommand| commands::run_code(cmd, &opts, defaults.clone());
     let submit = |version: &str, change: &str| {
         client(ClientCommand::Submit {
             service: SERVICE.into(),

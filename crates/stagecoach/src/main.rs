@@ -3,7 +3,7 @@
 //! Exit codes: 0 success; 1 the run worked but an expectation or check
 //! failed, or the daemon refused a client request (any 4xx); 2 bad input
 //! (arguments, configuration, scenario), or no daemon to answer (see
-//! `client.rs`).
+//! `commands.rs`).
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -12,9 +12,11 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
-mod client;
+mod commands;
 mod demo;
 mod principal;
+mod render;
+mod watch;
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +28,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    client: client::ClientOpts,
+    client: commands::ClientOpts,
 }
 
 #[derive(Subcommand)]
@@ -89,7 +91,7 @@ enum Command {
     #[command(subcommand)]
     Principal(principal::PrincipalCommand),
     #[command(flatten)]
-    Client(client::ClientCommand),
+    Client(commands::ClientCommand),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -166,11 +168,11 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(e) => return usage_error(e),
             };
-            let defaults = client::ClientDefaults {
+            let defaults = commands::ClientDefaults {
                 server_url: config.server.client_url(),
                 state_dir: config.storage.path.clone(),
             };
-            client::run(cmd, &cli.client, defaults)
+            commands::run(cmd, &cli.client, defaults)
         }
     }
 }

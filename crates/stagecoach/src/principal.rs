@@ -57,7 +57,7 @@ enum Failure {
 
 /// Runs a principal command. `opts` gives `--state-dir`, `--server` and
 /// `--json`; `config` the configuration the daemon uses.
-pub fn run(cmd: PrincipalCommand, opts: &crate::client::ClientOpts, config: &DaemonConfig) -> ExitCode {
+pub fn run(cmd: PrincipalCommand, opts: &crate::commands::ClientOpts, config: &DaemonConfig) -> ExitCode {
     let state_dir = opts.state_dir.clone().unwrap_or_else(|| config.storage.path.clone());
     let server = opts.server.clone().unwrap_or_else(|| config.server.client_url());
     let result = match cmd {
@@ -210,24 +210,21 @@ fn signal_daemon(state_dir: &Path) -> Result<Option<i32>, Failure> {
 /// Waits (at most [`RELOAD_WAIT`]) until the daemon at `server` accepts `token`; `Err` says what
 /// it answered last.
 fn wait_accepted(server: &str, token: &str) -> Result<(), String> {
-    let base = server.trim().trim_end_matches('/');
-    let base = if base.contains("://") {
-        base.to_string()
-    } else {
-        format!("http://{base}")
-    };
-    let http = reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .no_proxy()
-        .build()
+    let api = client::Client::builder(server)
+        .and_then(|b| {
+            b.token(token)
+                .request_timeout(Some(Duration::from_secs(5)))
+                .no_proxy()
+                .build()
+        })
         .map_err(|e| format!("cannot set up an HTTP client: {e}"))?;
     // Any authenticated route would do; the OpenAPI description changes nothing and needs no id.
-    let url = format!("{base}/v1/openapi.json");
+    let url = format!("{}/v1/openapi.json", api.base_url());
     let deadline = Instant::now() + RELOAD_WAIT;
     loop {
-        let last = match http.get(&url).bearer_auth(token).send() {
-            Ok(resp) if resp.status().is_success() => return Ok(()),
-            Ok(resp) => format!("{url} answered {}", resp.status()),
+        let last = match api.openapi() {
+            Ok(_) => return Ok(()),
+            Err(client::Error::Api(refusal)) => format!("{url} answered {}", refusal.status_line()),
             Err(e) => format!("{url} did not answer: {e}"),
         };
         if Instant::now() >= deadline {

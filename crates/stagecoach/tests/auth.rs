@@ -6,7 +6,8 @@
 
 mod common;
 
-use common::{token, Config, Daemon, Harness};
+use client::wire::{AckRequest, Decision, EventsQuery, ListQuery, ReasonRequest};
+use common::{approval, token, Config, Daemon, Harness};
 use serde_json::{json, Value};
 
 /// Callers: (name, token). `None` sends no Authorization header.
@@ -25,11 +26,14 @@ fn callers() -> Vec<(&'static str, Option<String>)> {
 
 const EVERYONE: &[&str] = &["dana", "maria", "sam", "dev", "quinn", "root"];
 
+/// A call of one endpoint through the typed client.
+type Call = Box<dyn Fn(&client::Client) -> Result<(), client::Error>>;
+
 /// One row: what is called, and who may call it.
 struct Row {
     method: &'static str,
     path: String,
-    body: Option<Value>,
+    call: Call,
     allowed: &'static [&'static str],
     /// Whether each call needs a deployment of its own (state-changing commands).
     fresh: bool,
@@ -47,21 +51,21 @@ fn awaiting(d: &Daemon) -> String {
     id
 }
 
-fn call(d: &Daemon, method: &str, path: &str, bearer: Option<&str>, body: Option<&Value>) -> u16 {
-    let http = reqwest::blocking::Client::new();
-    let url = format!("{}{path}", d.url);
-    let mut req = match method {
-        "GET" => http.get(url),
-        _ => http.post(url),
-    };
-    if let Some(t) = bearer {
-        req = req.bearer_auth(t);
+/// The client of a caller: its token, or none.
+fn client_of(d: &Daemon, bearer: Option<&str>) -> client::Client {
+    match bearer {
+        Some(t) => d.api(t),
+        None => d.anonymous(),
     }
-    if let Some(b) = body {
-        req = req.json(b);
+}
+
+/// The status of the answer: any success counts as 200 (the rule only tells 2xx apart from errors).
+fn status_of(result: Result<(), client::Error>, what: &str) -> u16 {
+    match result {
+        Ok(()) => 200,
+        Err(client::Error::Api(e)) => e.status,
+        Err(e) => panic!("{what}: the daemon did not answer: {e}"),
     }
-    // Only the status matters; an event stream is dropped after its headers.
-    req.send().expect("the daemon answers").status().as_u16()
 }
 
 #[test]
@@ -82,88 +86,113 @@ fn every_endpoint_by_every_caller() {
     let shared = awaiting(&d);
 
     let rows = |id: &str| -> Vec<Row> {
+        let id = id.to_string();
+        let on = |f: fn(&client::Client, &str) -> Result<(), client::Error>| -> Call {
+            let id = id.clone();
+            Box::new(move |c| f(c, &id))
+        };
+        let reason = |r: &str| ReasonRequest { reason: Some(r.into()) };
         vec![
             Row {
                 method: "GET",
                 path: "/v1/openapi.json".into(),
-                body: None,
+                call: Box::new(|c| c.openapi().map(drop)),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "GET",
                 path: "/v1/deployments".into(),
-                body: None,
+                call: Box::new(|c| c.list_page(&ListQuery::default()).map(drop)),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "GET",
                 path: format!("/v1/deployments/{id}"),
-                body: None,
+                call: on(|c, id| c.deployment(id).map(drop)),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "GET",
                 path: format!("/v1/deployments/{id}/record.md"),
-                body: None,
+                call: on(|c, id| c.record_markdown(id).map(drop)),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "GET",
                 path: format!("/v1/deployments/{id}/verify"),
-                body: None,
+                call: on(|c, id| c.verify(id).map(drop)),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "GET",
                 path: format!("/v1/events?deployment={id}"),
-                body: None,
+                // Only the status matters; the stream is closed once it is open.
+                call: on(|c, id| {
+                    c.events(&EventsQuery {
+                        deployment: Some(id.into()),
+                        after: None,
+                    })
+                    .map(drop)
+                }),
                 allowed: EVERYONE,
                 fresh: false,
             },
             Row {
                 method: "POST",
                 path: "/v1/deployments".into(),
-                body: Some(submit_body()),
+                call: Box::new(|c| {
+                    let request = serde_json::from_value(submit_body()).expect("a submission");
+                    c.submit(&request).map(drop)
+                }),
                 allowed: &["dana", "root"],
                 fresh: false,
             },
             Row {
                 method: "POST",
                 path: format!("/v1/deployments/{id}/approvals"),
-                body: Some(json!({"role": "manager", "decision": "approve"})),
+                call: on(|c, id| c.decide(id, &approval("manager", Decision::Approve, None)).map(drop)),
                 allowed: &["maria", "root"],
                 fresh: true,
             },
             Row {
                 method: "POST",
                 path: format!("/v1/deployments/{id}/approvals"),
-                body: Some(json!({"role": "security", "decision": "reject", "reason": "no"})),
+                call: on(|c, id| {
+                    c.decide(id, &approval("security", Decision::Reject, Some("no")))
+                        .map(drop)
+                }),
                 allowed: &["sam", "root"],
                 fresh: true,
             },
             Row {
                 method: "POST",
                 path: format!("/v1/deployments/{id}/cancel"),
-                body: Some(json!({"reason": "not today"})),
+                call: {
+                    let (id, body) = (id.clone(), reason("not today"));
+                    Box::new(move |c| c.cancel(&id, &body).map(drop))
+                },
                 allowed: &["dana", "maria", "root"],
                 fresh: true,
             },
             Row {
                 method: "POST",
                 path: format!("/v1/deployments/{id}/rollback"),
-                body: Some(json!({"reason": "broken"})),
+                call: {
+                    let (id, body) = (id.clone(), reason("broken"));
+                    Box::new(move |c| c.rollback(&id, &body).map(drop))
+                },
                 allowed: &["dana", "maria", "dev", "root"],
                 fresh: true,
             },
             Row {
                 method: "POST",
                 path: format!("/v1/escalations/{id}-e1/ack"),
-                body: Some(json!({})),
+                call: on(|c, id| c.acknowledge(&format!("{id}-e1"), &AckRequest::default()).map(drop)),
                 allowed: &["maria", "dev", "root"],
                 fresh: false,
             },
@@ -183,8 +212,8 @@ fn every_endpoint_by_every_caller() {
                 shared.clone()
             };
             let row = &rows(&id)[i];
-            let status = call(&d, row.method, &row.path, bearer.as_deref(), row.body.as_ref());
             let what = format!("{} {} by {caller}", row.method, row.path);
+            let status = status_of((row.call)(&client_of(&d, bearer.as_deref())), &what);
             match (caller, allowed) {
                 ("none" | "wrong", _) => assert_eq!(status, 401, "{what}"),
                 (_, true) => assert!(
@@ -203,13 +232,10 @@ fn every_endpoint_by_every_caller() {
     }
     // /healthz and /metrics are open (load balancers and Prometheus call them).
     for (caller, bearer) in callers() {
+        let api = client_of(&d, bearer.as_deref());
+        assert_eq!(status_of(api.healthz(), "healthz"), 200, "healthz by {caller}");
         assert_eq!(
-            call(&d, "GET", "/healthz", bearer.as_deref(), None),
-            200,
-            "healthz by {caller}"
-        );
-        assert_eq!(
-            call(&d, "GET", "/metrics", bearer.as_deref(), None),
+            status_of(api.metrics().map(drop), "metrics"),
             200,
             "metrics by {caller}"
         );
@@ -243,7 +269,7 @@ fn every_endpoint_by_every_caller() {
     }
 
     // Tokens are nowhere: not in the daemon's output, not in any record.
-    let everything = format!("{}\n{}", h.logs.text(), d.get("/v1/deployments", &token("root")).text);
+    let everything = format!("{}\n{}", h.logs.text(), d.list(&token("root"), None, None));
     for (caller, bearer) in callers() {
         if let Some(t) = bearer {
             assert!(!everything.contains(&t), "the token of {caller} leaked");

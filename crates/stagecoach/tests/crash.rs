@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use client::wire::SubmitRequest;
 use common::{is_fact, token, Config, Harness};
 use serde_json::{json, Value};
 
@@ -145,11 +146,8 @@ fn crash_at(kind: Kind, position: usize) -> String {
     h.env = vec![(ABORT.into(), position.to_string())];
     let mut d = h.start();
     // The abort may come before the answer (position 1 is the submission itself).
-    let _ = reqwest::blocking::Client::new()
-        .post(format!("{}/v1/deployments", d.url))
-        .bearer_auth(token("alice"))
-        .json(&submit_body(kind))
-        .send();
+    let request: SubmitRequest = serde_json::from_value(submit_body(kind)).expect("a submission");
+    let _ = d.api(&token("alice")).submit(&request);
     let status = d.wait_exit();
     assert!(
         !status.success(),

@@ -9,6 +9,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
+use client::wire::{Decision, ListQuery, ReasonRequest, SubmitRequest};
 use common::*;
 use serde_json::{json, Value};
 
@@ -73,13 +74,10 @@ fn standard_deployment_with_human_manager_approval_end_to_end() {
 
     let mut events = d.events(&id, &alice());
     events.wait_status("awaiting_approval");
-    let approved = d
-        .post(
-            &format!("/v1/deployments/{id}/approvals"),
-            &bob(),
-            &json!({"role": "manager", "decision": "approve", "reason": "looks good"}),
-        )
-        .expect(200, "bob approves");
+    let approved = ok(
+        d.decide(&id, &bob(), &approval("manager", Decision::Approve, Some("looks good"))),
+        "bob approves",
+    );
     assert!(
         approvals(&approved).contains(&("manager".into(), "granted".into(), "bob".into())),
         "{}",
@@ -120,16 +118,11 @@ fn standard_deployment_with_human_manager_approval_end_to_end() {
         "deploy steps: {steps:?}"
     );
 
-    let md = d.get(&format!("/v1/deployments/{id}/record.md"), &alice());
-    assert_eq!(md.status, 200, "{}", md.text);
-    assert!(
-        md.text.contains("bob"),
-        "record.md does not name the approver:\n{}",
-        md.text
-    );
-    assert!(md.text.contains("1.2.0") && md.text.contains("web"), "{}", md.text);
-    assert!(md.text.trim_start().starts_with('#'), "not Markdown:\n{}", md.text);
-    assert_eq!(md.text, record["markdown"].as_str().unwrap_or_default());
+    let md = ok(d.api(&alice()).record_markdown(&id), "GET record.md");
+    assert!(md.contains("bob"), "record.md does not name the approver:\n{md}");
+    assert!(md.contains("1.2.0") && md.contains("web"), "{md}");
+    assert!(md.trim_start().starts_with('#'), "not Markdown:\n{md}");
+    assert_eq!(md, record["markdown"].as_str().unwrap_or_default());
     assert_intact(&d, &id);
 }
 
@@ -142,31 +135,46 @@ fn every_error_code() {
             .principal("quinn", &["qa"]),
     );
     let d = h.start();
-    let valid = json!({"service": "web", "version": "1.0.0"}).to_string().into_bytes();
+    let valid = SubmitRequest {
+        service: "web".into(),
+        version: Some("1.0.0".into()),
+        ..SubmitRequest::default()
+    };
 
     // 401: no header, unknown token, not a bearer token.
-    d.request("POST", "/v1/deployments", None, Some(valid.clone()))
-        .expect_error(401, "unauthorized", "no Authorization header");
-    d.request("GET", "/v1/deployments", Some("not-a-known-token"), None)
-        .expect_error(401, "unauthorized", "unknown token");
-    d.request(
-        "POST",
-        "/v1/deployments",
-        Some("not-a-known-token"),
-        Some(valid.clone()),
-    )
-    .expect_error(401, "unauthorized", "unknown token on submit");
+    expect_error(
+        d.anonymous().submit(&valid),
+        401,
+        "unauthorized",
+        "no Authorization header",
+    );
+    let unknown_token = d.api("not-a-known-token");
+    expect_error(
+        unknown_token.list_page(&ListQuery::default()),
+        401,
+        "unauthorized",
+        "unknown token",
+    );
+    expect_error(
+        unknown_token.submit(&valid),
+        401,
+        "unauthorized",
+        "unknown token on submit",
+    );
     // 403: a principal without the deployer role submits.
-    d.request("POST", "/v1/deployments", Some(&token("quinn")), Some(valid.clone()))
-        .expect_error(403, "forbidden", "qa-only principal submits");
+    expect_error(
+        d.api(&token("quinn")).submit(&valid),
+        403,
+        "forbidden",
+        "qa-only principal submits",
+    );
     // 404: unknown deployment, unknown route.
-    d.get("/v1/deployments/d-000099", &alice())
-        .expect_error(404, "not_found", "unknown id");
-    d.get("/v1/deployments/99/verify", &alice())
-        .expect_error(404, "not_found", "verify of an unknown id");
+    let api = d.api(&alice());
+    expect_error(api.deployment("d-000099"), 404, "not_found", "unknown id");
+    expect_error(api.verify("99"), 404, "not_found", "verify of an unknown id");
     d.get("/v1/no-such-route", &alice())
         .expect_error(404, "not_found", "unknown route");
-    // 400: malformed JSON, unknown field.
+    // 400: malformed JSON, unknown field (raw: the typed client sends neither).
     d.request(
         "POST",
         "/v1/deployments",
@@ -188,37 +196,33 @@ fn every_error_code() {
     d.request("POST", "/v1/deployments", Some(&alice()), Some(big))
         .expect_error(413, "too_large", "2 MiB body");
     // 422: bad service name, unknown type.
-    let message = d
-        .post(
-            "/v1/deployments",
-            &alice(),
-            &json!({"service": "../etc", "version": "1.0.0"}),
-        )
-        .expect_error(422, "invalid", "service ../etc");
+    let bad_service = SubmitRequest {
+        service: "../etc".into(),
+        ..valid.clone()
+    };
+    let message = expect_error(api.submit(&bad_service), 422, "invalid", "service ../etc");
     assert!(message.contains("service"), "{message}");
-    let message = d
-        .post(
-            "/v1/deployments",
-            &alice(),
-            &json!({"service": "web", "version": "1.0.0", "type": "hotfx"}),
-        )
-        .expect_error(422, "invalid", "type hotfx");
+    let bad_type = SubmitRequest {
+        kind: Some("hotfx".into()),
+        ..valid.clone()
+    };
+    let message = expect_error(api.submit(&bad_type), 422, "invalid", "type hotfx");
     assert!(message.contains("hotfx"), "{message}");
     // Nothing so far created a deployment.
-    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    let list = d.list(&alice(), None, None);
     assert_eq!(list["deployments"].as_array().map(Vec::len), Some(0), "{list}");
 
     // One real deployment (manager agent decides automatically).
     let record = d.submit(&alice(), &json!({"service": "web", "version": "1.0.0"}));
     let id = id_of(&record);
     let mut events = d.events(&id, &alice());
-    // 422: reject without a reason.
-    d.post(
-        &format!("/v1/deployments/{id}/approvals"),
-        &bob(),
-        &json!({"role": "manager", "decision": "reject"}),
-    )
-    .expect_error(422, "invalid", "reject without reason");
+    // 422: reject without a reason, a decision that is neither approve nor reject (raw).
+    expect_error(
+        d.decide(&id, &bob(), &approval("manager", Decision::Reject, None)),
+        422,
+        "invalid",
+        "reject without reason",
+    );
     d.post(
         &format!("/v1/deployments/{id}/approvals"),
         &bob(),
@@ -234,21 +238,19 @@ fn every_error_code() {
     .expect_error(400, "bad_request", "malformed approval body");
     assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
     // 409: cancel after the deployment succeeded; approve when nothing is pending.
-    d.post(
-        &format!("/v1/deployments/{id}/cancel"),
-        &alice(),
-        &json!({"reason": "too late"}),
-    )
-    .expect_error(409, "conflict", "cancel after success");
-    d.post(
-        &format!("/v1/deployments/{id}/approvals"),
-        &bob(),
-        &json!({"role": "manager", "decision": "approve"}),
-    )
-    .expect_error(409, "conflict", "approve with nothing pending");
+    let too_late = ReasonRequest {
+        reason: Some("too late".into()),
+    };
+    expect_error(api.cancel(&id, &too_late), 409, "conflict", "cancel after success");
+    expect_error(
+        d.decide(&id, &bob(), &approval("manager", Decision::Approve, None)),
+        409,
+        "conflict",
+        "approve with nothing pending",
+    );
 
     // After all the bad requests: still exactly one deployment, unchanged.
-    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    let list = d.list(&alice(), None, None);
     let all = list["deployments"].as_array().expect("deployments");
     assert_eq!(all.len(), 1, "{list}");
     let record = d.record(&id, &alice());
@@ -267,8 +269,17 @@ fn every_error_code() {
 fn a_malformed_query_string_gets_a_json_error() {
     let mut h = Harness::new(&Config::default().principal("alice", &["deployer"]));
     let d = h.start();
-    d.get("/v1/deployments?status=bogus", &alice())
-        .expect_error(422, "invalid", "unknown status filter");
+    let bogus = ListQuery {
+        status: Some("bogus".into()),
+        ..ListQuery::default()
+    };
+    expect_error(
+        d.api(&alice()).list_page(&bogus),
+        422,
+        "invalid",
+        "unknown status filter",
+    );
+    // Raw: the typed client sends `after` only as a number.
     let resp = d.get("/v1/events?after=abc", &alice());
     assert_eq!(resp.status, 400, "{}", resp.text);
     assert!(
@@ -297,12 +308,19 @@ fn wrong_role_and_self_approval_are_refused_and_journaled() {
     let mut events = d.events(&id, &dave);
     events.wait_status("awaiting_approval");
 
-    let path = format!("/v1/deployments/{id}/approvals");
-    let approve = json!({"role": "manager", "decision": "approve"});
-    d.post(&path, &alice(), &approve)
-        .expect_error(403, "forbidden", "alice (deployer only) approves as manager");
-    d.post(&path, &dave, &approve)
-        .expect_error(403, "forbidden", "dave approves his own deployment");
+    let approve = approval("manager", Decision::Approve, None);
+    expect_error(
+        d.decide(&id, &alice(), &approve),
+        403,
+        "forbidden",
+        "alice (deployer only) approves as manager",
+    );
+    expect_error(
+        d.decide(&id, &dave, &approve),
+        403,
+        "forbidden",
+        "dave approves his own deployment",
+    );
 
     let record = d.record(&id, &dave);
     let refused: Vec<(String, String, String)> = approvals(&record)
@@ -322,14 +340,12 @@ fn wrong_role_and_self_approval_are_refused_and_journaled() {
     assert_eq!(record["pending_approvals"][0]["role"], "manager", "{record}");
 
     // The record and `status` show the approval pending, the refusals under it.
-    let md = d.get(&format!("/v1/deployments/{id}/record.md"), &dave);
-    assert_eq!(md.status, 200, "{}", md.text);
-    assert!(md.text.contains("### Approval: PENDING\n"), "{}", md.text);
-    assert!(!md.text.contains("REFUSED"), "{}", md.text);
+    let md = ok(d.api(&dave).record_markdown(&id), "GET record.md");
+    assert!(md.contains("### Approval: PENDING\n"), "{md}");
+    assert!(!md.contains("REFUSED"), "{md}");
     assert!(
-        md.text.contains("### Refused Attempts\n- ") && md.text.contains(" dave: dave submitted this deployment"),
-        "{}",
-        md.text
+        md.contains("### Refused Attempts\n- ") && md.contains(" dave: dave submitted this deployment"),
+        "{md}"
     );
     let out = cli(&h, &d, &dave, &["status", &id]);
     let status = text(&out.stdout);
@@ -341,7 +357,7 @@ fn wrong_role_and_self_approval_are_refused_and_journaled() {
     );
     assert!(status.contains("    refused: dave at "), "{status}");
 
-    d.post(&path, &bob(), &approve).expect(200, "bob approves");
+    ok(d.decide(&id, &bob(), &approve), "bob approves");
     assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
     let record = d.record(&id, &dave);
     assert_eq!(
@@ -405,9 +421,7 @@ fn assert_second_is_queued(d: &Daemon, first: &str, second: &str) {
         "1.1.0 should be in DEPLOY or MONITOR while 1.2.0 is queued: {}",
         running["stages"]
     );
-    let queued = d
-        .get("/v1/deployments?service=web&status=queued", &alice())
-        .expect(200, "list");
+    let queued = d.list(&alice(), Some("web"), Some("queued"));
     let ids: Vec<&str> = queued["deployments"]
         .as_array()
         .expect("deployments")
@@ -415,12 +429,8 @@ fn assert_second_is_queued(d: &Daemon, first: &str, second: &str) {
         .filter_map(|r| r["id"].as_str())
         .collect();
     assert_eq!(ids, [second], "deployments listed as queued");
-    let metrics = d.request("GET", "/metrics", None, None);
-    assert!(
-        metrics.text.lines().any(|l| l == "stagecoach_queue_depth 1"),
-        "{}",
-        metrics.text
-    );
+    let metrics = ok(d.anonymous().metrics(), "GET /metrics");
+    assert!(metrics.lines().any(|l| l == "stagecoach_queue_depth 1"), "{metrics}");
 }
 
 /// Both succeeded, 1.2.0 saw 1.1.0 in production and changed production only after 1.1.0 finished.
@@ -582,13 +592,14 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
         }
         (asked.len() == 2).then_some(())
     });
-    let path = format!("/v1/deployments/{id}/approvals");
-    d.post(
-        &path,
-        &carol,
-        &json!({"role": "security", "decision": "approve", "reason": "scan clean"}),
-    )
-    .expect(200, "carol approves security");
+    ok(
+        d.decide(
+            &id,
+            &carol,
+            &approval("security", Decision::Approve, Some("scan clean")),
+        ),
+        "carol approves security",
+    );
     let before = d.record(&id, &alice());
     let deadline_notes = timeline_with(&before, "Approval (manager) requested from a person; deadline");
     assert_eq!(deadline_notes.len(), 1, "{}", before["timeline"]);
@@ -623,8 +634,10 @@ fn crash_while_awaiting_approval_keeps_given_approvals() {
     );
 
     let mut events = d.events(&id, &alice());
-    d.post(&path, &bob(), &json!({"role": "manager", "decision": "approve"}))
-        .expect(200, "bob approves manager after the restart");
+    ok(
+        d.decide(&id, &bob(), &approval("manager", Decision::Approve, None)),
+        "bob approves manager after the restart",
+    );
     assert_eq!(events.wait_finished(), "succeeded", "entries:\n{}", events.summary());
     let done = d.record(&id, &alice());
     let all = approvals(&done);
@@ -946,8 +959,7 @@ fn first_start_without_configuration() {
     let admin = std::fs::read_to_string(&token_file).unwrap().trim().to_string();
     assert!(admin.len() >= 32, "token too short: {admin:?}");
 
-    let health = d.request("GET", "/healthz", None, None);
-    assert_eq!(health.status, 200, "{}", health.text);
+    ok(d.anonymous().healthz(), "GET /healthz");
     let record = d.submit(&admin, &json!({"service": "web", "version": "1.0.0"}));
     assert_eq!(record["submitted_by"], "admin");
     assert_eq!(record["type"], "standard");
@@ -956,17 +968,16 @@ fn first_start_without_configuration() {
         ["in_progress", "waiting_for_window", "awaiting_approval", "queued"].contains(&status),
         "status {status}"
     );
-    d.get("/v1/deployments", "wrong")
-        .expect_error(401, "unauthorized", "wrong token");
-    let metrics = d.request("GET", "/metrics", None, None);
-    assert_eq!(metrics.status, 200);
-    assert!(metrics.text.contains("stagecoach_deployments"), "{}", metrics.text);
-    assert!(metrics.text.contains("stagecoach_queue_depth"), "{}", metrics.text);
-    assert!(
-        metrics.text.contains("stagecoach_journal_write_seconds_bucket"),
-        "{}",
-        metrics.text
+    expect_error(
+        d.api("wrong").list_page(&ListQuery::default()),
+        401,
+        "unauthorized",
+        "wrong token",
     );
+    let metrics = ok(d.anonymous().metrics(), "GET /metrics");
+    assert!(metrics.contains("stagecoach_deployments"), "{metrics}");
+    assert!(metrics.contains("stagecoach_queue_depth"), "{metrics}");
+    assert!(metrics.contains("stagecoach_journal_write_seconds_bucket"), "{metrics}");
 
     let status = d.terminate();
     assert!(
@@ -984,7 +995,7 @@ fn a_second_daemon_on_the_same_state_dir_is_refused() {
     assert_eq!(out.status.code(), Some(2), "stderr:\n{stderr}");
     assert!(stderr.contains("in use"), "stderr:\n{stderr}");
     // The first one is unaffected.
-    let list = d.get("/v1/deployments", &alice()).expect(200, "list");
+    let list = d.list(&alice(), None, None);
     assert!(list["deployments"].is_array());
     let status = d.terminate();
     assert!(status.success(), "{status}");

@@ -39,10 +39,9 @@ fn a_journal_of_the_first_format_replays_to_the_same_records() {
             "{id}: the record differs from what the release that wrote it answered"
         );
 
-        let markdown = daemon.get(&format!("/v1/deployments/{id}/record.md"), &admin);
-        assert_eq!(markdown.status, 200, "{id}: record.md: {}", markdown.text);
+        let markdown = common::ok(daemon.api(&admin).record_markdown(id), &format!("{id}: record.md"));
         assert_eq!(
-            markdown.text,
+            markdown,
             fixture(&format!("{id}.md")),
             "{id}: the Deployment Record differs"
         );

@@ -8,7 +8,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{run_with_timeout, token, Config, Harness};
+use client::wire::ListQuery;
+use common::{json_of, ok, run_with_timeout, token, Config, Harness};
 use serde_json::{json, Value};
 
 fn ids(page: &Value) -> Vec<String> {
@@ -38,13 +39,19 @@ fn the_list_pages_with_a_stable_cursor_and_the_cli_follows_it() {
     };
     let mut submitted: Vec<String> = (0..101).map(submit).collect();
 
+    let api = d.api(&alice);
+    let list = |query: ListQuery, what: &str| json_of(&ok(api.list_page(&query), what));
     // Default: 100 in submission order, and a cursor to the rest.
-    let first = d.get("/v1/deployments", &alice).expect(200, "first page");
+    let first = list(ListQuery::default(), "first page");
     assert_eq!(ids(&first), submitted[..100].to_vec());
     assert_eq!(first["next_cursor"], "d-000100");
-    let rest = d
-        .get("/v1/deployments?cursor=d-000100", &alice)
-        .expect(200, "second page");
+    let rest = list(
+        ListQuery {
+            cursor: Some("d-000100".into()),
+            ..ListQuery::default()
+        },
+        "second page",
+    );
     assert_eq!(ids(&rest), ["d-000101"]);
     assert_eq!(rest["next_cursor"], Value::Null);
 
@@ -52,12 +59,14 @@ fn the_list_pages_with_a_stable_cursor_and_the_cli_follows_it() {
     let mut seen: Vec<String> = vec![];
     let mut cursor: Option<String> = None;
     loop {
-        let path = match &cursor {
-            Some(c) => format!("/v1/deployments?limit=40&cursor={c}"),
-            None => "/v1/deployments?limit=40".to_string(),
+        let query = ListQuery {
+            limit: Some(40),
+            cursor: cursor.clone(),
+            ..ListQuery::default()
         };
-        let page = d.get(&path, &alice).expect(200, &path);
-        assert!(ids(&page).len() <= 40, "{path}");
+        let what = format!("{query:?}");
+        let page = list(query, &what);
+        assert!(ids(&page).len() <= 40, "{what}");
         seen.extend(ids(&page));
         if cursor.is_none() {
             submitted.push(submit(101));
@@ -70,20 +79,25 @@ fn the_list_pages_with_a_stable_cursor_and_the_cli_follows_it() {
     assert_eq!(seen, submitted, "every deployment once, in submission order");
 
     // The filters page the same way.
-    let page = d
-        .get(
-            "/v1/deployments?service=web&status=awaiting_approval&limit=1000",
-            &alice,
-        )
-        .expect(200, "filtered");
+    let filtered = ListQuery {
+        service: Some("web".into()),
+        status: Some("awaiting_approval".into()),
+        limit: Some(1000),
+        cursor: None,
+    };
+    let page = list(filtered, "filtered");
     assert_eq!(ids(&page).len(), 102);
     assert_eq!(page["next_cursor"], Value::Null);
-    let page = d
-        .get("/v1/deployments?service=other&limit=1", &alice)
-        .expect(200, "another service");
+    let other = ListQuery {
+        service: Some("other".into()),
+        limit: Some(1),
+        ..ListQuery::default()
+    };
+    let page = list(other, "another service");
     assert_eq!(ids(&page), Vec::<String>::new());
     assert_eq!(page["next_cursor"], Value::Null);
 
+    // Raw: parameters a typed query cannot carry, e.g. `limit=ten`.
     for (query, message) in [
         (
             "limit=0",

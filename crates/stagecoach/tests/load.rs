@@ -10,13 +10,12 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Write};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::{token, Config, Harness, TERMINAL};
-use serde_json::{json, Value};
+use client::wire::{Decision, EventsQuery, ListPage, ListQuery, SubmitRequest};
+use common::{approval, token, Config, Harness, TERMINAL};
 
 const SUBMITTERS: usize = 8;
 const APPROVERS: usize = 6;
@@ -51,31 +50,46 @@ impl Stats {
     }
 }
 
+/// Times one call of the typed client and counts it: a success, an error
+/// answer (acceptable when its status is in `allowed`), or no answer.
+fn timed<T>(stats: &Stats, what: &str, allowed: &[u16], call: impl FnOnce() -> Result<T, client::Error>) -> Option<T> {
+    let started = Instant::now();
+    match call() {
+        Ok(answer) => {
+            stats.record(started, what, 200, &[200]);
+            Some(answer)
+        }
+        Err(client::Error::Api(e)) => {
+            stats.record(started, what, e.status, allowed);
+            None
+        }
+        Err(e) => {
+            stats.record(started, &format!("{what}: {e}"), 0, allowed);
+            None
+        }
+    }
+}
+
+/// The clients of the load: dana submits, watches and queries, maria approves.
 struct Client {
-    http: reqwest::blocking::Client,
-    base: String,
+    dana: client::Client,
+    maria: client::Client,
+    anonymous: client::Client,
 }
 
 impl Client {
     fn new(base: &str) -> Client {
+        let api = |who: &str| client::Client::new(base, &token(who)).expect("a client");
         Client {
-            http: reqwest::blocking::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .expect("a client"),
-            base: base.to_string(),
+            dana: api("dana"),
+            maria: api("maria"),
+            anonymous: client::Client::builder(base).and_then(|b| b.build()).expect("a client"),
         }
     }
 
     /// Deployments not in a terminal status, from `/metrics`.
     fn in_flight(&self, stats: &Stats) -> usize {
-        let started = Instant::now();
-        let Ok(r) = self.http.get(format!("{}/metrics", self.base)).send() else {
-            stats.record(started, "GET /metrics", 0, &[200]);
-            return 0;
-        };
-        stats.record(started, "GET /metrics", r.status().as_u16(), &[200]);
-        let text = r.text().unwrap_or_default();
+        let text = timed(stats, "GET /metrics", &[], || self.anonymous.metrics()).unwrap_or_default();
         text.lines()
             .filter_map(|l| l.strip_prefix("stagecoach_deployments{status=\""))
             .filter_map(|l| l.split_once("\"} "))
@@ -84,56 +98,36 @@ impl Client {
             .sum()
     }
 
-    fn get(&self, stats: &Stats, path: &str, who: &str) -> Option<Value> {
-        let started = Instant::now();
-        match self
-            .http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(token(who))
-            .send()
-        {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.json::<Value>().ok();
-                stats.record(started, &format!("GET {path}"), status, &[200]);
-                body
-            }
-            Err(e) => {
-                stats.record(started, &format!("GET {path}: {e}"), 0, &[200]);
-                None
-            }
-        }
+    /// A page of `GET /v1/deployments` as dana or maria.
+    fn list(
+        &self,
+        stats: &Stats,
+        api: &client::Client,
+        service: Option<&str>,
+        status: Option<&str>,
+    ) -> Option<ListPage> {
+        let query = ListQuery {
+            service: service.map(str::to_string),
+            status: status.map(str::to_string),
+            ..ListQuery::default()
+        };
+        timed(stats, &format!("GET /v1/deployments {query:?}"), &[], || {
+            api.list_page(&query)
+        })
     }
 
-    fn post(&self, stats: &Stats, path: &str, who: &str, body: &Value, ok: &[u16]) -> Option<Value> {
-        let started = Instant::now();
-        match self
-            .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(token(who))
-            .json(body)
-            .send()
-        {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                let body = r.json::<Value>().ok();
-                stats.record(started, &format!("POST {path}"), status, ok);
-                body
-            }
-            Err(e) => {
-                stats.record(started, &format!("POST {path}: {e}"), 0, ok);
-                None
-            }
-        }
+    /// maria approves `id` as manager; `allowed`: error statuses that are no error here.
+    fn approve(&self, stats: &Stats, id: &str, reason: Option<&str>, allowed: &[u16]) -> bool {
+        let request = approval("manager", Decision::Approve, reason);
+        let what = format!("POST /v1/deployments/{id}/approvals");
+        timed(stats, &what, allowed, || self.maria.decide(id, &request)).is_some()
     }
 }
 
-fn in_flight(list: &Value) -> Vec<(String, String)> {
-    list["deployments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|d| Some((d["id"].as_str()?.to_string(), d["status"].as_str()?.to_string())))
+fn in_flight(page: &ListPage) -> Vec<(String, String)> {
+    page.deployments
+        .iter()
+        .map(|d| (d.id.to_string(), d.status.to_string()))
         .filter(|(_, s)| !TERMINAL.contains(&s.as_str()))
         .collect()
 }
@@ -176,15 +170,21 @@ fn sustained_load_from_twenty_clients() {
                     stats.max_in_flight.fetch_max(live as u64, Ordering::Relaxed);
                     if live >= target {
                         // Enough in flight: this client turns to reading for a while.
-                        c.get(&stats, "/v1/deployments?status=in_progress&service=svc-0", "dana");
+                        c.list(&stats, &c.dana, Some("svc-0"), Some("in_progress"));
                         continue;
                     }
                     // Each deployment its own service, so they run side by side.
                     let n = next_service.fetch_add(1, Ordering::Relaxed);
                     let strategy = ["canary", "blue-green", "rolling"][n as usize % 3];
-                    let body = json!({"service": format!("svc-{n}"), "version": "1.0.0", "type": "standard",
-                                      "strategy": strategy, "changes": [format!("change {n}")]});
-                    if c.post(&stats, "/v1/deployments", "dana", &body, &[201]).is_some() {
+                    let request = SubmitRequest {
+                        service: format!("svc-{n}"),
+                        version: Some("1.0.0".into()),
+                        kind: Some("standard".into()),
+                        strategy: Some(strategy.into()),
+                        changes: vec![format!("change {n}")],
+                        ..SubmitRequest::default()
+                    };
+                    if timed(&stats, "POST /v1/deployments", &[], || c.dana.submit(&request)).is_some() {
                         stats.submitted.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -196,25 +196,17 @@ fn sustained_load_from_twenty_clients() {
             s.spawn(move || {
                 let c = Client::new(&base);
                 while !stop.load(Ordering::Relaxed) {
-                    let list = c
-                        .get(stats, "/v1/deployments?status=awaiting_approval", "maria")
+                    let awaiting = c
+                        .list(stats, &c.maria, None, Some("awaiting_approval"))
+                        .map(|page| in_flight(&page))
                         .unwrap_or_default();
                     // Each approver takes its own share, so no two approve the same one.
-                    for (id, _) in in_flight(&list) {
+                    for (id, _) in awaiting {
                         let n: usize = id.trim_start_matches("d-").parse().unwrap_or(0);
                         if n % APPROVERS != k {
                             continue;
                         }
-                        let body = json!({"role": "manager", "decision": "approve", "reason": "load test"});
-                        if c.post(
-                            stats,
-                            &format!("/v1/deployments/{id}/approvals"),
-                            "maria",
-                            &body,
-                            &[200],
-                        )
-                        .is_some()
-                        {
+                        if c.approve(stats, &id, Some("load test"), &[]) {
                             stats.approved.fetch_add(1, Ordering::Relaxed);
                         }
                     }
@@ -224,7 +216,7 @@ fn sustained_load_from_twenty_clients() {
         }
         for _ in 0..WATCHERS {
             s.spawn(|| {
-                let addr = base.trim_start_matches("http://").to_string();
+                let c = Client::new(&base);
                 let mut n = 1u64;
                 while !stop.load(Ordering::Relaxed) {
                     if stats.submitted.load(Ordering::Relaxed) < n {
@@ -233,7 +225,7 @@ fn sustained_load_from_twenty_clients() {
                     }
                     // Follow a deployment's event stream for a few entries, then the next one.
                     let started = Instant::now();
-                    let ok = watch_some(&addr, n, 5);
+                    let ok = watch_some(&c.dana, n, 5);
                     stats.record(
                         started,
                         &format!("GET /v1/events?deployment={n}"),
@@ -254,9 +246,13 @@ fn sustained_load_from_twenty_clients() {
                         continue;
                     }
                     let id = format!("d-{n:06}");
-                    c.get(&stats, &format!("/v1/deployments/{id}"), "dana");
-                    c.get(&stats, &format!("/v1/deployments/{id}/verify"), "dana");
-                    c.get(&stats, "/v1/deployments?service=svc-0", "dana");
+                    timed(&stats, &format!("GET /v1/deployments/{id}"), &[], || {
+                        c.dana.deployment(&id)
+                    });
+                    timed(&stats, &format!("GET /v1/deployments/{id}/verify"), &[], || {
+                        c.dana.verify(&id)
+                    });
+                    c.list(&stats, &c.dana, Some("svc-0"), None);
                     n = n % stats.submitted.load(Ordering::Relaxed).max(1) + 1;
                 }
             });
@@ -287,15 +283,8 @@ fn sustained_load_from_twenty_clients() {
             let id = e["deployment"].as_str().unwrap_or_default().to_string();
             for status in common::statuses(&e) {
                 if status == "awaiting_approval" && open.contains(&id) {
-                    let body = json!({"role": "manager", "decision": "approve"});
                     // An approver of the load may have been first (409).
-                    c.post(
-                        &stats,
-                        &format!("/v1/deployments/{id}/approvals"),
-                        "maria",
-                        &body,
-                        &[200, 409],
-                    );
+                    c.approve(&stats, &id, None, &[409]);
                 }
                 if TERMINAL.contains(&status.as_str()) {
                     assert_eq!(status, "succeeded", "{id}");
@@ -350,32 +339,20 @@ fn sustained_load_from_twenty_clients() {
 }
 
 /// Reads `count` entries of a deployment's event stream (or until it ends); true when it answered 200.
-fn watch_some(addr: &str, deployment: u64, count: usize) -> bool {
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+fn watch_some(api: &client::Client, deployment: u64, count: usize) -> bool {
+    let query = EventsQuery {
+        deployment: Some(deployment.to_string()),
+        after: None,
+    };
+    let Ok(mut stream) = api.events(&query) else {
         return false;
     };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    let request = format!(
-        "GET /v1/events?deployment={deployment} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
-         Accept: text/event-stream\r\nConnection: close\r\n\r\n",
-        token("dana")
-    );
-    if stream.write_all(request.as_bytes()).is_err() {
-        return false;
-    }
-    let mut reader = BufReader::new(stream);
-    let mut status = String::new();
-    if reader.read_line(&mut status).is_err() || !status.contains(" 200 ") {
-        return false;
-    }
-    let mut seen = 0;
-    let mut line = String::new();
-    while seen < count {
-        line.clear();
-        match reader.read_line(&mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) if line.starts_with("data:") => seen += 1,
-            Ok(_) => {}
+    for _ in 0..count {
+        if !matches!(
+            stream.next_entry_before(Instant::now() + Duration::from_secs(10)),
+            Ok(Some(_))
+        ) {
+            break;
         }
     }
     true

@@ -12,7 +12,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use common::{token, Config, Harness};
+use common::{ok, token, Config, Harness};
 use serde_json::json;
 
 fn promtool() -> PathBuf {
@@ -72,16 +72,13 @@ fn promtool_accepts_the_daemons_metrics() {
     let mut h = Harness::new(&Config::default().principal("alice", &["deployer"]));
     let d = h.start();
 
-    let idle = d.request("GET", "/metrics", None, None);
-    assert_eq!(idle.status, 200, "{}", idle.text);
-    assert_no_negative_values(&idle.text);
+    let idle = ok(d.anonymous().metrics(), "GET /metrics");
+    assert_no_negative_values(&idle);
     assert!(
-        idle.text
-            .contains("stagecoach_stage_duration_seconds_sum{stage=\"prepare\"} 0\n"),
-        "{}",
-        idle.text
+        idle.contains("stagecoach_stage_duration_seconds_sum{stage=\"prepare\"} 0\n"),
+        "{idle}"
     );
-    promtool_accepts(&promtool, &idle.text, "an idle daemon");
+    promtool_accepts(&promtool, &idle, "an idle daemon");
 
     let alice = token("alice");
     let record = d.submit(&alice, &json!({"service": "web", "version": "1.0.0"}));
@@ -89,19 +86,15 @@ fn promtool_accepts_the_daemons_metrics() {
     let mut events = d.events(&id, &alice);
     assert_eq!(events.wait_finished(), "succeeded", "{}", events.summary());
 
-    let busy = d.request("GET", "/metrics", None, None);
-    assert_eq!(busy.status, 200, "{}", busy.text);
-    assert_no_negative_values(&busy.text);
+    let busy = ok(d.anonymous().metrics(), "GET /metrics");
+    assert_no_negative_values(&busy);
     assert!(
-        busy.text
-            .contains("stagecoach_stage_duration_seconds_count{stage=\"monitor\"} 1\n"),
-        "{}",
-        busy.text
+        busy.contains("stagecoach_stage_duration_seconds_count{stage=\"monitor\"} 1\n"),
+        "{busy}"
     );
     assert!(
-        busy.text.contains("stagecoach_deployments{status=\"succeeded\"} 1\n"),
-        "{}",
-        busy.text
+        busy.contains("stagecoach_deployments{status=\"succeeded\"} 1\n"),
+        "{busy}"
     );
-    promtool_accepts(&promtool, &busy.text, "a daemon after a deployment");
+    promtool_accepts(&promtool, &busy, "a daemon after a deployment");
 }

@@ -11,7 +11,8 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{approvals, run_with_timeout, Config, Daemon, Harness};
+use client::wire::ListQuery;
+use common::{approvals, expect_error, ok, run_with_timeout, Config, Daemon, Harness};
 use serde_json::json;
 
 /// How the CLI finds its token in a call.
@@ -223,19 +224,25 @@ fn a_second_manager_in_one_command_approves_without_a_restart() {
         d.logs.text().contains("principals.toml: TOML parse error"),
         "the log names the file"
     );
-    d.get("/v1/deployments", &mia)
-        .expect(200, "mia's token after a broken reload");
-    d.get("/v1/deployments", &admin)
-        .expect(200, "the admin's token after a broken reload");
+    let everything = ListQuery::default();
+    ok(d.api(&mia).list_page(&everything), "mia's token after a broken reload");
+    ok(
+        d.api(&admin).list_page(&everything),
+        "the admin's token after a broken reload",
+    );
 
     // Once the file is whole again, `remove` takes mia out of the running daemon.
     std::fs::write(&file, &stored).expect("restore principals.toml");
     let remove = cli(&h, Some(&d), Token::StateDir, &["principal", "remove", "mia"]);
     expect_code(&remove, 0, "principal remove mia");
     d.logs.wait_for("principals reloaded: removed mia", 1);
-    d.get("/v1/deployments", &mia)
-        .expect_error(401, "unauthorized", "mia's token after remove");
-    d.get("/v1/deployments", &admin).expect(200, "the admin keeps working");
+    expect_error(
+        d.api(&mia).list_page(&everything),
+        401,
+        "unauthorized",
+        "mia's token after remove",
+    );
+    ok(d.api(&admin).list_page(&everything), "the admin keeps working");
 }
 
 #[test]

@@ -14,14 +14,7 @@ fn fixture(name: &str) -> String {
 }
 
 fn markdown(d: &common::Daemon, id: &str) -> String {
-    let http = reqwest::blocking::Client::new();
-    let resp = http
-        .get(format!("{}/v1/deployments/{id}/record.md", d.url))
-        .bearer_auth(token("alice"))
-        .send()
-        .expect("the Markdown record");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.text().expect("text")
+    common::ok(d.api(&token("alice")).record_markdown(id), "the Markdown record")
 }
 
 #[test]

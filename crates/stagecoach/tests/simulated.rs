@@ -7,7 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{run_with_timeout, token, Config, Daemon, Harness};
+use client::wire::SubmitRequest;
+use common::{expect_error, run_with_timeout, token, Config, Daemon, Harness};
 use serde_json::{json, Value};
 
 fn alice() -> String {
@@ -79,13 +80,17 @@ fn simulated_results_are_labelled_and_commands_results_are_not() {
     );
 
     // A service nobody configured is refused, with the closest name suggested.
-    let message = d
-        .post(
-            "/v1/deployments",
-            &alice(),
-            &json!({"service": "wbe", "version": "1.6.0"}),
-        )
-        .expect_error(422, "invalid", "a submission for an unknown service");
+    let unknown = SubmitRequest {
+        service: "wbe".into(),
+        version: Some("1.6.0".into()),
+        ..SubmitRequest::default()
+    };
+    let message = expect_error(
+        d.api(&alice()).submit(&unknown),
+        422,
+        "invalid",
+        "a submission for an unknown service",
+    );
     assert_eq!(
         message,
         "unknown service \"wbe\": configured services are shop, web; did you mean \"web\"?"

@@ -11,7 +11,8 @@
 
 mod common;
 
-use common::{is_fact, run_with_timeout, token, Config, Harness};
+use client::wire::{ListQuery, SubmitRequest};
+use common::{expect_error, is_fact, ok, run_with_timeout, token, Config, Harness};
 use serde_json::json;
 
 #[test]
@@ -44,16 +45,17 @@ fn a_full_disk_pauses_the_daemon_and_it_resumes_by_itself() {
 
     // The disk fills up during the canary analysis.
     std::fs::write(&flag, "").expect("fill the disk");
-    let refused = d.post(
-        "/v1/deployments",
-        &token("alice"),
-        &json!({"service": "api", "version": "3.0.0"}),
-    );
-    let message = refused.expect_error(503, "unavailable", "a submission while the disk is full");
+    let api = d.api(&token("alice"));
+    let refused = api.submit(&SubmitRequest {
+        service: "api".into(),
+        version: Some("3.0.0".into()),
+        ..SubmitRequest::default()
+    });
+    let message = expect_error(refused, 503, "unavailable", "a submission while the disk is full");
     assert!(message.contains("disk is full"), "{message}");
     // Reads go on.
-    assert_eq!(d.get("/v1/deployments", &token("alice")).status, 200);
-    assert_eq!(d.get(&format!("/v1/deployments/{id}"), &token("alice")).status, 200);
+    ok(api.list_page(&ListQuery::default()), "list while the disk is full");
+    ok(api.deployment(&id), "a record while the disk is full");
 
     // The deployment's next write (a sample) fails: it is paused, retried after
     // 1 s and then 2 s, and still paused; no production step runs meanwhile.

@@ -7,7 +7,8 @@ mod common;
 
 use std::process::Command;
 
-use common::{run_with_timeout, token, Config, Harness};
+use client::wire::ListQuery;
+use common::{ok, run_with_timeout, token, Config, Harness};
 
 /// `stagecoach daemon [--listen LISTEN]` with the harness's configuration and state dir.
 fn stagecoach_daemon(h: &Harness, listen: Option<&str>) -> Command {
@@ -48,12 +49,8 @@ fn allow_insecure_remote_lets_it_listen_everywhere() {
     let url = d.url.clone();
     assert!(url.starts_with("http://0.0.0.0:"), "{url}");
     let port = url.rsplit(':').next().expect("a port");
-    let answer = reqwest::blocking::Client::new()
-        .get(format!("http://127.0.0.1:{port}/v1/deployments"))
-        .bearer_auth(token("alice"))
-        .send()
-        .expect("the daemon answers on loopback");
-    assert_eq!(answer.status().as_u16(), 200);
+    let api = client::Client::new(&format!("http://127.0.0.1:{port}"), &token("alice")).expect("a client");
+    ok(api.list_page(&ListQuery::default()), "the daemon answers on loopback");
 }
 
 #[test]
@@ -75,26 +72,20 @@ fn tls_serves_https_with_the_configured_certificate() {
     let d = h.start();
     assert!(d.url.starts_with("https://127.0.0.1:"), "{}", d.url);
 
-    let trusted = reqwest::blocking::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).expect("a PEM certificate"))
+    let trusted = client::Client::builder(&d.url)
+        .expect("the daemon's URL")
+        .token(token("alice"))
+        .root_certificate_pem(cert.cert.pem())
         .build()
         .expect("a client");
-    let answer = trusted
-        .get(format!("{}/v1/deployments", d.url))
-        .bearer_auth(token("alice"))
-        .send()
-        .expect("an HTTPS answer");
-    assert_eq!(answer.status().as_u16(), 200);
+    ok(trusted.list_page(&ListQuery::default()), "an HTTPS answer");
 
     // Without trusting the certificate, or in clear text, nothing gets through.
-    let untrusting = reqwest::blocking::Client::new();
-    assert!(untrusting.get(format!("{}/healthz", d.url)).send().is_err());
+    let untrusting = client::Client::new(&d.url, &token("alice")).expect("a client");
+    assert!(untrusting.healthz().is_err());
     let plain = d.url.replacen("https://", "http://", 1);
-    let clear = untrusting.get(format!("{plain}/healthz")).send();
-    assert!(
-        clear.map(|r| !r.status().is_success()).unwrap_or(true),
-        "clear text must not be served"
-    );
+    let clear = client::Client::new(&plain, &token("alice")).expect("a client");
+    assert!(clear.healthz().is_err(), "clear text must not be served");
 }
 
 #[test]

@@ -1,22 +1,25 @@
 //! Harness for the daemon's integration tests: starts the real `stagecoach
 //! daemon` binary on 127.0.0.1 with its own state dir and an OS-chosen port,
-//! collects its stderr, and drives it over HTTP (blocking reqwest) and the
-//! server-sent event stream (a small HTTP/1.1 reader over a plain
-//! `TcpStream`, so a stream can be closed from the test at any time).
+//! collects its stderr, and drives it through the API's typed client (the
+//! `client` crate: requests, answers and the event stream, which closes
+//! when dropped). [`Daemon::request`] sends raw HTTP, for the requests a
+//! typed client cannot send: malformed or oversized bodies, unknown fields,
+//! values outside the API's enums, unknown routes.
 //!
 //! Every wait has an overall timeout ([`WAIT`]); when a test fails, the
 //! [`Harness`] prints everything every daemon it started wrote to stderr.
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use client::wire::{ApprovalRequest, Decision, EventsQuery, ListQuery, SubmitRequest};
+use client::{EventStream, StreamError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -320,7 +323,7 @@ impl Harness {
             child: Some(child),
             url,
             logs,
-            http: reqwest::blocking::Client::builder()
+            raw: reqwest::blocking::Client::builder()
                 .timeout(Duration::from_secs(30))
                 .build()
                 .expect("http client"),
@@ -400,7 +403,7 @@ pub fn kill_pid(pid: i32) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
 }
 
-/// An HTTP answer.
+/// A raw HTTP answer (of [`Daemon::request`]).
 #[derive(Debug)]
 pub struct Resp {
     pub status: u16,
@@ -440,7 +443,58 @@ pub struct Daemon {
     /// `http://127.0.0.1:PORT`
     pub url: String,
     pub logs: Logs,
-    http: reqwest::blocking::Client,
+    raw: reqwest::blocking::Client,
+}
+
+/// Checks an error of the typed client: the daemon answered `status` with
+/// the API's `{"error": {"code", "message"}}` body; returns the message.
+pub fn expect_error<T: std::fmt::Debug>(
+    result: Result<T, client::Error>,
+    status: u16,
+    code: &str,
+    what: &str,
+) -> String {
+    let error = match result {
+        Ok(answer) => panic!("{what}: expected {status} {code}, got an answer: {answer:?}"),
+        Err(client::Error::Api(e)) => e,
+        Err(e) => panic!("{what}: expected {status} {code}, got no answer: {e}"),
+    };
+    assert_eq!(
+        error.status, status,
+        "{what}: unexpected status; body: {:?}",
+        error.body
+    );
+    assert_eq!(
+        error.code.as_deref(),
+        Some(code),
+        "{what}: error.code; body: {:?}",
+        error.body
+    );
+    assert!(
+        !error.message.trim().is_empty(),
+        "{what}: error.message is empty; body: {:?}",
+        error.body
+    );
+    error.message
+}
+
+/// An approval request: `role`, approve or reject, and the reason.
+pub fn approval(role: &str, decision: Decision, reason: Option<&str>) -> ApprovalRequest {
+    ApprovalRequest {
+        role: role.to_string(),
+        decision,
+        reason: reason.map(str::to_string),
+    }
+}
+
+/// The answer of the typed client, or a failed test naming `what`.
+pub fn ok<T>(result: Result<T, client::Error>, what: &str) -> T {
+    result.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+/// A typed answer as JSON, for assertions over its fields.
+pub fn json_of<T: serde::Serialize>(answer: &T) -> Value {
+    serde_json::to_value(answer).expect("an answer serialises")
 }
 
 impl Daemon {
@@ -449,9 +503,22 @@ impl Daemon {
         self.url.trim_start_matches("http://")
     }
 
+    /// The API's client, sending `token`.
+    pub fn api(&self, token: &str) -> client::Client {
+        client::Client::new(&self.url, token).expect("a client of the daemon")
+    }
+
+    /// The API's client without a token (`/healthz`, `/metrics`, and the 401 of every other route).
+    pub fn anonymous(&self) -> client::Client {
+        client::Client::builder(&self.url)
+            .and_then(|b| b.build())
+            .expect("a client of the daemon")
+    }
+
+    /// Raw HTTP, for what the typed client cannot send (see the module's documentation).
     pub fn request(&self, method: &str, path: &str, token: Option<&str>, body: Option<Vec<u8>>) -> Resp {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("HTTP method");
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.url));
+        let mut req = self.raw.request(method.clone(), format!("{}{path}", self.url));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -468,45 +535,64 @@ impl Daemon {
         Resp { status, text }
     }
 
+    /// Raw `GET`.
     pub fn get(&self, path: &str, token: &str) -> Resp {
         self.request("GET", path, Some(token), None)
     }
 
+    /// Raw `POST` of a JSON body.
     pub fn post(&self, path: &str, token: &str, body: &Value) -> Resp {
         self.request("POST", path, Some(token), Some(body.to_string().into_bytes()))
     }
 
-    /// Submits a deployment and returns the record (201 expected).
+    /// Submits a deployment (a body of `SubmitRequest`'s fields) and returns the record.
     pub fn submit(&self, token: &str, body: &Value) -> Value {
-        self.post("/v1/deployments", token, body)
-            .expect(201, "submit a deployment")
+        let request: SubmitRequest = serde_json::from_value(body.clone())
+            .unwrap_or_else(|e| panic!("not a submission the client can send ({e}): {body}"));
+        json_of(&ok(self.api(token).submit(&request), "submit a deployment"))
     }
 
     /// The record of a deployment.
     pub fn record(&self, id: &str, token: &str) -> Value {
-        self.get(&format!("/v1/deployments/{id}"), token)
-            .expect(200, "get a deployment")
+        json_of(&ok(self.api(token).deployment(id), "get a deployment"))
     }
 
     /// `GET /v1/deployments/{id}/verify`.
     pub fn verify(&self, id: &str, token: &str) -> Value {
-        self.get(&format!("/v1/deployments/{id}/verify"), token)
-            .expect(200, "verify a deployment")
+        json_of(&ok(self.api(token).verify(id), "verify a deployment"))
+    }
+
+    /// The first page of `GET /v1/deployments` with these filters.
+    pub fn list(&self, token: &str, service: Option<&str>, status: Option<&str>) -> Value {
+        let query = ListQuery {
+            service: service.map(str::to_string),
+            status: status.map(str::to_string),
+            ..ListQuery::default()
+        };
+        json_of(&ok(self.api(token).list_page(&query), "list deployments"))
+    }
+
+    /// `POST /v1/deployments/{id}/approvals` as the principal of `token`.
+    pub fn decide(&self, id: &str, token: &str, request: &ApprovalRequest) -> Result<Value, client::Error> {
+        self.api(token).decide(id, request).map(|r| json_of(&r))
     }
 
     /// Follows `GET /v1/events?after=SEQ` (every deployment) from the entry after `after`.
     pub fn all_events(&self, after: u64, token: &str) -> Events {
-        Events::open_path(
-            self.addr(),
-            &format!("/v1/events?after={after}"),
-            "events of every deployment".into(),
-            token,
-        )
+        let query = EventsQuery {
+            deployment: None,
+            after: Some(after),
+        };
+        Events::open(&self.api(token), &query, "events of every deployment".into())
     }
 
     /// Follows `GET /v1/events?deployment=ID` from the first entry.
     pub fn events(&self, deployment: &str, token: &str) -> Events {
-        Events::open(self.addr(), deployment, token)
+        let query = EventsQuery {
+            deployment: Some(deployment.to_string()),
+            after: None,
+        };
+        Events::open(&self.api(token), &query, format!("events of {deployment}"))
     }
 
     /// SIGKILL, and reaps the process.
@@ -562,76 +648,64 @@ impl Drop for Daemon {
 
 // ---- the event stream --------------------------------------------------------------
 
-/// A server-sent event stream of journal entries. Entries are parsed on a
-/// reader thread; dropping the stream closes the connection.
+/// A server-sent event stream of journal entries, read through the typed
+/// client; dropping it closes the connection.
 pub struct Events {
     label: String,
-    rx: Receiver<Value>,
-    conn: TcpStream,
-    /// Every entry received so far, in order.
+    stream: EventStream,
+    ended: bool,
+    /// Every entry received so far, in order, as the daemon sent it.
     pub seen: Vec<Value>,
 }
 
-impl Events {
-    fn open(addr: &str, deployment: &str, token: &str) -> Events {
-        Events::open_path(
-            addr,
-            &format!("/v1/events?deployment={deployment}"),
-            format!("events of {deployment}"),
-            token,
-        )
-    }
+/// Why no entry came.
+enum NoEntry {
+    TimedOut,
+    Ended,
+}
 
-    fn open_path(addr: &str, path: &str, label: String, token: &str) -> Events {
-        let mut conn = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{label}: cannot connect to {addr}: {e}"));
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .expect("set a read timeout");
-        write!(
-            conn,
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
-        )
-        .unwrap_or_else(|e| panic!("{label}: cannot send the request: {e}"));
-        let mut reader = BufReader::new(conn.try_clone().expect("clone the socket"));
-        let mut status = String::new();
-        reader
-            .read_line(&mut status)
-            .unwrap_or_else(|e| panic!("{label}: no status line: {e}"));
-        let mut chunked = false;
-        loop {
-            let mut header = String::new();
-            let n = reader
-                .read_line(&mut header)
-                .unwrap_or_else(|e| panic!("{label}: cannot read the headers: {e}"));
-            if n == 0 || header.trim().is_empty() {
-                break;
-            }
-            let lower = header.to_ascii_lowercase();
-            if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-                chunked = true;
-            }
-        }
-        assert!(
-            status.split_whitespace().nth(1) == Some("200"),
-            "{label}: expected 200, got {}",
-            status.trim()
-        );
-        conn.set_read_timeout(None).expect("clear the read timeout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || read_sse(reader, chunked, tx));
+impl Events {
+    fn open(api: &client::Client, query: &EventsQuery, label: String) -> Events {
+        let stream = api
+            .events(query)
+            .unwrap_or_else(|e| panic!("{label}: cannot open the event stream: {e}"));
         Events {
             label,
-            rx,
-            conn,
+            stream,
+            ended: false,
             seen: vec![],
+        }
+    }
+
+    /// The next entry as JSON, checked to be one the typed client reads whole.
+    fn next(&mut self, deadline: Instant) -> Result<Value, NoEntry> {
+        if self.ended {
+            return Err(NoEntry::Ended);
+        }
+        match self.stream.next_entry_before(deadline) {
+            Ok(Some(received)) => {
+                let sent = received.json["body"]["facts"].as_array().map_or(0, Vec::len);
+                assert_eq!(
+                    received.entry.body.facts().len(),
+                    sent,
+                    "{}: the client could not read every fact of {}",
+                    self.label,
+                    received.json
+                );
+                Ok(received.json)
+            }
+            Ok(None) | Err(StreamError::Broken(_)) => {
+                self.ended = true;
+                Err(NoEntry::Ended)
+            }
+            Err(StreamError::TimedOut) => Err(NoEntry::TimedOut),
+            Err(e @ StreamError::Undecodable { .. }) => panic!("{}: {e}", self.label),
         }
     }
 
     /// The next entry, or `None` when the stream ended or nothing came before `deadline`.
     pub fn next_before(&mut self, deadline: Instant) -> Option<Value> {
-        let entry = self
-            .rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .ok()?;
+        let entry = self.next(deadline).ok()?;
         self.seen.push(entry.clone());
         Some(entry)
     }
@@ -645,8 +719,7 @@ impl Events {
     pub fn wait_for_within<T>(&mut self, limit: Duration, what: &str, mut check: impl FnMut(&Value) -> Option<T>) -> T {
         let deadline = Instant::now() + limit;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(left) {
+            match self.next(deadline) {
                 Ok(entry) => {
                     let found = check(&entry);
                     self.seen.push(entry);
@@ -654,12 +727,12 @@ impl Events {
                         return t;
                     }
                 }
-                Err(RecvTimeoutError::Timeout) => panic!(
+                Err(NoEntry::TimedOut) => panic!(
                     "{}: timed out after {limit:?} waiting for {what}; entries so far:\n{}",
                     self.label,
                     self.summary()
                 ),
-                Err(RecvTimeoutError::Disconnected) => panic!(
+                Err(NoEntry::Ended) => panic!(
                     "{}: the stream ended while waiting for {what}; entries so far:\n{}",
                     self.label,
                     self.summary()
@@ -725,86 +798,6 @@ impl Events {
             })
             .collect::<Vec<_>>()
             .join("\n")
-    }
-}
-
-impl Drop for Events {
-    fn drop(&mut self) {
-        let _ = self.conn.shutdown(Shutdown::Both);
-    }
-}
-
-/// Reads the response body (chunked or not), splits it into SSE events and
-/// sends the JSON of every `data:` payload.
-fn read_sse(mut reader: BufReader<TcpStream>, chunked: bool, tx: Sender<Value>) {
-    let mut parser = SseParser::default();
-    loop {
-        let bytes = if chunked {
-            let mut size_line = String::new();
-            match reader.read_line(&mut size_line) {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            }
-            let hex = size_line.trim().split(';').next().unwrap_or("");
-            let Ok(size) = usize::from_str_radix(hex, 16) else {
-                return;
-            };
-            if size == 0 {
-                return;
-            }
-            let mut chunk = vec![0; size + 2];
-            if reader.read_exact(&mut chunk).is_err() {
-                return;
-            }
-            chunk.truncate(size);
-            chunk
-        } else {
-            let mut chunk = vec![0; 8192];
-            match reader.read(&mut chunk) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    chunk.truncate(n);
-                    chunk
-                }
-            }
-        };
-        for entry in parser.push(&bytes) {
-            if tx.send(entry).is_err() {
-                return;
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct SseParser {
-    pending: Vec<u8>,
-    data: Vec<String>,
-}
-
-impl SseParser {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Value> {
-        self.pending.extend_from_slice(bytes);
-        let mut out = vec![];
-        while let Some(pos) = self.pending.iter().position(|b| *b == b'\n') {
-            let raw: Vec<u8> = self.pending.drain(..=pos).collect();
-            let line = String::from_utf8_lossy(&raw);
-            let line = line.trim_end_matches(['\n', '\r']);
-            if line.is_empty() {
-                if !self.data.is_empty() {
-                    let text = self.data.join("\n");
-                    self.data.clear();
-                    out.push(
-                        serde_json::from_str(&text)
-                            .unwrap_or_else(|e| serde_json::json!({"unparseable": text, "error": e.to_string()})),
-                    );
-                }
-            } else if let Some(d) = line.strip_prefix("data:") {
-                self.data.push(d.strip_prefix(' ').unwrap_or(d).to_string());
-            }
-            // `id:`, `event:` and `:` keep-alive lines carry nothing the tests need.
-        }
-        out
     }
 }
 
