@@ -147,14 +147,14 @@ pub(crate) fn decode(id: DeploymentId, index: u64, seq: Option<u64>, body: &str)
 pub(crate) fn replay(settings: Arc<Settings>, journal: &dyn journal::Store) -> Result<(Fleet, Vec<String>), String> {
     let entries = journal.all().map_err(|e| e.to_string())?;
     // Check every chain on the entries already read.
-    let mut chains: BTreeMap<u64, Vec<journal::Entry>> = BTreeMap::new();
+    let mut chains: BTreeMap<u64, Vec<&journal::Entry>> = BTreeMap::new();
     for e in &entries {
-        chains.entry(e.deployment).or_default().push(e.clone());
+        chains.entry(e.deployment).or_default().push(e);
     }
     let mut broken = vec![];
     for (d, mut chain) in chains {
         chain.sort_by_key(|e| e.index);
-        let v = journal::verify_chain(d, &chain);
+        let v = journal::verify_chain(d, chain);
         if !v.intact {
             broken.push(format!(
                 "journal chain of {} is broken: {}",

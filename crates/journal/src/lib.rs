@@ -191,20 +191,20 @@ pub fn entry_hash(prev_hash: &str, deployment: u64, index: u64, at: &DateTime<Ut
 /// entry belongs to `deployment`, its hash matches its content, its
 /// `prev_hash` matches the previous entry's hash (or [`GENESIS_HASH`] for
 /// index 1), indexes run 1, 2, 3, … without gaps and seqs increase.
-pub fn verify_chain(deployment: u64, entries: &[Entry]) -> Verification {
+pub fn verify_chain<'a>(deployment: u64, entries: impl IntoIterator<Item = &'a Entry>) -> Verification {
     let mut problems = Vec::new();
-    if entries.is_empty() {
-        problems.push("no entries".to_owned());
-    }
+    let mut count = 0;
     let mut previous: Option<&Entry> = None;
     for entry in entries {
-        let at = format!("entry {} (seq {})", entry.index, entry.seq);
+        count += 1;
+        // Named only in a problem: most chains have none.
+        let at = || format!("entry {} (seq {})", entry.index, entry.seq);
         if entry.deployment != deployment {
-            problems.push(format!("{at}: belongs to deployment {}", entry.deployment));
+            problems.push(format!("{}: belongs to deployment {}", at(), entry.deployment));
         }
         let expected_index = previous.map_or(1, |p| p.index + 1);
         if let Some(p) = previous.filter(|p| entry.index <= p.index) {
-            problems.push(format!("{at}: out of order (follows entry {})", p.index));
+            problems.push(format!("{}: out of order (follows entry {})", at(), p.index));
         } else if entry.index > expected_index {
             problems.push(missing(expected_index, entry.index, previous));
         }
@@ -218,33 +218,38 @@ pub fn verify_chain(deployment: u64, entries: &[Entry]) -> Verification {
                 &entry.body,
             )
         {
-            problems.push(format!("{at}: hash does not match its content (edited?)"));
+            problems.push(format!("{}: hash does not match its content (edited?)", at()));
         }
         match previous {
             // A gap was reported above; the link to the missing entry cannot be checked.
             _ if entry.index != expected_index => {}
             None if entry.prev_hash != GENESIS_HASH => {
-                problems.push(format!("{at}: prev_hash is not the genesis hash (64 zeros)"));
+                problems.push(format!("{}: prev_hash is not the genesis hash (64 zeros)", at()));
             }
             Some(p) if entry.prev_hash != p.hash => {
-                problems.push(format!("{at}: prev_hash does not match entry {}", p.index));
+                problems.push(format!("{}: prev_hash does not match entry {}", at(), p.index));
             }
             _ => {}
         }
         if let Some(p) = previous.filter(|p| entry.seq <= p.seq) {
             problems.push(format!(
-                "{at}: seq is not after that of entry {} (seq {})",
-                p.index, p.seq
+                "{}: seq is not after that of entry {} (seq {})",
+                at(),
+                p.index,
+                p.seq
             ));
         }
         previous = Some(entry);
     }
+    if count == 0 {
+        problems.push("no entries".to_owned());
+    }
     Verification {
         deployment,
-        entries: entries.len() as u64,
+        entries: count,
         intact: problems.is_empty(),
         problems,
-        head: entries.last().map(|e| e.hash.clone()),
+        head: previous.map(|e| e.hash.clone()),
     }
 }
 

@@ -96,6 +96,29 @@ pub enum JournalEntry {
     Resumed { effects: Vec<Effect> },
 }
 
+/// The fields of each kind of entry, read by [`JournalEntry::decode`]
+/// once the kind is known (the `format` and `kind` keys are ignored).
+#[derive(Deserialize)]
+struct SubmittedFields {
+    request: Request,
+    production: Production,
+    held: Option<String>,
+    settings: Arc<Settings>,
+    facts: Vec<Fact>,
+}
+
+#[derive(Deserialize)]
+struct EventFields {
+    event: Event,
+    #[serde(default)]
+    facts: Vec<Fact>,
+}
+
+#[derive(Deserialize)]
+struct ResumedFields {
+    effects: Vec<Effect>,
+}
+
 /// How an event whose facts are derived is stored: the input alone.
 #[derive(Serialize)]
 #[serde(tag = "kind", rename = "event")]
@@ -153,7 +176,52 @@ impl JournalEntry {
             return Err(DecodeError::Newer { found });
         }
         // Formats 1 and 2 differ only in the `format` key, which the fields ignore.
-        serde_json::from_str(body).map_err(|e| DecodeError::Invalid(e.to_string()))
+        let invalid = |e: serde_json::Error| DecodeError::Invalid(e.to_string());
+        // Every body this project writes names its kind first (after the
+        // format): read the variant's fields straight from the text, without
+        // serde buffering the whole body to find the tag. Any other shape
+        // takes the general path, which also gives the errors.
+        match Self::kind_of(body) {
+            Some("submitted") => {
+                if let Ok(f) = serde_json::from_str::<SubmittedFields>(body) {
+                    return Ok(JournalEntry::Submitted {
+                        request: f.request,
+                        production: f.production,
+                        held: f.held,
+                        settings: f.settings,
+                        facts: f.facts,
+                    });
+                }
+            }
+            Some("event") => {
+                if let Ok(f) = serde_json::from_str::<EventFields>(body) {
+                    return Ok(JournalEntry::Event {
+                        event: f.event,
+                        facts: f.facts,
+                    });
+                }
+            }
+            Some("resumed") => {
+                if let Ok(f) = serde_json::from_str::<ResumedFields>(body) {
+                    return Ok(JournalEntry::Resumed { effects: f.effects });
+                }
+            }
+            _ => {}
+        }
+        serde_json::from_str(body).map_err(invalid)
+    }
+
+    /// The `kind` a body names first (after its `format`, if any), as
+    /// [`JournalEntry::encode`] writes it.
+    fn kind_of(body: &str) -> Option<&str> {
+        let rest = match body.strip_prefix("{\"format\":") {
+            Some(rest) => rest
+                .trim_start_matches(|c: char| c.is_ascii_digit())
+                .strip_prefix(',')?,
+            None => body.strip_prefix('{')?,
+        };
+        let name = rest.strip_prefix("\"kind\":\"")?;
+        name.split_once('"').map(|(kind, _)| kind)
     }
 
     /// The entry's `kind`, as the journal stores it beside the body.
@@ -1106,6 +1174,21 @@ mod format_tests {
         assert!(
             text.contains("journal format 17") && text.contains("formats 1 to 2") && text.contains("upgrade"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_body_of_a_known_kind_with_wrong_fields_says_what_is_wrong() {
+        let err =
+            JournalEntry::decode("{\"format\":2,\"kind\":\"resumed\",\"effects\":7}").expect_err("effects is no list");
+        assert!(
+            matches!(&err, DecodeError::Invalid(text) if text.contains("expected a sequence")),
+            "{err}"
+        );
+        let err = JournalEntry::decode("{\"kind\":\"event\"}").expect_err("no event");
+        assert!(
+            matches!(&err, DecodeError::Invalid(text) if text.contains("missing field `event`")),
+            "{err}"
         );
     }
 

@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::{any, prop, prop_oneof, proptest, ProptestConfig, TestCaseError};
-use proptest::prop_assert;
 use proptest::strategy::Strategy as _;
+use proptest::{prop_assert, prop_assert_eq};
 
 use workflow::approval;
 use workflow::checklist::{PrepareReport, ScanReport};
@@ -204,6 +204,18 @@ fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
     prop::collection::vec(step, 50..400)
 }
 
+/// Every entry reads back from the body stored for it, in this format and
+/// in the first one, and the quick path of `decode` reads what serde's
+/// general reading of the tagged body reads.
+fn stored_bodies_read_back(entry: &JournalEntry) -> Result<(), TestCaseError> {
+    let body = entry.encode().map_err(TestCaseError::fail)?;
+    let general: JournalEntry = serde_json::from_str(&body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(JournalEntry::decode(&body), Ok(general));
+    let first_format = serde_json::to_string(entry).map_err(|e| TestCaseError::fail(e.to_string()))?;
+    prop_assert_eq!(JournalEntry::decode(&first_format), Ok(entry.clone()));
+    Ok(())
+}
+
 /// A fleet with its journal and the work it handed out, as a shell keeps them.
 struct Run {
     settings: Arc<Settings>,
@@ -261,6 +273,7 @@ impl Run {
 
     fn absorb(&mut self, out: FleetOutput) -> Result<(), TestCaseError> {
         for s in out.entries {
+            stored_bodies_read_back(&s.entry)?;
             self.journal.push((s.id, s.at, s.entry));
         }
         prop_assert!(out.reload.is_empty(), "an illegal transition: {:?}", out.warnings);
