@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use actix::Addr;
-use actix_web::http::{header, StatusCode};
+use actix_web::http::{header, Method, StatusCode};
 use actix_web::web::{self, Bytes};
 use actix_web::{HttpRequest, HttpResponse, ResponseError};
 use agents::messages::{self as msg, CommandError};
@@ -234,6 +234,16 @@ fn parse<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     Ok(value)
 }
 
+/// An optional field of a body: left out it is `None`; given, it must be a value of its type.
+/// An explicit `null` is a wrong type (400 naming the field), as the document has no null.
+fn present<'de, D, T>(field: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(field).map(Some)
+}
+
 /// Checks a free-text field: at most `max` characters, and no control characters other than
 /// line breaks and tabs (`one_line`: no line breaks either).
 fn check_text(field: &str, text: &str, max: usize, one_line: bool) -> Result<(), ApiError> {
@@ -271,12 +281,22 @@ fn parse_enum<T: DeserializeOwned + Copy>(
     })
 }
 
-fn deployment_id(raw: &str) -> Result<DeploymentId, ApiError> {
-    if let Ok(n) = raw.parse::<u64>() {
-        return Ok(DeploymentId(n));
+/// Longest number of a deployment id the API takes, in digits (the document's pattern).
+const ID_DIGITS: usize = 18;
+
+/// `digits` as a number when it is 1 to `max` ASCII digits (no sign, no spaces).
+fn number(digits: &str, max: usize) -> Option<u64> {
+    if !(1..=max).contains(&digits.len()) || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
     }
-    DeploymentId::try_from(raw.to_string())
-        .map_err(|_| ApiError::not_found(format!("{raw:?} is not a deployment id such as d-000001")))
+    digits.parse().ok()
+}
+
+/// A deployment id as a path or query takes it: `d-000001` or `1`.
+fn deployment_id(raw: &str) -> Result<DeploymentId, ApiError> {
+    number(raw.strip_prefix("d-").unwrap_or(raw), ID_DIGITS)
+        .map(DeploymentId)
+        .ok_or_else(|| ApiError::not_found(format!("{raw:?} is not a deployment id such as d-000001")))
 }
 
 async fn record(state: &AppState, id: DeploymentId) -> Result<Record, ApiError> {
@@ -298,24 +318,48 @@ fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, ApiError> {
 }
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/metrics", web::get().to(metrics))
+    cfg.service(resource("/healthz", &[Method::GET]).route(web::get().to(healthz)))
+        .service(resource("/metrics", &[Method::GET]).route(web::get().to(metrics)))
         .service(
             web::scope("/v1")
-                .route("/openapi.json", web::get().to(openapi))
-                .route("/deployments", web::post().to(submit))
-                .route("/deployments", web::get().to(list))
-                .route("/deployments/{id}", web::get().to(get))
-                .route("/deployments/{id}/record.md", web::get().to(markdown))
-                .route("/deployments/{id}/verify", web::get().to(verify))
-                .route("/deployments/{id}/approvals", web::post().to(approve))
-                .route("/deployments/{id}/rollback", web::post().to(rollback))
-                .route("/deployments/{id}/cancel", web::post().to(cancel))
-                .route("/escalations/{id}/ack", web::post().to(ack))
-                .route("/events", web::get().to(events))
+                .service(resource("/openapi.json", &[Method::GET]).route(web::get().to(openapi)))
+                .service(
+                    resource("/deployments", &[Method::GET, Method::POST])
+                        .route(web::post().to(submit))
+                        .route(web::get().to(list)),
+                )
+                .service(resource("/deployments/{id}", &[Method::GET]).route(web::get().to(get)))
+                .service(resource("/deployments/{id}/record.md", &[Method::GET]).route(web::get().to(markdown)))
+                .service(resource("/deployments/{id}/verify", &[Method::GET]).route(web::get().to(verify)))
+                .service(resource("/deployments/{id}/approvals", &[Method::POST]).route(web::post().to(approve)))
+                .service(resource("/deployments/{id}/rollback", &[Method::POST]).route(web::post().to(rollback)))
+                .service(resource("/deployments/{id}/cancel", &[Method::POST]).route(web::post().to(cancel)))
+                .service(resource("/escalations/{id}/ack", &[Method::POST]).route(web::post().to(ack)))
+                .service(resource("/events", &[Method::GET]).route(web::get().to(events)))
                 .default_service(web::to(not_found)),
         )
         .default_service(web::to(not_found));
+}
+
+/// A route's resource: a request with a method it does not serve is
+/// answered 405 with `Allow` naming the methods it does.
+fn resource(path: &str, methods: &'static [Method]) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || async move { method_not_allowed(methods) }))
+}
+
+fn method_not_allowed(methods: &[Method]) -> HttpResponse {
+    let allow: Vec<&str> = methods.iter().map(Method::as_str).collect();
+    let allow = allow.join(", ");
+    let mut response = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("this route answers {allow} only"),
+    )
+    .error_response();
+    if let Ok(value) = header::HeaderValue::from_str(&allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
 async fn not_found() -> HttpResponse {
@@ -335,14 +379,19 @@ async fn openapi(req: HttpRequest, state: web::Data<AppState>) -> ApiResult {
 #[serde(deny_unknown_fields)]
 struct SubmitBody {
     service: String,
+    #[serde(default, deserialize_with = "present")]
     version: Option<String>,
-    #[serde(rename = "type", default)]
+    #[serde(rename = "type", default, deserialize_with = "present")]
     kind: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     strategy: Option<String>,
     #[serde(default)]
     changes: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
     scheduled_for: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, deserialize_with = "present")]
     target_version: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     override_window_reason: Option<String>,
     #[serde(default)]
     attest: Vec<String>,
@@ -400,9 +449,9 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
                 "target_version: only a rollback deployment takes a target_version",
             ));
         }
-        if v.is_some() && v != target {
+        if v.is_some() {
             return Err(ApiError::invalid(
-                "version and target_version disagree; give only target_version for a rollback",
+                "target_version: give only target_version for a rollback, not version beside it",
             ));
         }
         v = target;
@@ -433,10 +482,11 @@ async fn submit(req: HttpRequest, state: web::Data<AppState>, payload: web::Payl
     if kind == DeploymentType::Scheduled && window_override.is_none() {
         if let (Some(at), WindowRule::Scheduled) = (b.scheduled_for, state.settings.types.get(kind).windows) {
             if let Err(why) = workflow::windows::Calendar::new(&state.settings.windows).check(at) {
-                return Err(ApiError::invalid(format!(
+                // Well formed, but the configured windows do not allow it: a conflict, not a bad request.
+                return Err(ApiError::from(CommandError::Refused(format!(
                     "scheduled_for: {} is outside the allowed deployment windows ({why}); pick a time inside a window, or ask a manager to override with override_window_reason",
                     at.to_rfc3339()
-                )));
+                ))));
             }
         }
     }
@@ -489,11 +539,15 @@ fn list_limit(raw: Option<&str>) -> Result<usize, ApiError> {
 /// `cursor`: the `next_cursor` of a previous page (the last deployment it listed).
 fn list_cursor(raw: Option<&str>) -> Result<Option<DeploymentId>, ApiError> {
     raw.map(|raw| {
-        DeploymentId::try_from(raw.to_string()).map_err(|_| {
-            ApiError::invalid(format!(
-                "cursor: {raw:?} is not a cursor this API gave out; pass the next_cursor of the previous page"
-            ))
-        })
+        // Exactly the form the API gives out (and the document's pattern): d- and the digits.
+        raw.strip_prefix("d-")
+            .and_then(|d| number(d, ID_DIGITS))
+            .map(DeploymentId)
+            .ok_or_else(|| {
+                ApiError::invalid(format!(
+                    "cursor: {raw:?} is not a cursor this API gave out; pass the next_cursor of the previous page"
+                ))
+            })
     })
     .transpose()
 }
@@ -583,6 +637,7 @@ async fn command<T: DeserializeOwned>(
 struct ApprovalBody {
     role: String,
     decision: String,
+    #[serde(default, deserialize_with = "present")]
     reason: Option<String>,
 }
 
@@ -628,6 +683,7 @@ async fn approve(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
+    #[serde(default, deserialize_with = "present")]
     reason: Option<String>,
 }
 
@@ -686,14 +742,18 @@ async fn cancel(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
+    #[serde(default, deserialize_with = "present")]
     note: Option<String>,
 }
+
+/// Longest escalation number of an escalation id, in digits (the document's pattern).
+const ESCALATION_DIGITS: usize = 9;
 
 /// `d-000001-e2` → (d-000001, 2).
 fn escalation_id(raw: &str) -> Result<(DeploymentId, usize), ApiError> {
     let bad = || ApiError::not_found(format!("{raw:?} is not an escalation id such as d-000001-e1"));
     let (d, e) = raw.rsplit_once("-e").ok_or_else(bad)?;
-    let index: usize = e.parse().map_err(|_| bad())?;
+    let index = number(e, ESCALATION_DIGITS).ok_or_else(bad)? as usize;
     Ok((deployment_id(d)?, index))
 }
 
@@ -1047,3 +1107,7 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+#[path = "openapi_tests.rs"]
+mod openapi_tests;

@@ -203,10 +203,14 @@ fn the_openapi_document_describes_the_entry_as_sent() {
         documented_body.sort_unstable();
         assert_eq!(body_keys, documented_body, "body of kind {kind}");
     }
+    // Each event's `data` is an EventEntry, as JSON.
+    let event = &doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"];
+    assert_eq!(event["properties"]["data"]["contentMediaType"], "application/json");
     assert_eq!(
-        doc["paths"]["/v1/events"]["get"]["responses"]["200"]["content"]["text/event-stream"]["schema"]["$ref"],
+        event["properties"]["data"]["contentSchema"]["$ref"],
         "#/components/schemas/EventEntry"
     );
+    assert_eq!(event["properties"]["event"]["const"], "entry");
 }
 
 #[test]

@@ -893,7 +893,11 @@ impl Fleet {
             self.settings.clone(),
             held.clone(),
         )
-        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+        .map_err(|e| match e {
+            // The request is well formed; what production holds cannot serve it.
+            crate::machine::SubmitError::NothingToRestore(_) => Refusal::Refused(e.to_string()),
+            _ => Refusal::Invalid(e.to_string()),
+        })?;
         self.next_id += 1;
         self.machines.insert(id, machine);
         let entry = JournalEntry::Submitted {

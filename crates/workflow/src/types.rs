@@ -50,7 +50,7 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), Invali
         });
     }
     if value.starts_with(['.', '-']) {
-        return bad("it must start with a letter or digit");
+        return bad("it must not start with . or -");
     }
     if !value
         .chars()
@@ -61,10 +61,12 @@ fn check_token(what: &'static str, value: &str, max: usize) -> Result<(), Invali
     Ok(())
 }
 
-const SERVICE_NAME_MAX: usize = 64;
-const VERSION_MAX: usize = 128;
+/// Longest service name, in bytes (all of them ASCII).
+pub const SERVICE_NAME_MAX: usize = 64;
+/// Longest version, in bytes (all of them ASCII).
+pub const VERSION_MAX: usize = 128;
 
-/// The name of a deployable service: `[A-Za-z0-9][A-Za-z0-9._+-]{0,63}`.
+/// The name of a deployable service: `[A-Za-z0-9_+][A-Za-z0-9._+-]{0,63}`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct ServiceName(String);
@@ -79,7 +81,7 @@ impl ServiceName {
     }
 }
 
-/// A release version: `[A-Za-z0-9][A-Za-z0-9._+-]{0,127}`; never a path or shell text.
+/// A release version: `[A-Za-z0-9_+][A-Za-z0-9._+-]{0,127}`; never a path or shell text.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Version(String);

@@ -7,7 +7,9 @@
 //! [`SYSTEM_PACKAGES`], installs the missing ones with apt-get when it may
 //! (as root, or through sudo without a password) and otherwise stops before
 //! building anything, with the exact command to run; it adds the rustfmt and
-//! clippy components when the toolchain lacks them; then it runs
+//! clippy components when the toolchain lacks them, and installs the PyPI
+//! tools of [`PYTHON_TOOLS`] into virtual environments under `target/tools/`;
+//! then it runs
 //! `cargo fmt --check`, `cargo clippy` and `cargo test --workspace
 //! --no-fail-fast`, streaming their output, and ends with one line
 //! `N passed, N failed`.
@@ -63,6 +65,30 @@ const SYSTEM_PACKAGES: &[SystemPackage] = &[
     },
 ];
 
+/// A tool from PyPI that a test runs, installed into a virtual environment of
+/// its own under `target/tools/` (pinned: a new release may judge differently).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PythonTool {
+    /// The PyPI package, installed as `package==version`.
+    package: &'static str,
+    version: &'static str,
+    /// The program it installs in the environment's `bin/`.
+    program: &'static str,
+    /// The environment variable naming that program for the tests.
+    env: &'static str,
+    /// Which tests need it, for the messages.
+    needed_by: &'static str,
+}
+
+/// Every PyPI tool the tests use.
+const PYTHON_TOOLS: &[PythonTool] = &[PythonTool {
+    package: "schemathesis",
+    version: "4.32.5",
+    program: "schemathesis",
+    env: "STAGECOACH_SCHEMATHESIS",
+    needed_by: "the OpenAPI conformance test (crates/stagecoach/tests/openapi.rs)",
+}];
+
 /// Toolchain components the checks use: (rustup component, cargo subcommand).
 const COMPONENTS: &[(&str, &str)] = &[("rustfmt", "fmt"), ("clippy", "clippy")];
 
@@ -93,7 +119,9 @@ Sets up what the tests need on this machine and runs every check CI runs:
      --no-install-recommends` when this user may (root, or sudo without a
      password); otherwise it stops before building anything and prints the
      exact command to run.
-  2. Adds the rustfmt and clippy components with rustup when missing.
+  2. Installs the PyPI tools the tests run (schemathesis 4.32.5; the list is
+     PYTHON_TOOLS) into virtual environments under target/tools/, once,
+     and adds the rustfmt and clippy components with rustup when missing.
   3. Runs `cargo fmt --all -- --check`,
      `cargo clippy --workspace --all-targets -- -D warnings` and
      `cargo test --workspace --no-fail-fast [CARGO TEST ARGS]` with
@@ -188,6 +216,9 @@ fn test(extra: &[String]) -> u8 {
     for (key, value) in TEST_ENV {
         command.env(key, value);
     }
+    for tool in PYTHON_TOOLS {
+        command.env(tool.env, tool.program_path(&root));
+    }
     let (ok, totals) = match run_counting(&mut command) {
         Ok(outcome) => outcome,
         Err(e) => {
@@ -245,6 +276,11 @@ fn set_up() -> Result<(), String> {
             }
             Plan::Stop(message) => return Err(message),
         }
+    }
+
+    let root = workspace_root();
+    for tool in PYTHON_TOOLS {
+        tool.install(&root)?;
     }
 
     let missing = missing_components(cargo_has);
@@ -336,6 +372,83 @@ fn plan(missing: &[&SystemPackage], privilege: Privilege, has_apt: bool) -> Plan
     let mut install = vec!["apt-get", "install", "-y", "--no-install-recommends"];
     install.extend(&names);
     Plan::Install(vec![command(&["apt-get", "update"]), command(&install)])
+}
+
+impl PythonTool {
+    /// The virtual environment, one per pinned version: `target/tools/PACKAGE-VERSION`.
+    fn venv(&self, root: &Path) -> PathBuf {
+        root.join("target")
+            .join("tools")
+            .join(format!("{}-{}", self.package, self.version))
+    }
+
+    fn program_path(&self, root: &Path) -> PathBuf {
+        self.venv(root).join("bin").join(self.program)
+    }
+
+    /// The pip requirement.
+    fn requirement(&self) -> String {
+        format!("{}=={}", self.package, self.version)
+    }
+
+    /// Creates the environment and installs the pinned package unless its
+    /// program is already there; `Err` says what went wrong and what to do.
+    fn install(&self, root: &Path) -> Result<(), String> {
+        if self.program_path(root).is_file() {
+            return Ok(());
+        }
+        let venv = self.venv(root);
+        let python = find_program("python3").ok_or_else(|| {
+            format!(
+                "{} is needed by {}, and it installs from PyPI with Python 3, which is not here: \
+                 install python3 (Debian: `apt-get install python3 python3-venv`), then run `cargo xtask test` again",
+                self.package, self.needed_by
+            )
+        })?;
+        println!("== installing {} from PyPI into {}", self.requirement(), venv.display());
+        let venv_text = venv.to_string_lossy().into_owned();
+        let create = [
+            python.to_string_lossy().into_owned(),
+            "-m".into(),
+            "venv".into(),
+            venv_text,
+        ];
+        announce_raw(&create);
+        if !run_inherited(Command::new(&create[0]).args(&create[1..]).stdin(Stdio::null())) {
+            let _ = std::fs::remove_dir_all(&venv);
+            return Err(format!(
+                "`{}` failed (see above); on Debian the venv module is the package python3-venv",
+                create.join(" ")
+            ));
+        }
+        let pip = venv.join("bin").join("pip").to_string_lossy().into_owned();
+        let install = [
+            pip,
+            "install".into(),
+            "--quiet".into(),
+            "--disable-pip-version-check".into(),
+            self.requirement(),
+        ];
+        announce_raw(&install);
+        if !run_inherited(Command::new(&install[0]).args(&install[1..]).stdin(Stdio::null())) {
+            // Leave nothing half installed: the next run starts again.
+            let _ = std::fs::remove_dir_all(&venv);
+            return Err(format!(
+                "`{}` failed (see above): {} needs {} from PyPI",
+                install.join(" "),
+                self.needed_by,
+                self.requirement()
+            ));
+        }
+        if !self.program_path(root).is_file() {
+            return Err(format!(
+                "{} is installed but {} is not there",
+                self.requirement(),
+                self.program_path(root).display()
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Passed, failed and ignored tests, summed over `test result:` lines.
@@ -554,6 +667,21 @@ mod tests {
 
     fn strings(argv: &[&str]) -> Vec<String> {
         argv.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_python_tool_lives_in_an_environment_of_its_pinned_version() {
+        let tool = PYTHON_TOOLS[0];
+        let root = Path::new("/w");
+        assert_eq!(tool.requirement(), "schemathesis==4.32.5");
+        // crates/stagecoach/tests/openapi.rs looks there when STAGECOACH_SCHEMATHESIS is not set.
+        assert_eq!(
+            tool.program_path(root),
+            Path::new("/w/target/tools/schemathesis-4.32.5/bin/schemathesis")
+        );
+        let fallback = include_str!("../../stagecoach/tests/openapi.rs");
+        assert!(fallback.contains("target/tools/schemathesis-4.32.5/bin/schemathesis"));
+        assert!(fallback.contains(tool.env));
     }
 
     #[test]
