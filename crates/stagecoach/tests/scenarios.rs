@@ -74,6 +74,43 @@ fn every_scenario_meets_its_expectations() {
 }
 
 #[test]
+fn every_approver_of_a_hotfix_records_its_decision_when_one_denies() {
+    let file = workspace().join("tests/scenarios/hotfix-critical-vulnerabilities-both-deny.toml");
+    let out = stagecoach(&["simulate", file.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    let record = &doc["records"][0];
+    assert_eq!(record["status"], "rejected");
+    let decisions: Vec<(String, String)> = record["approvals"]
+        .as_array()
+        .expect("approvals")
+        .iter()
+        .map(|a| {
+            (
+                a["role"].as_str().unwrap().to_string(),
+                a["decision"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decisions,
+        [
+            ("manager".to_string(), "denied".to_string()),
+            ("security".to_string(), "denied".to_string())
+        ],
+        "{record}"
+    );
+    let security = &record["approvals"][1];
+    let owned = security["criteria"]
+        .as_array()
+        .expect("criteria")
+        .iter()
+        .find(|c| c["criterion"] == "Security review passed")
+        .expect("the Security review's criterion is recorded with its decision");
+    assert_eq!(owned["met"], false, "{owned}");
+}
+
+#[test]
 fn simulation_is_reproducible_byte_for_byte() {
     for file in &scenarios() {
         let a = stagecoach(&["simulate", file.to_str().unwrap(), "--json"]);

@@ -279,8 +279,14 @@ pub struct Output {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum RoleState {
     Reviewing,
-    AwaitingHuman { deadline: DateTime<Utc> },
+    AwaitingHuman {
+        deadline: DateTime<Utc>,
+    },
     Granted,
+    /// Denied, rejected by a person, or timed out: `why` is the rejection's reason.
+    Denied {
+        why: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -1013,9 +1019,11 @@ impl Machine {
         }
     }
 
-    /// APPROVE: each approver's agent grants, denies or asks a person; a
-    /// person's decision counts only from someone who may give it. The
-    /// stage passes once every role granted; one denial rejects.
+    /// APPROVE: every approver's agent is asked at once and grants, denies
+    /// or asks a person; a person's decision counts only from someone who
+    /// may give it. The stage passes once every role granted; one denial
+    /// rejects, once every agent asked has answered, so each role's decision
+    /// is recorded with its criteria.
     fn approve_stage(
         &mut self,
         out: &mut Output,
@@ -1033,7 +1041,8 @@ impl Machine {
                     }
                     Advice::Deny { by, reason } => {
                         self.approval(out, now, role, Decision::Denied, by, reason.clone());
-                        return self.rejected(out, now, format!("{} denied: {reason}", approval::role_title(role)));
+                        let why = format!("{} denied: {reason}", approval::role_title(role));
+                        roles.insert(role, RoleState::Denied { why });
                     }
                     Advice::AskHuman => {
                         let deadline = self.ask_person(out, now, role);
@@ -1059,12 +1068,13 @@ impl Machine {
                 if approve {
                     self.approval(out, now, role, Decision::Granted, by, reason);
                     roles.insert(role, RoleState::Granted);
-                    self.phase = Phase::Approving { notified, roles };
-                    self.after_review(out, now)
                 } else {
                     self.approval(out, now, role, Decision::Denied, by.clone(), reason.clone());
-                    self.rejected(out, now, format!("{by} ({role}) rejected: {reason}"))
+                    let why = format!("{by} ({role}) rejected: {reason}");
+                    roles.insert(role, RoleState::Denied { why });
                 }
+                self.phase = Phase::Approving { notified, roles };
+                self.after_review(out, now)
             }
             // A review already answered, or a decision for a role no person is asked for.
             event => self.not_awaited(out, Phase::Approving { notified, roles }, event),
@@ -1533,10 +1543,28 @@ impl Machine {
         Ok(())
     }
 
+    /// After a decision: a denial rejects once no agent's review is still on
+    /// its way (a person still asked is not waited for: the release is
+    /// rejected whatever they decide); all granted passes.
     fn after_review(&mut self, out: &mut Output, now: DateTime<Utc>) -> Result<(), IllegalTransition> {
         let Phase::Approving { roles, .. } = &self.phase else {
             return Ok(());
         };
+        let denials: Vec<String> = roles
+            .values()
+            .filter_map(|s| match s {
+                RoleState::Denied { why } => Some(why.clone()),
+                _ => None,
+            })
+            .collect();
+        if !denials.is_empty() {
+            if roles.values().any(|s| *s == RoleState::Reviewing) {
+                return Ok(());
+            }
+            self.timers
+                .retain(|_, p| !matches!(p, TimerPurpose::ApprovalDeadline(_)));
+            return self.rejected(out, now, denials.join("; "));
+        }
         if roles.values().all(|s| *s == RoleState::Granted) {
             self.finish_stage(out, now, Outcome::Passed, "approval granted");
             self.set_status(out, now, Status::InProgress, "");
@@ -1733,18 +1761,19 @@ impl Machine {
                 Ok(())
             }
             TimerPurpose::ApprovalDeadline(role) => {
-                let Phase::Approving { roles, .. } = &self.phase else {
+                let Phase::Approving { roles, .. } = &mut self.phase else {
                     return Ok(());
                 };
                 if !matches!(roles.get(&role), Some(RoleState::AwaitingHuman { .. })) {
                     return Ok(());
                 }
-                let minutes = self.settings.agents.get(role).approval_timeout_minutes;
+                let minutes = fmt_minutes(self.settings.agents.get(role).approval_timeout_minutes);
+                let why = format!("{role} approval timed out after {minutes}");
+                roles.insert(role, RoleState::Denied { why });
                 let by = format!("{} agent", approval::role_title(role));
-                let minutes = fmt_minutes(minutes);
                 let reason = format!("no decision within {minutes}");
                 self.approval(out, now, role, Decision::TimedOut, by, reason);
-                self.rejected(out, now, format!("{role} approval timed out after {minutes}"))
+                self.after_review(out, now)
             }
             TimerPurpose::Observe => {
                 if self.watch.observing {

@@ -1543,6 +1543,106 @@ fn critical_vulnerabilities_deny_approval() {
 }
 
 #[test]
+fn every_approver_of_a_hotfix_records_its_decision_before_a_denial_rejects() {
+    let mut world = World::good();
+    world.scan = Ok(ScanReport {
+        critical_vulnerabilities: 1,
+        findings: vec!["CVE-2026-0002".into()],
+        simulated: false,
+    });
+    let (run, r) = deploy(
+        Settings::builtin(),
+        TUESDAY_IN_WINDOW,
+        request(DeploymentType::Hotfix, None),
+        &mut world,
+    );
+    assert_eq!(r.status, Status::Rejected);
+    // Both roles were asked at once, and both decisions are in the record with their criteria.
+    let asked: Vec<Role> = run
+        .log
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Effect::Review { role, .. } => Some(*role),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(asked, vec![Role::Manager, Role::Security]);
+    assert_eq!(
+        approvals(&r),
+        vec![
+            (Role::Manager, Decision::Denied, "Manager agent".to_string()),
+            (Role::Security, Decision::Denied, "Security agent".to_string()),
+        ]
+    );
+    let security = &r.approvals[1];
+    assert!(
+        security.reason.contains("Security review passed"),
+        "{}",
+        security.reason
+    );
+    let owned = security
+        .criteria
+        .iter()
+        .find(|c| c.criterion == "Security review passed")
+        .expect("the Security review's own criterion is recorded with its decision");
+    assert!(!owned.met && owned.detail.contains("1 critical"), "{owned:?}");
+    // The rejection names every denial.
+    let approve = r
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Approve)
+        .expect("APPROVE ran");
+    assert_eq!(approve.outcome, Some(Failed));
+    let why = r.issues.join("\n");
+    assert!(
+        why.contains("Manager denied") && why.contains("Security denied"),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_denial_does_not_wait_for_a_person_still_asked() {
+    let mut s = Settings::builtin();
+    s.agents.manager.mode = ApprovalMode::Human;
+    // Every criterion holds, so the Manager's agent asks a person; then the Security agent
+    // denies (as its own review would on a finding the scan missed), and the release is
+    // rejected at once, without waiting for the person.
+    let mut world = World::good();
+    let mut run = Run::submit(
+        s,
+        t(TUESDAY_IN_WINDOW),
+        request(DeploymentType::Hotfix, None),
+        production(),
+    );
+    run.run_until(&mut world, |m| m.record().pending_approvals.len() == 1)
+        .unwrap();
+    let started = run.now;
+    let out = run
+        .machine
+        .handle(
+            run.now,
+            Event::Reviewed {
+                role: Role::Security,
+                advice: approval::Advice::Deny {
+                    by: "Security agent".into(),
+                    reason: "criteria not met: Security review passed".into(),
+                },
+            },
+        )
+        .unwrap();
+    run.absorb(out);
+    let r = run.machine.record().clone();
+    assert_eq!(r.status, Status::Rejected, "{:?}", r.issues);
+    assert_eq!(run.now, started, "rejected at once, not at the person's deadline");
+    // The person's deadline no longer fires: no timed-out decision is recorded later.
+    run.run(&mut world);
+    assert_eq!(
+        approvals(run.machine.record()),
+        vec![(Role::Security, Decision::Denied, "Security agent".to_string())]
+    );
+}
+
+#[test]
 fn an_undelivered_pre_deployment_notice_denies_approval() {
     let mut world = World::good();
     world.notify = Box::new(|n| {
