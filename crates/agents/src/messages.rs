@@ -134,6 +134,8 @@ pub struct Acknowledge {
     pub id: DeploymentId,
     pub index: usize,
     pub by: String,
+    /// What the person noted, kept in the journal and the record.
+    pub note: Option<String>,
 }
 
 /// Journal a command someone was not allowed to give.
@@ -263,6 +265,7 @@ impl From<Acknowledge> for workflow::fleet::Input {
             id: msg.id,
             index: msg.index,
             by: msg.by,
+            note: msg.note,
         }
     }
 }

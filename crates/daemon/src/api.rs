@@ -778,6 +778,7 @@ async fn ack(req: HttpRequest, state: web::Data<AppState>, id: web::Path<String>
             id,
             index,
             by: p.name.clone(),
+            note: b.note,
         })
         .await
         .map_err(mailbox)??;

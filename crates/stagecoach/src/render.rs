@@ -238,7 +238,10 @@ pub(crate) fn describe_fact(fact: &Fact, deploy_started: Option<DateTime<Utc>>) 
             "production now runs {}",
             version.as_ref().map(|v| v.as_str()).unwrap_or("no known version")
         ),
-        Fact::Acknowledged { index, by, .. } => format!("escalation e{index} acknowledged by {by}"),
+        Fact::Acknowledged { index, by, note, .. } => match note {
+            Some(note) => format!("escalation e{index} acknowledged by {by}: {note}"),
+            None => format!("escalation e{index} acknowledged by {by}"),
+        },
         Fact::ProductionSeen { note, .. } => note.clone(),
         Fact::Issue { issue, .. } => format!("issue: {issue}"),
         Fact::Note { event, .. } => event.clone(),
@@ -482,7 +485,10 @@ pub(crate) fn render_status(r: &Record) -> String {
         put("escalations:".into());
         for (i, e) in r.escalations.iter().enumerate() {
             let ack = match (&e.acknowledged_by, &e.acknowledged_at) {
-                (Some(by), Some(at)) => format!("acknowledged by {by} at {}", time(at)),
+                (Some(by), Some(at)) => match &e.acknowledgement_note {
+                    Some(note) => format!("acknowledged by {by} at {}: {note}", time(at)),
+                    None => format!("acknowledged by {by} at {}", time(at)),
+                },
                 (Some(by), None) => format!("acknowledged by {by}"),
                 _ => format!("NOT acknowledged: `stagecoach ack {}-e{}`", r.id, i + 1),
             };

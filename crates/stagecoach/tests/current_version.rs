@@ -151,9 +151,10 @@ fn a_current_version_that_fails_holds_the_release_with_its_reason() {
     h.configure(
         &Config::default()
             .principal("alice", &["deployer"])
+            .principal("oncall", &["devops"])
             .action("current_version", &broken),
     );
-    let d = h.start();
+    let mut d = h.start();
     h.logs
         .wait_for("service web: at start, `current_version` could not say what runs", 1);
 
@@ -170,4 +171,32 @@ fn a_current_version_that_fails_holds_the_release_with_its_reason() {
     );
     assert!(detail.contains("connection refused"), "{detail}");
     assert!(detail.contains("not deploying blind"), "{detail}");
+
+    // The one on call acknowledges it with a note, which the journal keeps: the record shows it
+    // after a restart, in its JSON, its Markdown and its timeline.
+    let id = held["id"].as_str().expect("an id").to_string();
+    let note = "cluster API restored by the platform team; resubmitting";
+    let acked = ok(
+        d.api(&token("oncall")).acknowledge(
+            &format!("{id}-e1"),
+            &client::wire::AckRequest {
+                note: Some(note.to_string()),
+            },
+        ),
+        "acknowledge with a note",
+    );
+    let acked = json_of(&acked);
+    assert_eq!(acked["escalations"][0]["acknowledged_by"], "oncall", "{acked}");
+    assert_eq!(acked["escalations"][0]["acknowledgement_note"], note, "{acked}");
+    d.terminate();
+    let d = h.start();
+    let after = d.record(&id, &alice());
+    assert_eq!(after["escalations"][0]["acknowledgement_note"], note, "{after}");
+    let markdown = after["markdown"].as_str().expect("the Markdown record");
+    assert!(markdown.contains(&format!(": {note})")), "{markdown}");
+    assert!(
+        !timeline_with(&after, &format!("acknowledged by oncall: {note}")).is_empty(),
+        "{}",
+        after["timeline"]
+    );
 }

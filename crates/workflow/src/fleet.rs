@@ -348,6 +348,7 @@ pub enum Input {
         id: DeploymentId,
         index: usize,
         by: String,
+        note: Option<String>,
     },
     /// Someone tried a command they may not give; journaled with who it was.
     Refuse {
@@ -778,8 +779,8 @@ impl Fleet {
             Input::RequestRollback { id, by, reason } => self
                 .request_rollback(now, id, by, reason, &mut out)
                 .map(|_| Reply::Done),
-            Input::Acknowledge { id, index, by } => self
-                .feed(now, id, Event::Acknowledge { index, by }, &mut out)
+            Input::Acknowledge { id, index, by, note } => self
+                .feed(now, id, Event::Acknowledge { index, by, note }, &mut out)
                 .map(|_| Reply::Done),
             Input::Refuse {
                 id,

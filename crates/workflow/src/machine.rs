@@ -222,10 +222,13 @@ pub enum Event {
     SlotGranted {
         production: Production,
     },
-    /// A person acknowledged escalation number `index` (from 1) of this deployment.
+    /// A person acknowledged escalation number `index` (from 1) of this
+    /// deployment, with what they noted (journals before the note read as none).
     Acknowledge {
         index: usize,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// Someone tried a command they may not give (for `role`'s approval when set).
     Refused {
@@ -653,6 +656,7 @@ impl Machine {
                 detail: detail.clone(),
                 acknowledged_by: None,
                 acknowledged_at: None,
+                acknowledgement_note: None,
             }),
         );
         let (subject, body) = report::escalation_message(&self.record, reason, &detail, now, &self.settings);
@@ -675,7 +679,7 @@ impl Machine {
             Event::Notified { id, result } => self.on_notified(out, now, id, result),
             Event::RepeatedFailures { count } => self.on_repeated_failures(out, now, count),
             Event::Cancel { by, reason } => self.on_cancel(out, now, by, reason),
-            Event::Acknowledge { index, by } => self.on_acknowledge(out, now, index, by),
+            Event::Acknowledge { index, by, note } => self.on_acknowledge(out, now, index, by, note),
             Event::Refused { by, role, what, reason } => self.on_refused(out, now, by, role, what, reason),
             Event::ManualRollback { by, reason } => self.on_manual_rollback(out, now, by, reason),
             Event::Timer(token) => match self.timers.remove(&token) {
@@ -801,6 +805,7 @@ impl Machine {
         now: DateTime<Utc>,
         index: usize,
         by: String,
+        note: Option<String>,
     ) -> Result<(), IllegalTransition> {
         match index.checked_sub(1).and_then(|i| self.record.escalations.get(i)) {
             None => {
@@ -817,7 +822,19 @@ impl Machine {
                     e.acknowledged_by.clone().unwrap_or_default()
                 ))
             }
-            Some(_) => self.emit(out, Fact::Acknowledged { at: now, index, by }),
+            Some(_) => {
+                // A note of only white space says nothing: none is kept.
+                let note = note.filter(|n| !n.trim().is_empty());
+                self.emit(
+                    out,
+                    Fact::Acknowledged {
+                        at: now,
+                        index,
+                        by,
+                        note,
+                    },
+                )
+            }
         }
         Ok(())
     }

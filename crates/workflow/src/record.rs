@@ -230,6 +230,9 @@ pub struct Escalation {
     pub acknowledged_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acknowledged_at: Option<DateTime<Utc>>,
+    /// What the person who acknowledged it noted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acknowledgement_note: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,11 +444,13 @@ pub enum Fact {
         version: Option<Version>,
         note: String,
     },
-    /// A person acknowledged escalation number `index` (from 1).
+    /// A person acknowledged escalation number `index` (from 1), with their note.
     Acknowledged {
         at: DateTime<Utc>,
         index: usize,
         by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        note: Option<String>,
     },
     /// Production changed while the deployment waited in the queue.
     ProductionSeen {
@@ -579,7 +584,7 @@ impl Record {
                 self.note(e.at, format!("Escalation ({}): {}", e.reason, e.detail));
                 self.escalations.push(e);
             }
-            Fact::Acknowledged { at, index, by } => self.apply_acknowledged(at, index, by),
+            Fact::Acknowledged { at, index, by, note } => self.apply_acknowledged(at, index, by, note),
             // Production: what DEPLOY did and what runs there.
             Fact::DeployStarted { at, strategy } => self.apply_deploy_started(at, strategy),
             Fact::DeployStep(step) => self.apply_deploy_step(step),
@@ -728,12 +733,14 @@ impl Record {
         });
     }
 
-    fn apply_acknowledged(&mut self, at: DateTime<Utc>, index: usize, by: String) {
+    fn apply_acknowledged(&mut self, at: DateTime<Utc>, index: usize, by: String, note: Option<String>) {
         if let Some(e) = index.checked_sub(1).and_then(|i| self.escalations.get_mut(i)) {
             e.acknowledged_by = Some(by.clone());
             e.acknowledged_at = Some(at);
+            e.acknowledgement_note = note.clone();
             let reason = e.reason;
-            self.note(at, format!("Escalation {index} ({reason}) acknowledged by {by}"));
+            let said = note.map(|n| format!(": {n}")).unwrap_or_default();
+            self.note(at, format!("Escalation {index} ({reason}) acknowledged by {by}{said}"));
         }
     }
 

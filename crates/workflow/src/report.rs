@@ -157,7 +157,7 @@ const DEPLOYMENT_RECORD: &str = r#"## Deployment Record
 {{ rollback.incident }}
 {% endif %}{% if escalations %}
 ## Escalations
-{% for e in escalations %}- {{ e.at }} {{ e.reason }}: {{ e.detail }}{% if e.acknowledged_by %} (acknowledged by {{ e.acknowledged_by }} at {{ e.acknowledged_at }}){% endif %}
+{% for e in escalations %}- {{ e.at }} {{ e.reason }}: {{ e.detail }}{% if e.acknowledged_by %} (acknowledged by {{ e.acknowledged_by }} at {{ e.acknowledged_at }}{% if e.note %}: {{ e.note }}{% endif %}){% endif %}
 {% endfor %}{% endif %}{% if notifications %}
 ## Notifications
 {% for n in notifications %}- {{ n.at }} [{{ n.kind }}] {{ n.subject }}{% if not n.delivered %} (NOT DELIVERED: {{ n.error }}){% endif %}
@@ -284,7 +284,7 @@ pub fn deployment_record(r: &Record, _settings: &Settings) -> String {
         monitoring => monitoring_section(r),
         alerts => alerts_section(r),
         rollback => rollback_section(r),
-        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone(), acknowledged_by => e.acknowledged_by.clone(), acknowledged_at => e.acknowledged_at.map(ts) }).collect::<Vec<_>>(),
+        escalations => r.escalations.iter().map(|e| context! { at => ts(e.at), reason => e.reason.as_str(), detail => e.detail.clone(), acknowledged_by => e.acknowledged_by.clone(), acknowledged_at => e.acknowledged_at.map(ts), note => e.acknowledgement_note.clone() }).collect::<Vec<_>>(),
         notifications => r.notifications.iter().map(|n| context! { at => ts(n.at), kind => n.kind.as_str(), subject => n.subject.clone(), delivered => n.delivered, error => n.error.clone().unwrap_or_default() }).collect::<Vec<_>>(),
     };
     render(DEPLOYMENT_RECORD, ctx)

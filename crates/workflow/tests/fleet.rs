@@ -376,7 +376,12 @@ impl Run {
                 let input = match step {
                     Step::Cancel { .. } => Input::Cancel { id, by, reason },
                     Step::Rollback { .. } => Input::RequestRollback { id, by, reason },
-                    _ => Input::Acknowledge { id, index: 1, by },
+                    _ => Input::Acknowledge {
+                        id,
+                        index: 1,
+                        by,
+                        note: (index % 2 == 0).then(|| reason.clone()),
+                    },
                 };
                 // Refusals are fine: only what the fleet does with them is checked.
                 self.handle(input)?;

@@ -2689,12 +2689,23 @@ fn an_escalation_is_acknowledged_once() {
             Event::Acknowledge {
                 index: 1,
                 by: "mia".into(),
+                note: Some("schema restored from the 02:00 backup".into()),
             },
         )
         .unwrap();
     assert!(out.refusal.is_none());
     let e = &run.machine.record().escalations[0];
     assert_eq!(e.acknowledged_by.as_deref(), Some("mia"));
+    // The note is kept: in the record, its Markdown and its timeline.
+    assert_eq!(
+        e.acknowledgement_note.as_deref(),
+        Some("schema restored from the 02:00 backup")
+    );
+    let md = run.machine.rendered_record().markdown;
+    assert!(
+        md.contains("acknowledged by mia at") && md.contains(": schema restored from the 02:00 backup)"),
+        "{md}"
+    );
     let again = run
         .machine
         .handle(
@@ -2702,6 +2713,7 @@ fn an_escalation_is_acknowledged_once() {
             Event::Acknowledge {
                 index: 1,
                 by: "noah".into(),
+                note: None,
             },
         )
         .unwrap();
@@ -2713,6 +2725,7 @@ fn an_escalation_is_acknowledged_once() {
             Event::Acknowledge {
                 index: count + 1,
                 by: "mia".into(),
+                note: None,
             },
         )
         .unwrap();
@@ -2720,6 +2733,29 @@ fn an_escalation_is_acknowledged_once() {
         .refusal
         .unwrap()
         .contains(&format!("no escalation {}", count + 1)));
+}
+
+#[test]
+fn an_acknowledgement_journaled_before_notes_reads_without_one() {
+    // The input as journals before the note stored it, and a fact likewise.
+    let event: Event = serde_json::from_str(r#"{"Acknowledge":{"index":1,"by":"mia"}}"#).expect("old event");
+    assert_eq!(
+        event,
+        Event::Acknowledge {
+            index: 1,
+            by: "mia".into(),
+            note: None
+        }
+    );
+    // Without a note, the stored form is what it was.
+    assert_eq!(
+        serde_json::to_string(&event).unwrap(),
+        r#"{"Acknowledge":{"index":1,"by":"mia"}}"#
+    );
+    let fact: Fact =
+        serde_json::from_str(r#"{"fact":"acknowledged","at":"2026-12-01T10:00:00Z","index":1,"by":"mia"}"#)
+            .expect("old fact");
+    assert!(matches!(fact, Fact::Acknowledged { note: None, .. }), "{fact:?}");
 }
 
 #[test]
