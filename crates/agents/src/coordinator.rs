@@ -389,7 +389,14 @@ macro_rules! person_command {
     )*};
 }
 
-person_command!(Decide, Cancel, RequestRollback, Acknowledge, Refuse);
+person_command!(Decide, Cancel, RequestRollback, Acknowledge, Unblock, Refuse);
+
+impl Handler<BlockedBy> for Coordinator {
+    type Result = Option<DeploymentId>;
+    fn handle(&mut self, msg: BlockedBy, _: &mut Context<Self>) -> Self::Result {
+        self.fleet.blocked_by(&msg.0, &msg.1)
+    }
+}
 
 impl Handler<GetRecord> for Coordinator {
     type Result = ResponseFuture<Option<workflow::Record>>;

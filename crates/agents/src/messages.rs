@@ -138,6 +138,16 @@ pub struct Acknowledge {
     pub note: Option<String>,
 }
 
+/// Lift the block a rollback put on `version` of `service` (a manager's command).
+#[derive(Message)]
+#[rtype(result = "Result<(), CommandError>")]
+pub struct Unblock {
+    pub service: ServiceName,
+    pub version: workflow::types::Version,
+    pub by: String,
+    pub reason: String,
+}
+
 /// Journal a command someone was not allowed to give.
 #[derive(Message)]
 #[rtype(result = "Result<(), CommandError>")]
@@ -211,6 +221,11 @@ pub struct Stats {
 #[rtype(result = "Stats")]
 pub struct GetStats;
 
+/// The deployment whose rollback blocks `.1` of service `.0`, if one does.
+#[derive(Message)]
+#[rtype(result = "Option<DeploymentId>")]
+pub struct BlockedBy(pub ServiceName, pub workflow::types::Version);
+
 /// The record of one deployment, with its Markdown rendered.
 #[derive(Message)]
 #[rtype(result = "Option<Record>")]
@@ -266,6 +281,17 @@ impl From<Acknowledge> for workflow::fleet::Input {
             index: msg.index,
             by: msg.by,
             note: msg.note,
+        }
+    }
+}
+
+impl From<Unblock> for workflow::fleet::Input {
+    fn from(msg: Unblock) -> Self {
+        workflow::fleet::Input::Unblock {
+            service: msg.service,
+            version: msg.version,
+            by: msg.by,
+            reason: msg.reason,
         }
     }
 }

@@ -266,6 +266,16 @@ impl Client {
         self.post(&format!("/v1/deployments/{id}/cancel"), request, "a deployment record")
     }
 
+    /// `POST /v1/services/{service}/versions/{version}/unblock`: lifts the block a
+    /// rollback put on `version` of `service`; the record of the deployment that blocked it.
+    pub fn unblock(&self, service: &str, version: &str, request: &ReasonRequest) -> Result<Record, Error> {
+        self.post(
+            &format!("/v1/services/{service}/versions/{version}/unblock"),
+            request,
+            "a deployment record",
+        )
+    }
+
     /// `POST /v1/escalations/{id}/ack` (`d-000001-e1`).
     pub fn acknowledge(&self, escalation: &str, request: &AckRequest) -> Result<Record, Error> {
         self.post(

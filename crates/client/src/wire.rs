@@ -274,6 +274,7 @@ pub fn fact_time(fact: &Fact) -> Option<DateTime<Utc>> {
         | Fact::RollbackFinished { at, .. }
         | Fact::ProductionVersion { at, .. }
         | Fact::Acknowledged { at, .. }
+        | Fact::Unblocked { at, .. }
         | Fact::ProductionSeen { at, .. }
         | Fact::Issue { at, .. }
         | Fact::Note { at, .. }

@@ -335,6 +335,10 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                 .service(resource("/deployments/{id}/rollback", &[Method::POST]).route(web::post().to(rollback)))
                 .service(resource("/deployments/{id}/cancel", &[Method::POST]).route(web::post().to(cancel)))
                 .service(resource("/escalations/{id}/ack", &[Method::POST]).route(web::post().to(ack)))
+                .service(
+                    resource("/services/{service}/versions/{version}/unblock", &[Method::POST])
+                        .route(web::post().to(unblock)),
+                )
                 .service(resource("/events", &[Method::GET]).route(web::get().to(events)))
                 .default_service(web::to(not_found)),
         )
@@ -739,6 +743,49 @@ async fn cancel(
     Ok(HttpResponse::Ok().json(record(&state, id).await?))
 }
 
+/// `POST /v1/services/{service}/versions/{version}/unblock`: a manager lifts
+/// the block a rollback put on a version; answers the record of the
+/// deployment that blocked it, which now records who unblocked it and why.
+async fn unblock(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    payload: web::Payload,
+) -> ApiResult {
+    let p = principal(&req, &state)?;
+    let (service, version) = path.into_inner();
+    let b: ReasonBody = parse(&body(payload).await?)?;
+    let service = ServiceName::parse(&service).map_err(|e| ApiError::invalid(format!("service: {e}")))?;
+    let version = Version::parse(&version).map_err(|e| ApiError::invalid(format!("version: {e}")))?;
+    check_reason("reason", b.reason.as_deref())?;
+    let Some(reason) = b.reason.filter(|r| !r.trim().is_empty()) else {
+        return Err(ApiError::invalid("reason: say why the version may go out again"));
+    };
+    let Some(id) = state
+        .coordinator
+        .send(msg::BlockedBy(service.clone(), version.clone()))
+        .await
+        .map_err(mailbox)?
+    else {
+        need(&p, &[PrincipalRole::Manager], "unblock versions")?;
+        return Err(ApiError::from(CommandError::Refused(format!(
+            "{service} {version} is not blocked"
+        ))));
+    };
+    need_on(&state, id, &p, &[PrincipalRole::Manager], None, "unblock versions").await?;
+    state
+        .coordinator
+        .send(msg::Unblock {
+            service,
+            version,
+            by: p.name.clone(),
+            reason,
+        })
+        .await
+        .map_err(mailbox)??;
+    Ok(HttpResponse::Ok().json(record(&state, id).await?))
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AckBody {
@@ -878,6 +925,7 @@ fn input_name(event: &Event) -> &'static str {
         Event::RepeatedFailures { .. } => "RepeatedFailures",
         Event::SlotGranted { .. } => "SlotGranted",
         Event::Acknowledge { .. } => "Acknowledge",
+        Event::Unblock { .. } => "Unblock",
         Event::Refused { .. } => "Refused",
     }
 }

@@ -234,7 +234,10 @@ async fn the_documented_methods_are_served_and_every_other_is_a_405_naming_them(
         } else {
             "d-000001"
         };
-        let uri = path.replace("{id}", id);
+        let uri = path
+            .replace("{id}", id)
+            .replace("{service}", "web")
+            .replace("{version}", "1.2.0");
         for method in every {
             let req = web_test::TestRequest::default()
                 .method(Method::from_bytes(method.as_bytes()).expect("a method"))

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix::{Actor, Context, Handler};
-use agents::messages::{Finished, GetRecord, Submit, Subscribe};
+use agents::messages::{Finished, GetRecord, Submit, Subscribe, Unblock};
+use scenario::CommandKind;
 use workflow::record::{Record, Request};
 use workflow::settings::{Layer, Settings, SettingsError};
 
@@ -37,6 +38,12 @@ pub enum SimError {
     Settings(#[from] SettingsError),
     #[error("{file}: requests[{index}]: {message}")]
     Refused {
+        file: String,
+        index: usize,
+        message: String,
+    },
+    #[error("{file}: commands[{index}]: {message}")]
+    CommandRefused {
         file: String,
         index: usize,
         message: String,
@@ -130,12 +137,54 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
     coordinator.do_send(Subscribe(Collector(tx).start().recipient()));
 
     let origin = tokio::time::Instant::now();
-    let mut order: Vec<usize> = (0..scenario.requests.len()).collect();
-    order.sort_by_key(|&i| (scenario.requests[i].at_minute, i));
+    // Requests and commands in time order; a minute's commands come before its requests.
+    enum Item {
+        Command(usize),
+        Request(usize),
+    }
+    let mut order: Vec<(u32, u8, usize, Item)> = scenario
+        .commands
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.at_minute, 0, i, Item::Command(i)))
+        .chain(
+            scenario
+                .requests
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.at_minute, 1, i, Item::Request(i))),
+        )
+        .collect();
+    order.sort_by_key(|(minute, kind, i, _)| (*minute, *kind, *i));
     let mut ids = BTreeMap::new();
-    for i in order {
+    let mut failed_expectations = vec![];
+    for (minute, _, _, item) in order {
+        tokio::time::sleep_until(origin + std::time::Duration::from_secs(minute as u64 * 60)).await;
+        let i = match item {
+            Item::Request(i) => i,
+            Item::Command(i) => {
+                let c = &scenario.commands[i];
+                let refused = |message: String| SimError::CommandRefused {
+                    file: file.to_string(),
+                    index: i,
+                    message,
+                };
+                match c.command {
+                    CommandKind::Unblock => coordinator
+                        .send(Unblock {
+                            service: c.service.clone(),
+                            version: c.version.clone(),
+                            by: c.by.clone(),
+                            reason: c.reason.clone(),
+                        })
+                        .await
+                        .map_err(|e| refused(e.to_string()))?
+                        .map_err(|e| refused(e.to_string()))?,
+                }
+                continue;
+            }
+        };
         let r = &scenario.requests[i];
-        tokio::time::sleep_until(origin + std::time::Duration::from_secs(r.at_minute as u64 * 60)).await;
         let request = Request {
             service: r.service.clone(),
             version: r.version.clone(),
@@ -152,11 +201,33 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
             index: i,
             message,
         };
-        let id = coordinator
+        let answer = coordinator
             .send(Submit(request))
             .await
-            .map_err(|e| refused(e.to_string()))?
             .map_err(|e| refused(e.to_string()))?;
+        let id = match (answer, &r.expect_refused) {
+            (Ok(id), None) => id,
+            (Err(e), None) => return Err(refused(e.to_string())),
+            (Err(e), Some(expected)) => {
+                let message = e.to_string();
+                if !message.contains(expected.as_str()) {
+                    failed_expectations.push(format!(
+                        "requests[{i}] ({} {}): expected a refusal containing {expected:?}, got: {message}",
+                        r.service,
+                        r.version.as_ref().map(|v| v.as_str()).unwrap_or("-"),
+                    ));
+                }
+                continue;
+            }
+            (Ok(id), Some(expected)) => {
+                failed_expectations.push(format!(
+                    "requests[{i}] ({id}, {} {}): expected a refusal containing {expected:?}, but it was accepted",
+                    r.service,
+                    r.version.as_ref().map(|v| v.as_str()).unwrap_or("-"),
+                ));
+                id
+            }
+        };
         world.bind(id, i);
         ids.insert(id, i);
     }
@@ -182,7 +253,6 @@ async fn run(file: &str, scenario: &Scenario, settings: Arc<Settings>) -> Result
         Err(_) => return Err(SimError::Stalled("deployments did not reach a terminal status".into())),
     }
     let mut records = vec![];
-    let mut failed_expectations = vec![];
     for (id, i) in &ids {
         let record = coordinator
             .send(GetRecord(*id))

@@ -20,8 +20,34 @@ pub struct Scenario {
     pub world: World,
     #[serde(default)]
     pub decisions: Vec<ScriptedDecision>,
+    /// People's commands at given minutes (today: unblocking a rolled-back version).
+    #[serde(default)]
+    pub commands: Vec<ScenarioCommand>,
     #[serde(default)]
     pub config: Option<toml::Table>,
+}
+
+/// A person's command at a minute of the run (commands of a minute come
+/// before the requests of that minute).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioCommand {
+    #[serde(default)]
+    pub at_minute: u32,
+    pub command: CommandKind,
+    pub service: ServiceName,
+    pub version: Version,
+    /// Who gives it (a manager).
+    pub by: String,
+    pub reason: String,
+}
+
+/// What a scenario's command does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Lift the block a rollback put on `version` of `service`.
+    Unblock,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -46,6 +72,9 @@ pub struct ScenarioRequest {
     pub attest: Vec<ItemKey>,
     #[serde(default)]
     pub expect_status: Option<Status>,
+    /// The request must be refused at submission, with a message containing this text.
+    #[serde(default)]
+    pub expect_refused: Option<String>,
 }
 
 /// The state of every service before the first request.
@@ -388,6 +417,12 @@ impl Scenario {
             if r.submitted_by.trim().is_empty() {
                 return Err(err(format!("{}: must name a person", field("submitted_by"))));
             }
+            if r.expect_refused.is_some() && r.expect_status.is_some() {
+                return Err(err(format!(
+                    "{}: a request expected to be refused has no status; give expect_status or expect_refused",
+                    field("expect_refused")
+                )));
+            }
         }
         for (i, d) in scenario.decisions.iter().enumerate() {
             if let Some(r) = d.request {
@@ -396,6 +431,13 @@ impl Scenario {
                         "decisions[{i}].request: {r} is not an index of requests (0..{})",
                         scenario.requests.len()
                     )));
+                }
+            }
+        }
+        for (i, c) in scenario.commands.iter().enumerate() {
+            for (name, text) in [("by", &c.by), ("reason", &c.reason)] {
+                if text.trim().is_empty() {
+                    return Err(err(format!("commands[{i}].{name}: must not be empty")));
                 }
             }
         }

@@ -25,7 +25,7 @@ use client::wire::{AckRequest, ApprovalRequest, Decision, ReasonRequest, Record,
 use client::ApiError;
 use serde::Serialize;
 use serde_json::Value;
-use workflow::types::DeploymentId;
+use workflow::types::{DeploymentId, ServiceName, Version};
 
 use crate::render::{render_status, render_table, render_verification, submitted_line};
 use crate::watch::watch;
@@ -178,6 +178,20 @@ pub enum ClientCommand {
         /// A note for the record.
         #[arg(long, value_name = "TEXT")]
         note: Option<String>,
+    },
+    /// Let a rolled-back version of a service go out again (manager role).
+    ///
+    /// A version that was rolled back is refused for its service until a
+    /// manager unblocks it; the reason is recorded in the Deployment Record
+    /// of the deployment whose rollback blocked it.
+    Unblock {
+        /// The service, e.g. web.
+        service: String,
+        /// The blocked version, e.g. 1.2.0.
+        version: String,
+        /// Why it may go out again.
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
     },
     /// Print a deployment's Deployment Record (Markdown).
     Record {
@@ -431,6 +445,11 @@ fn target_id(cmd: &ClientCommand) -> Result<String, Failure> {
     Ok(match cmd {
         ClientCommand::Submit { .. } | ClientCommand::List { .. } => String::new(),
         ClientCommand::Ack { escalation_id: e, .. } => escalation_id(e)?,
+        ClientCommand::Unblock { service, version, .. } => {
+            ServiceName::parse(service).map_err(|e| Failure::Usage(format!("SERVICE: {e}")))?;
+            Version::parse(version).map_err(|e| Failure::Usage(format!("VERSION: {e}")))?;
+            String::new()
+        }
         ClientCommand::Status { id }
         | ClientCommand::Watch { id }
         | ClientCommand::Approve { id, .. }
@@ -515,6 +534,19 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
         ClientCommand::Cancel { reason, .. } => {
             let record = api.call(|c| c.cancel(&id, &ReasonRequest { reason }))?;
             changed(&record, json, &format!("{id}: cancel requested"))
+        }
+        ClientCommand::Unblock {
+            service,
+            version,
+            reason,
+        } => {
+            let request = ReasonRequest { reason: Some(reason) };
+            let record = api.call(|c| c.unblock(&service, &version, &request))?;
+            changed(
+                &record,
+                json,
+                &format!("{service} {version}: unblocked (it was blocked by {})", record.id),
+            )
         }
         ClientCommand::Ack { note, .. } => {
             let record = api.call(|c| c.acknowledge(&id, &AckRequest { note }))?;

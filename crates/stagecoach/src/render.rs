@@ -242,6 +242,7 @@ pub(crate) fn describe_fact(fact: &Fact, deploy_started: Option<DateTime<Utc>>) 
             Some(note) => format!("escalation e{index} acknowledged by {by}: {note}"),
             None => format!("escalation e{index} acknowledged by {by}"),
         },
+        Fact::Unblocked { by, reason, .. } => format!("its rolled-back version unblocked by {by}: {reason}"),
         Fact::ProductionSeen { note, .. } => note.clone(),
         Fact::Issue { issue, .. } => format!("issue: {issue}"),
         Fact::Note { event, .. } => event.clone(),

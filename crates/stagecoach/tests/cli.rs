@@ -177,6 +177,7 @@ const COMMANDS: &[&str] = &[
     "rollback",
     "cancel",
     "ack",
+    "unblock",
     "record",
     "verify",
 ];

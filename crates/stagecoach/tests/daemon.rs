@@ -1133,3 +1133,100 @@ fn a_hanging_production_hook_is_killed_at_its_timeout_and_rolled_back() {
         record["rollback"]
     );
 }
+
+/// A release rolled back by hand blocks its version: submitting it again
+/// (as a release or a hotfix) is refused at once with the rollback that
+/// blocked it, until a manager unblocks it with a reason, which the
+/// blocking deployment's record keeps, also across a restart.
+#[test]
+fn a_rolled_back_version_is_refused_until_a_manager_unblocks_it() {
+    let mut h = Harness::new(
+        &Config::default()
+            .principal("alice", &["deployer"])
+            .principal("bob", &["manager"]),
+    );
+    let mut d = h.start();
+    let body = json!({"service": "web", "version": "1.0.0", "strategy": "canary"});
+    let first = d.submit(&alice(), &body);
+    let id = id_of(&first);
+    let mut events = d.events(&id, &alice());
+    assert_eq!(events.wait_finished(), "succeeded", "{}", events.summary());
+    ok(
+        d.api(&alice()).rollback(
+            &id,
+            &ReasonRequest {
+                reason: Some("checkout errors after the release".into()),
+            },
+        ),
+        "roll back by hand",
+    );
+    assert_eq!(events.wait_finished(), "rolled_back", "{}", events.summary());
+
+    for kind in ["standard", "hotfix"] {
+        let again = d.post(
+            "/v1/deployments",
+            &alice(),
+            &json!({"service": "web", "version": "1.0.0", "type": kind}),
+        );
+        let message = again.expect_error(409, "conflict", &format!("a {kind} of the blocked version"));
+        assert!(
+            message.starts_with(&format!("web 1.0.0 is blocked: deployment {id} was rolled back at "))
+                && message.contains("`stagecoach unblock web 1.0.0 --reason TEXT`"),
+            "{message}"
+        );
+    }
+
+    // Only a manager unblocks, with a reason; the deployer's attempt is refused and journaled.
+    let path = "/v1/services/web/versions/1.0.0/unblock";
+    let denied = d.post(path, &alice(), &json!({"reason": "I fixed it"}));
+    let why = denied.expect_error(403, "forbidden", "a deployer unblocks");
+    assert!(why.contains("needs the manager role"), "{why}");
+    d.post(path, &token("bob"), &json!({}))
+        .expect_error(422, "invalid", "an unblock without reason");
+    d.post(
+        "/v1/services/web/versions/9.9.9/unblock",
+        &token("bob"),
+        &json!({"reason": "x"}),
+    )
+    .expect_error(409, "conflict", "a version that is not blocked");
+
+    let out = cli(
+        &h,
+        &d,
+        &token("bob"),
+        &[
+            "unblock",
+            "web",
+            "1.0.0",
+            "--reason",
+            "the errors came from a config flag, now fixed",
+        ],
+    );
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("web 1.0.0: unblocked (it was blocked by {id})")),
+        "{}",
+        text(&out.stdout)
+    );
+    d.terminate();
+    let d = h.start();
+    let record = d.record(&id, &alice());
+    assert_eq!(record["unblocked"]["by"], "bob", "{record}");
+    assert_eq!(
+        record["unblocked"]["reason"],
+        "the errors came from a config flag, now fixed"
+    );
+    assert!(
+        !timeline_with(&record, "web v1.0.0 unblocked by bob").is_empty(),
+        "{}",
+        record["timeline"]
+    );
+    assert!(
+        !timeline_with(&record, "Refused: alice may not unblock versions").is_empty(),
+        "the refused unblock is journaled: {}",
+        record["timeline"]
+    );
+    // The version may go out again.
+    let resubmitted = d.submit(&alice(), &body);
+    assert_ne!(id_of(&resubmitted), id);
+}

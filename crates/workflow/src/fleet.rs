@@ -12,6 +12,9 @@
 //!   in a row a service is held until the escalation is acknowledged;
 //! - rollback supersession: a rollback-type deployment that reaches
 //!   ROLLBACK stops every release of its service still in production;
+//! - blocked versions: a version that was rolled back (a release that ended
+//!   rolled back, or the version a rollback-type deployment replaced) is
+//!   refused for its service until a manager unblocks it;
 //! - the calls asked of the agents and not answered yet, with their attempt
 //!   numbers, and the timers.
 //!
@@ -34,7 +37,7 @@ use crate::approval;
 use crate::machine::{Effect, Event, Machine, Production};
 use crate::record::{Fact, Record, Request};
 use crate::settings::Settings;
-use crate::types::{DeploymentId, DeploymentType, EscalationReason, Role, ServiceName, Stage, Status};
+use crate::types::{DeploymentId, DeploymentType, EscalationReason, Role, ServiceName, Stage, Status, Version};
 
 /// One deployment's machine, rebuilt from its entries; `each` gets every
 /// entry's facts in turn (stored, or derived where the entry has none).
@@ -350,6 +353,13 @@ pub enum Input {
         by: String,
         note: Option<String>,
     },
+    /// A manager lifts the block on a rolled-back version of a service.
+    Unblock {
+        service: ServiceName,
+        version: Version,
+        by: String,
+        reason: String,
+    },
     /// Someone tried a command they may not give; journaled with who it was.
     Refuse {
         id: DeploymentId,
@@ -419,6 +429,8 @@ pub struct Fleet {
     reserved: BTreeMap<ServiceName, DeploymentId>,
     /// Approved deployments waiting for their service's slot, in submission order.
     waiting: BTreeMap<ServiceName, BTreeSet<DeploymentId>>,
+    /// Versions refused for their service: the deployment whose rollback blocked each.
+    blocked: BTreeMap<(ServiceName, Version), DeploymentId>,
 }
 
 impl Fleet {
@@ -436,6 +448,7 @@ impl Fleet {
             slots: BTreeMap::new(),
             reserved: BTreeMap::new(),
             waiting: BTreeMap::new(),
+            blocked: BTreeMap::new(),
         }
     }
 
@@ -620,6 +633,27 @@ impl Fleet {
         }
     }
 
+    /// The deployment whose rollback blocks `version` of `service`, if one does.
+    pub fn blocked_by(&self, service: &ServiceName, version: &Version) -> Option<DeploymentId> {
+        self.blocked.get(&(service.clone(), version.clone())).copied()
+    }
+
+    /// Every blocked version: (service, version, the deployment that blocked it).
+    pub fn blocked(&self) -> impl Iterator<Item = (&ServiceName, &Version, DeploymentId)> {
+        self.blocked.iter().map(|((s, v), id)| (s, v, *id))
+    }
+
+    /// Keeps the blocked versions in step with deployment `id`'s record.
+    fn track_block(&mut self, id: DeploymentId) {
+        let Some(m) = self.machines.get(&id) else {
+            return;
+        };
+        self.blocked.retain(|_, by| *by != id);
+        if let Some(v) = m.record().blocked_version() {
+            self.blocked.insert((m.record().service.clone(), v.clone()), id);
+        }
+    }
+
     /// Counts another attempt of each effect that is run again.
     fn resumed(&mut self, id: DeploymentId, effects: &[Effect]) {
         for p in self.pending.get_mut(&id).into_iter().flatten() {
@@ -633,6 +667,7 @@ impl Fleet {
     /// effects the machine asked for and whether it refused a command.
     fn bookkeep(&mut self, id: DeploymentId, event: Option<&Event>, effects: &[Effect], refused: bool) -> FollowUps {
         let mut follow = FollowUps::default();
+        self.track_block(id);
         let Some(m) = self.machines.get(&id) else {
             return follow;
         };
@@ -782,6 +817,14 @@ impl Fleet {
             Input::Acknowledge { id, index, by, note } => self
                 .feed(now, id, Event::Acknowledge { index, by, note }, &mut out)
                 .map(|_| Reply::Done),
+            Input::Unblock {
+                service,
+                version,
+                by,
+                reason,
+            } => self
+                .unblock(now, service, version, by, reason, &mut out)
+                .map(|_| Reply::Done),
             Input::Refuse {
                 id,
                 by,
@@ -876,6 +919,40 @@ impl Fleet {
         }
     }
 
+    /// Why a blocked version is refused, and what to do.
+    fn blocked_message(&self, service: &ServiceName, version: &Version, by: DeploymentId) -> String {
+        let when = self
+            .machines
+            .get(&by)
+            .and_then(|m| m.record().finished_at)
+            .map(|at| format!(" at {}", at.to_rfc3339()))
+            .unwrap_or_default();
+        let how = match self.machines.get(&by).map(|m| m.record().kind) {
+            Some(DeploymentType::Rollback) => "replaced it in production",
+            _ => "was rolled back",
+        };
+        format!(
+            "{service} {version} is blocked: deployment {by} {how}{when}; a manager unblocks it with \
+             `stagecoach unblock {service} {version} --reason TEXT`, or submit a fixed version"
+        )
+    }
+
+    /// Lifts the block on `version` of `service`, journaled on the deployment that blocked it.
+    fn unblock(
+        &mut self,
+        now: DateTime<Utc>,
+        service: ServiceName,
+        version: Version,
+        by: String,
+        reason: String,
+        out: &mut FleetOutput,
+    ) -> Result<(), Refusal> {
+        let Some(id) = self.blocked_by(&service, &version) else {
+            return Err(Refusal::Refused(format!("{service} {version} is not blocked")));
+        };
+        self.feed(now, id, Event::Unblock { by, reason }, out)
+    }
+
     fn submit(
         &mut self,
         now: DateTime<Utc>,
@@ -899,6 +976,11 @@ impl Fleet {
             crate::machine::SubmitError::NothingToRestore(_) => Refusal::Refused(e.to_string()),
             _ => Refusal::Invalid(e.to_string()),
         })?;
+        if let Some(version) = machine.record().version.clone() {
+            if let Some(by) = self.blocked_by(&request.service, &version) {
+                return Err(Refusal::Refused(self.blocked_message(&request.service, &version, by)));
+            }
+        }
         self.next_id += 1;
         self.machines.insert(id, machine);
         let entry = JournalEntry::Submitted {

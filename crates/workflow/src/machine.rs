@@ -230,6 +230,11 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         note: Option<String>,
     },
+    /// A manager lifts the block this deployment's rollback put on its version.
+    Unblock {
+        by: String,
+        reason: String,
+    },
     /// Someone tried a command they may not give (for `role`'s approval when set).
     Refused {
         by: String,
@@ -680,6 +685,15 @@ impl Machine {
             Event::RepeatedFailures { count } => self.on_repeated_failures(out, now, count),
             Event::Cancel { by, reason } => self.on_cancel(out, now, by, reason),
             Event::Acknowledge { index, by, note } => self.on_acknowledge(out, now, index, by, note),
+            Event::Unblock { by, reason } => {
+                match self.record.blocked_version() {
+                    Some(_) => self.emit(out, Fact::Unblocked { at: now, by, reason }),
+                    None => {
+                        out.refusal = Some(format!("deployment {} blocks no version", self.record.id));
+                    }
+                }
+                Ok(())
+            }
             Event::Refused { by, role, what, reason } => self.on_refused(out, now, by, role, what, reason),
             Event::ManualRollback { by, reason } => self.on_manual_rollback(out, now, by, reason),
             Event::Timer(token) => match self.timers.remove(&token) {

@@ -49,6 +49,14 @@ pub struct StageEntry {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+/// A lifted block on a rolled-back version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unblocked {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub reason: String,
+}
+
 /// What DevOps observed after deploying to staging.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StagingReport {
@@ -356,6 +364,10 @@ pub struct Record {
     pub issues: Vec<String>,
     pub timeline: Vec<TimelineEntry>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Who lifted the block this deployment's rollback put on its version
+    /// ([`Record::blocked_version`]), when and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unblocked: Option<Unblocked>,
     pub markdown: String,
 }
 
@@ -444,6 +456,12 @@ pub enum Fact {
         version: Option<Version>,
         note: String,
     },
+    /// A manager lifted the block on the version this deployment rolled back.
+    Unblocked {
+        at: DateTime<Utc>,
+        by: String,
+        reason: String,
+    },
     /// A person acknowledged escalation number `index` (from 1), with their note.
     Acknowledged {
         at: DateTime<Utc>,
@@ -476,6 +494,23 @@ pub enum Fact {
 }
 
 impl Record {
+    /// The version this deployment's rollback blocks for its service, until
+    /// a manager unblocks it: a release that ended rolled back blocks its own
+    /// version; a rollback-type deployment that succeeded blocks the version
+    /// it replaced.
+    pub fn blocked_version(&self) -> Option<&Version> {
+        if self.unblocked.is_some() {
+            return None;
+        }
+        let blocked = match (self.kind, self.status) {
+            (DeploymentType::Rollback, Status::Succeeded) => self.previous_version.as_ref(),
+            (DeploymentType::Rollback, _) => None,
+            (_, Status::RolledBack) => self.version.as_ref(),
+            _ => None,
+        };
+        blocked.filter(|v| self.kind != DeploymentType::Rollback || Some(*v) != self.version.as_ref())
+    }
+
     /// The record a `Submitted` fact opens.
     pub fn open(fact: &Fact) -> Option<Record> {
         let Fact::Submitted {
@@ -524,6 +559,7 @@ impl Record {
             issues: vec![],
             timeline: vec![],
             finished_at: None,
+            unblocked: None,
             markdown: String::new(),
         };
         let what = match &r.version {
@@ -585,6 +621,12 @@ impl Record {
                 self.escalations.push(e);
             }
             Fact::Acknowledged { at, index, by, note } => self.apply_acknowledged(at, index, by, note),
+            Fact::Unblocked { at, by, reason } => {
+                if let Some(v) = self.blocked_version().cloned() {
+                    self.note(at, format!("{} v{v} unblocked by {by}: {reason}", self.service));
+                }
+                self.unblocked = Some(Unblocked { by, at, reason });
+            }
             // Production: what DEPLOY did and what runs there.
             Fact::DeployStarted { at, strategy } => self.apply_deploy_started(at, strategy),
             Fact::DeployStep(step) => self.apply_deploy_step(step),

@@ -8,7 +8,9 @@
 //! - a free slot goes to the earliest submitted deployment waiting for it;
 //! - the fleet rebuilt from the journal written so far equals the live one;
 //! - a call is issued once per attempt, and an effect whose answer was
-//!   journaled is never asked again.
+//!   journaled is never asked again;
+//! - a version that was rolled back is refused for its service, and only
+//!   while no manager has unblocked it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use proptest::{prop_assert, prop_assert_eq};
 
 use workflow::approval;
 use workflow::checklist::{PrepareReport, ScanReport};
-use workflow::fleet::{Call, Fleet, FleetOutput, Input, JournalEntry, Work};
+use workflow::fleet::{Call, Fleet, FleetOutput, Input, JournalEntry, Refusal, Reply, Work};
 use workflow::machine::{Effect, Event, Observation, Production, ProductionReading, RollbackOutcome};
 use workflow::record::{Request, StagingReport, SuiteResult};
 use workflow::settings::Settings;
@@ -185,6 +187,14 @@ enum Step {
     Acknowledge {
         index: usize,
     },
+    /// Submit again the version of the deployment at this index (modulo), as a standard release.
+    Resubmit {
+        index: usize,
+    },
+    /// A manager unblocks the blocked version at this index (modulo).
+    Unblock {
+        index: usize,
+    },
     /// The process dies: calls in flight are lost; the fleet is rebuilt from the journal and resumes.
     Crash,
 }
@@ -199,6 +209,8 @@ fn steps() -> impl proptest::strategy::Strategy<Value = Vec<Step>> {
         1 => any::<usize>().prop_map(|index| Step::Cancel { index }),
         1 => any::<usize>().prop_map(|index| Step::Rollback { index }),
         1 => any::<usize>().prop_map(|index| Step::Acknowledge { index }),
+        1 => any::<usize>().prop_map(|index| Step::Resubmit { index }),
+        1 => any::<usize>().prop_map(|index| Step::Unblock { index }),
         1 => proptest::strategy::Just(Step::Crash),
     ];
     prop::collection::vec(step, 50..400)
@@ -385,6 +397,70 @@ impl Run {
                 };
                 // Refusals are fine: only what the fleet does with them is checked.
                 self.handle(input)?;
+            }
+            Step::Resubmit { index } => {
+                if self.submitted == 0 {
+                    return Ok(());
+                }
+                let id = DeploymentId(1 + (index % self.submitted) as u64);
+                let Some(record) = self.fleet.machine(id).map(|m| m.record().clone()) else {
+                    return Ok(());
+                };
+                let Some(version) = record.version.clone() else {
+                    return Ok(());
+                };
+                let blocked = self.fleet.blocked_by(&record.service, &version);
+                let out = self.fleet.handle(
+                    self.now,
+                    Input::Submit {
+                        request: Request {
+                            service: record.service.clone(),
+                            version: Some(version.clone()),
+                            kind: DeploymentType::Standard,
+                            strategy: Some(Strategy::Canary),
+                            submitted_by: "alice".into(),
+                            changes: vec![],
+                            scheduled_for: None,
+                            attest: vec![],
+                            window_override: None,
+                        },
+                        production: production(),
+                    },
+                );
+                match (&out.reply, blocked) {
+                    (Ok(Reply::Submitted(_)), None) => self.submitted += 1,
+                    (Err(Refusal::Refused(why)), Some(by)) => {
+                        prop_assert!(
+                            why.contains(&format!("{} {version} is blocked: deployment {by}", record.service)),
+                            "{why}"
+                        );
+                    }
+                    (reply, blocked) => {
+                        return Err(TestCaseError::fail(format!(
+                            "{} {version} (blocked by {blocked:?}) was answered {reply:?}",
+                            record.service
+                        )))
+                    }
+                }
+                self.absorb(out)?;
+            }
+            Step::Unblock { index } => {
+                let blocked: Vec<(ServiceName, Version)> =
+                    self.fleet.blocked().map(|(s, v, _)| (s.clone(), v.clone())).collect();
+                if blocked.is_empty() {
+                    return Ok(());
+                }
+                let (service, version) = blocked[index % blocked.len()].clone();
+                self.handle(Input::Unblock {
+                    service: service.clone(),
+                    version: version.clone(),
+                    by: "mia".into(),
+                    reason: "fixed in the config, not the code".into(),
+                })?;
+                prop_assert!(
+                    self.fleet.blocked_by(&service, &version).is_none(),
+                    "{service} {version} is still blocked after its unblock"
+                );
             }
             Step::Crash => {
                 let (fleet, _) = Fleet::replay(self.settings.clone(), self.journal.clone())
@@ -589,4 +665,117 @@ fn a_deployment_held_for_a_production_mismatch_hands_the_slot_on() {
         Some(Status::Escalated)
     );
     assert_eq!(run.reads, [(DeploymentId(2), checkout)]);
+}
+
+/// A release rolled back blocks its version for its service: submitting it
+/// again, even as a hotfix, is refused naming the rollback, until a manager
+/// unblocks it (journaled on the deployment that blocked it, and kept
+/// through a crash).
+#[test]
+fn a_rolled_back_version_is_refused_until_a_manager_unblocks_it() {
+    let mut run = Run::new();
+    let checkout = ServiceName::parse("checkout").unwrap();
+    let version = Version::parse("2.5.1").unwrap();
+    run.submitted += 1;
+    run.handle(Input::Submit {
+        request: request(0, DeploymentType::Standard, Strategy::Canary, 1),
+        production: production(),
+    })
+    .expect("submitted");
+    let finished = |run: &Run| run.fleet.machine(DeploymentId(1)).is_some_and(|m| m.is_finished());
+    let drive = |run: &mut Run| {
+        for _ in 0..2000 {
+            if finished(run) && run.calls.is_empty() {
+                break;
+            }
+            if !run.reads.is_empty() {
+                run.do_step(&Step::Slot {
+                    index: 0,
+                    ok: true,
+                    agrees: true,
+                })
+                .expect("a slot");
+            } else if run.calls.is_empty() {
+                run.do_step(&Step::Timer).expect("a timer");
+            } else {
+                run.do_step(&Step::Answer { index: 0, ok: true }).expect("an answer");
+            }
+        }
+    };
+    drive(&mut run);
+    assert_eq!(run.fleet.machine(DeploymentId(1)).unwrap().status(), Status::Succeeded);
+    assert_eq!(
+        run.fleet.blocked_by(&checkout, &version),
+        None,
+        "a success blocks nothing"
+    );
+
+    // Rolled back by hand after it succeeded: its version is blocked.
+    run.handle(Input::RequestRollback {
+        id: DeploymentId(1),
+        by: "bob".into(),
+        reason: "refunds fail".into(),
+    })
+    .expect("rollback requested");
+    drive(&mut run);
+    assert_eq!(run.fleet.machine(DeploymentId(1)).unwrap().status(), Status::RolledBack);
+    assert_eq!(run.fleet.blocked_by(&checkout, &version), Some(DeploymentId(1)));
+
+    let again = |run: &mut Run, kind| {
+        run.fleet.handle(
+            run.now,
+            Input::Submit {
+                request: Request {
+                    version: Some(version.clone()),
+                    ..request(0, kind, Strategy::Canary, 1)
+                },
+                production: production(),
+            },
+        )
+    };
+    for kind in [DeploymentType::Standard, DeploymentType::Hotfix] {
+        let out = again(&mut run, kind);
+        match &out.reply {
+            Err(Refusal::Refused(why)) => assert!(
+                why.starts_with("checkout 2.5.1 is blocked: deployment d-000001 was rolled back at ")
+                    && why.contains("`stagecoach unblock checkout 2.5.1 --reason TEXT`"),
+                "{why}"
+            ),
+            other => panic!("a {kind} of a blocked version was answered {other:?}"),
+        }
+        assert!(out.entries.is_empty(), "a refused submission journals nothing");
+    }
+
+    // Unblocking a version that is not blocked is refused; a crash keeps the block.
+    let out = run.fleet.handle(
+        run.now,
+        Input::Unblock {
+            service: checkout.clone(),
+            version: Version::parse("9.9.9").unwrap(),
+            by: "mia".into(),
+            reason: "-".into(),
+        },
+    );
+    assert_eq!(out.reply, Err(Refusal::Refused("checkout 9.9.9 is not blocked".into())));
+    run.do_step(&Step::Crash).expect("a crash");
+    assert_eq!(run.fleet.blocked_by(&checkout, &version), Some(DeploymentId(1)));
+
+    run.handle(Input::Unblock {
+        service: checkout.clone(),
+        version: version.clone(),
+        by: "mia".into(),
+        reason: "the refund failure was a config error, fixed".into(),
+    })
+    .expect("unblocked");
+    assert_eq!(run.fleet.blocked_by(&checkout, &version), None);
+    let record = run.fleet.machine(DeploymentId(1)).unwrap().record().clone();
+    let unblocked = record.unblocked.as_ref().expect("the unblock is in the record");
+    assert_eq!(unblocked.by, "mia");
+    assert!(record
+        .timeline
+        .iter()
+        .any(|t| t.event == "checkout v2.5.1 unblocked by mia: the refund failure was a config error, fixed"));
+    run.check().expect("invariants");
+    let out = again(&mut run, DeploymentType::Standard);
+    assert!(matches!(out.reply, Ok(Reply::Submitted(_))), "{:?}", out.reply);
 }
