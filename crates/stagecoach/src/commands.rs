@@ -1,8 +1,9 @@
 //! The command-line client of the daemon's HTTP API: `submit`, `list`,
 //! `status`, `watch`, `approve`, `reject`, `rollback`, `cancel`, `ack`,
-//! `record` and `verify`. Glue: the arguments become a typed request of
-//! the `client` crate, its answer becomes text (`render`) or JSON, and the
-//! outcome an exit code.
+//! `record`, `verify` and `report dora`. Glue: the arguments become a typed
+//! request of the `client` crate, its answer becomes text (`render`) or
+//! JSON, and the outcome an exit code. `report dora` lists every record and
+//! hands them to `workflow::dora::dora`, which computes the figures.
 //!
 //! Exit codes, one rule: 0 success; 1 the daemon answered and said no (any
 //! 4xx: 400 malformed, 401 unknown token, 403 not allowed, 404, 409 wrong
@@ -25,9 +26,10 @@ use client::wire::{AckRequest, ApprovalRequest, Decision, ReasonRequest, Record,
 use client::ApiError;
 use serde::Serialize;
 use serde_json::Value;
+use workflow::dora::{parse_bound, Bound, Period};
 use workflow::types::{DeploymentId, ServiceName, Version};
 
-use crate::render::{render_status, render_table, render_verification, submitted_line};
+use crate::render::{render_dora, render_status, render_table, render_verification, submitted_line};
 use crate::watch::watch;
 
 /// Environment variable holding the API token.
@@ -44,7 +46,8 @@ pub struct ClientOpts {
     /// API token [default: $STAGECOACH_TOKEN, else the daemon's STATE_DIR/admin.token].
     #[arg(long, value_name = "TOKEN", global = true)]
     pub token: Option<String>,
-    /// Print the daemon's JSON answer instead of text (`watch`: one journal entry per line).
+    /// Print the daemon's JSON answer instead of text (`watch`: one journal entry per line; `report dora`: the
+    /// figures as JSON).
     #[arg(long, global = true)]
     pub json: bool,
     /// The daemon's state directory, where it writes admin.token [default: `[storage] path`].
@@ -207,7 +210,33 @@ pub enum ClientCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Figures computed from the deployment records.
+    #[command(subcommand)]
+    Report(ReportCommand),
 }
+
+/// The reports of `stagecoach report`.
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum ReportCommand {
+    /// The four DORA metrics of a period, from the deployment records: deployment frequency, lead
+    /// time for changes, change failure rate and time to restore (defined in docs/operations.md).
+    Dora {
+        /// Only deployments of this service.
+        #[arg(long, value_name = "SERVICE")]
+        service: Option<String>,
+        /// Start of the period: a date YYYY-MM-DD (from 00:00 UTC) or an RFC 3339 time [default: 30 days before
+        /// --until].
+        #[arg(long, value_name = "DATE")]
+        since: Option<String>,
+        /// End of the period: a date YYYY-MM-DD (that day included, to 24:00 UTC) or an RFC 3339 time (excluded)
+        /// [default: now].
+        #[arg(long, value_name = "DATE")]
+        until: Option<String>,
+    },
+}
+
+/// The days `report dora` covers when no `--since` is given.
+pub const DORA_DEFAULT_DAYS: u32 = 30;
 
 /// Runs one client command against the daemon and prints its answer.
 pub fn run(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> ExitCode {
@@ -443,7 +472,7 @@ impl Api {
 /// for a token, so that a typo is reported as such.
 fn target_id(cmd: &ClientCommand) -> Result<String, Failure> {
     Ok(match cmd {
-        ClientCommand::Submit { .. } | ClientCommand::List { .. } => String::new(),
+        ClientCommand::Submit { .. } | ClientCommand::List { .. } | ClientCommand::Report(_) => String::new(),
         ClientCommand::Ack { escalation_id: e, .. } => escalation_id(e)?,
         ClientCommand::Unblock { service, version, .. } => {
             ServiceName::parse(service).map_err(|e| Failure::Usage(format!("SERVICE: {e}")))?;
@@ -467,6 +496,15 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
     let json = opts.json;
     let server = base_url(opts.server.as_deref().unwrap_or(&defaults.server_url))?;
     let id = target_id(&cmd)?;
+    let report = match &cmd {
+        ClientCommand::Report(ReportCommand::Dora { service, since, until }) => Some(dora_arguments(
+            service.as_deref(),
+            since.as_deref(),
+            until.as_deref(),
+            Utc::now(),
+        )?),
+        _ => None,
+    };
     let state_dir = opts.state_dir.clone().unwrap_or(defaults.state_dir);
     if let ClientCommand::Verify { offline: true, .. } = cmd {
         return verify_offline(&id, &state_dir, json);
@@ -565,7 +603,61 @@ fn execute(cmd: ClientCommand, opts: &ClientOpts, defaults: ClientDefaults) -> R
             show(&report, json, |v| render_verification(&id, v).trim_end().to_string());
             Ok(if report.intact { 0 } else { 1 })
         }
+        ClientCommand::Report(ReportCommand::Dora { .. }) => {
+            // Read with the other arguments, before the token was looked for.
+            let Some((period, service)) = report else {
+                return Err(Failure::Usage("report dora: the period was not read".into()));
+            };
+            // Every record of the service (or all): a failed change's restoration may lie after the period.
+            let records = api.call(|c| c.list_all(service.as_ref().map(ServiceName::as_str), None))?;
+            let figures = workflow::dora::dora(&records, period, service.as_ref());
+            show(&figures, json, |d| render_dora(d).trim_end().to_string());
+            Ok(0)
+        }
     }
+}
+
+/// The period and service of `report dora`, checked before anything is
+/// asked of the daemon; `now` is the default end.
+fn dora_arguments(
+    service: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(Period, Option<ServiceName>), Failure> {
+    let service = service
+        .map(|s| {
+            ServiceName::parse(s.trim()).map_err(|e| {
+                Failure::Usage(format!(
+                    "--service: {e}; pass a service name as `stagecoach list` shows it"
+                ))
+            })
+        })
+        .transpose()?;
+    let bound = |flag: &str, raw: Option<&str>, bound: Bound| {
+        raw.map(|raw| {
+            parse_bound(raw, bound).map_err(|e| Failure::Usage(format!("{flag}: {e}; e.g. {flag} 2026-12-01")))
+        })
+        .transpose()
+    };
+    let until_at = bound("--until", until, Bound::Until)?.unwrap_or(now);
+    let period = match bound("--since", since, Bound::Since)? {
+        None => Period::days_before(until_at, DORA_DEFAULT_DAYS),
+        Some(since_at) => Period::new(since_at, until_at).map_err(|_| {
+            let at = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%SZ");
+            let until_text = match until {
+                Some(raw) => format!("--until {raw} (the period ends at {})", at(until_at)),
+                None => format!("now ({}, the default of --until)", at(until_at)),
+            };
+            Failure::Usage(format!(
+                "--since {} (the period starts at {}) is not before {until_text}: pass an earlier --since or a \
+                 later --until",
+                since.unwrap_or_default(),
+                at(since_at)
+            ))
+        })?,
+    };
+    Ok((period, service))
 }
 
 /// Prints an answer: its JSON, or its text.
@@ -813,6 +905,49 @@ mod tests {
             "2026-03-03T22:00:00+00:00"
         );
         assert!(parse_rfc3339("tomorrow").is_err());
+    }
+
+    #[test]
+    fn report_dora_checks_its_flags_before_asking_the_daemon() {
+        let now = "2026-12-08T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let args = |service, since, until| dora_arguments(service, since, until, now);
+        let (period, service) = args(None, None, None).unwrap();
+        assert_eq!(
+            (period.since().to_rfc3339(), period.until()),
+            ("2026-11-08T12:00:00+00:00".into(), now)
+        );
+        assert_eq!(service, None);
+        let (period, service) = args(Some("web"), Some("2026-11-01"), Some("2026-11-30")).unwrap();
+        assert_eq!(period.days(), 30.0, "both days included");
+        assert_eq!(service.map(|s| s.to_string()).as_deref(), Some("web"));
+        let (period, _) = args(None, None, Some("2026-12-01T10:00:00+01:00")).unwrap();
+        assert_eq!(period.since().to_rfc3339(), "2026-11-01T09:00:00+00:00");
+
+        let usage = |r: Result<(Period, Option<ServiceName>), Failure>| {
+            let f = r.unwrap_err();
+            assert_eq!(f.exit_code(), 2);
+            f.message()
+        };
+        let m = usage(args(None, Some("2026-13-01"), None));
+        assert!(
+            m.starts_with("--since: \"2026-13-01\" is neither a date YYYY-MM-DD nor an RFC 3339 time"),
+            "{m}"
+        );
+        let m = usage(args(None, None, Some("yesterday")));
+        assert!(m.starts_with("--until: \"yesterday\""), "{m}");
+        assert_eq!(
+            usage(args(None, Some("2026-12-05"), Some("2026-12-01"))),
+            "--since 2026-12-05 (the period starts at 2026-12-05T00:00:00Z) is not before --until 2026-12-01 \
+             (the period ends at 2026-12-02T00:00:00Z): pass an earlier --since or a later --until"
+        );
+        let m = usage(args(None, Some("2027-01-01"), None));
+        assert!(
+            m.contains("is not before now (2026-12-08T12:00:00Z, the default of --until)"),
+            "{m}"
+        );
+        let m = usage(args(Some("a b"), None, None));
+        assert!(m.starts_with("--service: service name \"a b\" is invalid"), "{m}");
+        assert!(m.ends_with("pass a service name as `stagecoach list` shows it"), "{m}");
     }
 
     #[test]

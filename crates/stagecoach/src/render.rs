@@ -1,9 +1,10 @@
 //! The CLI's text: the table of `list`, the summary of `status`, a fact as
-//! a line of `watch`, the verdict of `verify`. Pure functions of the typed
-//! answers, tested directly.
+//! a line of `watch`, the verdict of `verify`, the figures of `report dora`.
+//! Pure functions of the typed answers, tested directly.
 
 use chrono::{DateTime, Utc};
 use client::wire::Verification;
+use workflow::dora::Dora;
 use workflow::record::{
     fmt_duration, fmt_minutes, fmt_num, pct, simulated, Decision, Fact, Record, Request, SampleEntry,
 };
@@ -341,6 +342,106 @@ pub(crate) fn render_table(records: &[Record]) -> String {
     out
 }
 
+/// Columns padded to their widest cell, two spaces apart; the last one not padded.
+fn columns(rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = vec![];
+    for row in rows {
+        widths.resize(widths.len().max(row.len()), 0);
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (i, (c, w)) in row.iter().zip(&widths).enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  "));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// A number of seconds as [`fmt_duration`] writes it.
+fn seconds(s: f64) -> String {
+    fmt_duration(chrono::Duration::milliseconds((s * 1000.0).round() as i64))
+}
+
+/// `1 change`, `2 changes`.
+fn changes(n: usize) -> String {
+    format!("{n} change{}", if n == 1 { "" } else { "s" })
+}
+
+/// The figures of `report dora`: one line per figure, with what it is based on.
+pub(crate) fn render_dora(d: &Dora) -> String {
+    let service = match &d.service {
+        Some(s) => format!("service {s}"),
+        None => "all services".to_string(),
+    };
+    let mut out = format!(
+        "DORA figures of {service} from {} to {} ({} days)\n",
+        time(&d.period.since()),
+        time(&d.period.until()),
+        fmt_num(d.period.days())
+    );
+    let f = &d.deployment_frequency;
+    let l = &d.lead_time;
+    let c = &d.change_failure_rate;
+    let r = &d.time_to_restore;
+    let lead = match (l.median_seconds, l.p90_seconds) {
+        (Some(m), Some(p)) => format!("median {}, p90 {}", seconds(m), seconds(p)),
+        _ => "no deployments".to_string(),
+    };
+    let rate = match c.rate {
+        Some(rate) => format!("{} ({} of {})", pct(rate), c.failed, c.succeeded + c.failed),
+        None => "no deployments".to_string(),
+    };
+    let mut ended = format!("{} that reached production and ended", changes(c.succeeded + c.failed));
+    if c.in_progress > 0 {
+        ended.push_str(&format!(" ({} in progress left out)", c.in_progress));
+    }
+    let restore = match (r.median_seconds, r.max_seconds) {
+        (Some(m), Some(x)) => format!("median {}, max {}", seconds(m), seconds(x)),
+        _ if r.failed_changes == 0 => "no failed changes".to_string(),
+        _ => "none restored".to_string(),
+    };
+    let rows = vec![
+        vec!["FIGURE".into(), "VALUE".into(), "BASED ON".into()],
+        vec![
+            "deployment frequency".into(),
+            format!("{} ({} per day)", f.deployments, fmt_num(f.per_day)),
+            format!("{} that reached production and succeeded", changes(f.deployments)),
+        ],
+        vec![
+            "lead time for changes".into(),
+            lead,
+            format!(
+                "{} whose DEPLOY passed, from submission (not commit) to the end of DEPLOY",
+                changes(l.deployments)
+            ),
+        ],
+        vec!["change failure rate".into(), rate, ended],
+        vec![
+            "time to restore".into(),
+            restore,
+            format!(
+                "{} of {} failed {} restored ({} not restored)",
+                r.restored,
+                r.failed_changes,
+                if r.failed_changes == 1 { "change" } else { "changes" },
+                r.not_restored
+            ),
+        ],
+    ];
+    out.push_str(&columns(&rows));
+    out
+}
+
 /// The summary of `status`.
 pub(crate) fn render_status(r: &Record) -> String {
     let mut out = String::new();
@@ -627,6 +728,38 @@ pub(crate) mod tests {
         assert_eq!(
             render_verification("d-000001", &bad),
             "chain of d-000001 BROKEN:\n  - entry 3: hash mismatch\n"
+        );
+    }
+
+    #[test]
+    fn dora_figures_as_a_table() {
+        use workflow::dora::{dora, Period};
+        let period = Period::new(ts("2026-03-01T00:00:00Z"), ts("2026-03-31T00:00:00Z")).unwrap();
+        let empty = render_dora(&dora(&[], period, None));
+        assert_eq!(
+            empty,
+            "DORA figures of all services from 2026-03-01T00:00:00Z to 2026-03-31T00:00:00Z (30 days)\n\
+             FIGURE                 VALUE              BASED ON\n\
+             deployment frequency   0 (0 per day)      0 changes that reached production and succeeded\n\
+             lead time for changes  no deployments     0 changes whose DEPLOY passed, from submission (not commit) to the end of DEPLOY\n\
+             change failure rate    no deployments     0 changes that reached production and ended\n\
+             time to restore        no failed changes  0 of 0 failed changes restored (0 not restored)\n"
+        );
+        // The sample record with its DEPLOY started: it reached production
+        // and escalated, a failed change never restored.
+        let mut r = sample_record();
+        r.apply(&Fact::DeployStarted {
+            at: ts("2026-03-03T10:20:00Z"),
+            strategy: workflow::types::Strategy::Canary,
+        });
+        let web = workflow::types::ServiceName::parse("web").unwrap();
+        let text = render_dora(&dora(&[r], period, Some(&web)));
+        assert!(text.starts_with("DORA figures of service web from"), "{text}");
+        assert!(text.contains("change failure rate    100% (1 of 1)"), "{text}");
+        assert!(text.contains("time to restore        none restored"), "{text}");
+        assert!(
+            text.contains("0 of 1 failed change restored (1 not restored)"),
+            "{text}"
         );
     }
 }

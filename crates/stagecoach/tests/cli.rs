@@ -65,6 +65,14 @@ fn usage_lines_show_optional_arguments_as_optional() {
     }
     let help = text(&run(&["approve", "--help"]).stdout);
     assert!(help.contains("[default: manager]"), "{help}");
+    let out = run(&["report", "dora", "--help"]);
+    let help = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "report dora --help");
+    assert!(help.contains("Usage: stagecoach report dora [OPTIONS]\n"), "{help}");
+    assert!(
+        help.contains("--since <DATE>") && help.contains("[default: now]"),
+        "{help}"
+    );
 }
 
 /// Runs a client command against `d` with `token`.
@@ -180,6 +188,7 @@ const COMMANDS: &[&str] = &[
     "unblock",
     "record",
     "verify",
+    "report",
 ];
 
 #[test]
@@ -235,6 +244,8 @@ fn the_manual_pages_pass_mandoc_lint() {
     }
     let verify = std::fs::read_to_string(man1.join("stagecoach-verify.1")).expect("stagecoach-verify.1");
     assert!(verify.contains("\\-\\-offline"), "{verify}");
+    let dora = std::fs::read_to_string(man1.join("stagecoach-report-dora.1")).expect("stagecoach-report-dora.1");
+    assert!(dora.contains("\\-\\-since"), "{dora}");
 }
 
 #[test]

@@ -2,12 +2,13 @@
 //!
 //! Types, the stage transition table, the approval policy, the window
 //! calendar, threshold evaluation, deployment plans, the deployment state
-//! machine and report rendering. Nothing here spawns, sleeps, reads a clock
-//! or touches a file or socket: time comes in as an argument, effects go out
-//! as values.
+//! machine, report rendering and the DORA figures of the records. Nothing
+//! here spawns, sleeps, reads a clock or touches a file or socket: time comes
+//! in as an argument, effects go out as values.
 
 pub mod approval;
 pub mod checklist;
+pub mod dora;
 pub mod fleet;
 pub mod machine;
 pub mod record;

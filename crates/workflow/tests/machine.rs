@@ -3007,3 +3007,117 @@ fn facts_journaled_before_the_simulated_flags_replay_identically() {
     let m = sample.sample.unwrap();
     assert_eq!((m.cpu, m.memory, m.simulated), (Some(0.4), Some(0.5), false));
 }
+
+// ---------------------------------------------------------------------------
+// The DORA figures of records the machine made
+// ---------------------------------------------------------------------------
+
+/// Runs a deployment until its rollback is asked for, answers the rollback
+/// `minutes` later, and runs it to its end.
+fn rollback_takes(mut run: Run, world: &mut World, minutes: i64) -> Record {
+    run.run_until(world, |m| m.stage() == Some(Stage::Rollback)).unwrap();
+    assert!(
+        run.queue.iter().any(|e| matches!(e, Effect::Rollback(_))),
+        "the rollback waits for its answer"
+    );
+    run.now += Duration::minutes(minutes);
+    run.run(world)
+}
+
+#[test]
+fn dora_figures_of_deployments_run_through_the_machine() {
+    use workflow::dora::{dora, Period};
+
+    let standard = || request(DeploymentType::Standard, None);
+    let error_spike = |to: u32, error_rate: f64| spike(12, to, MetricSample { error_rate, ..normal() });
+    // Tue 1 Dec: succeeds; DEPLOY 10:05-10:20.
+    let (_, a) = deploy(Settings::builtin(), TUESDAY_IN_WINDOW, standard(), &mut World::good());
+    // Wed 2 Dec: an error rate at 10:17 rolls it back during DEPLOY; the rollback takes 6 minutes.
+    let mut world = World::good();
+    world.metrics = error_spike(13, 0.07);
+    let run = Run::submit(Settings::builtin(), t("2026-12-02T10:05:00Z"), standard(), production());
+    let b = rollback_takes(run, &mut world, 6);
+    // Thu 3 Dec: rolled back by hand as MONITOR starts (10:20); 2 minutes.
+    let mut world = World::good();
+    let mut run = Run::submit(Settings::builtin(), t("2026-12-03T10:05:00Z"), standard(), production());
+    run.run_until(&mut world, |m| m.stage() == Some(Stage::Monitor))
+        .unwrap();
+    run.send(Event::ManualRollback {
+        by: "bob".into(),
+        reason: "customer reports".into(),
+    })
+    .unwrap();
+    let c = rollback_takes(run, &mut world, 2);
+    // Tue 8 Dec: its rollback fails at 10:17 (escalated); a rollback-type
+    // deployment submitted at 11:00 restores 2.4.0 at once.
+    let mut world = World::good();
+    world.metrics = error_spike(100, 0.2);
+    world.rollback_restored = false;
+    world.rollback_verified = false;
+    let (_, d) = deploy(Settings::builtin(), "2026-12-08T10:05:00Z", standard(), &mut world);
+    let after = Production {
+        current_version: Some(v("2.4.1")),
+        previous_version: Some(v("2.4.0")),
+        active_colour: Colour::Green,
+        observed: None,
+    };
+    let e = Run::submit(
+        Settings::builtin(),
+        t("2026-12-08T11:00:00Z"),
+        request(DeploymentType::Rollback, None),
+        after,
+    )
+    .run(&mut World::good());
+    let mut records = vec![a, b, c, d, e];
+    assert_eq!(
+        records.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [
+            Status::Succeeded,
+            Status::RolledBack,
+            Status::RolledBack,
+            Status::Escalated,
+            Status::Succeeded
+        ]
+    );
+    // Each run numbers its deployment 1: number them as one daemon would.
+    for (n, r) in records.iter_mut().enumerate() {
+        r.id = DeploymentId(n as u64 + 1);
+    }
+
+    let two_weeks = Period::new(t("2026-12-01T00:00:00Z"), t("2026-12-15T00:00:00Z")).unwrap();
+    let figures = dora(&records, two_weeks, None);
+    const MIN: f64 = 60.0;
+    // Deployment frequency: only the 1st succeeded (the rollback-type 5th is no change).
+    assert_eq!(figures.deployment_frequency.deployments, 1);
+    assert_eq!(figures.deployment_frequency.per_day, 1.0 / 14.0);
+    // Lead time: the 1st and 3rd passed DEPLOY, each 15 minutes after submission.
+    assert_eq!(figures.lead_time.deployments, 2);
+    assert_eq!(figures.lead_time.median_seconds, Some(15.0 * MIN));
+    assert_eq!(figures.lead_time.p90_seconds, Some(15.0 * MIN));
+    // Change failure rate: 3 of the 4 changes.
+    let cfr = &figures.change_failure_rate;
+    assert_eq!((cfr.reached_production, cfr.succeeded, cfr.failed), (4, 1, 3));
+    assert_eq!(cfr.rate, Some(0.75));
+    // Time to restore: 6 and 2 minutes by their own rollbacks; 43 minutes
+    // (10:17 to 11:00) by the rollback-type deployment.
+    let ttr = &figures.time_to_restore;
+    let restored: Vec<(u64, Option<f64>, Option<DeploymentId>)> =
+        ttr.changes.iter().map(|c| (c.id.0, c.seconds, c.restored_by)).collect();
+    assert_eq!(
+        restored,
+        [
+            (2, Some(6.0 * MIN), None),
+            (3, Some(2.0 * MIN), None),
+            (4, Some(43.0 * MIN), Some(DeploymentId(5)))
+        ]
+    );
+    assert_eq!(ttr.median_seconds, Some(6.0 * MIN));
+    assert_eq!(ttr.max_seconds, Some(43.0 * MIN));
+
+    // The first week only: the 4th and 5th are the next week's.
+    let first_week = Period::new(t("2026-12-01T00:00:00Z"), t("2026-12-08T00:00:00Z")).unwrap();
+    let week = dora(&records, first_week, None);
+    assert_eq!(week.change_failure_rate.rate, Some(2.0 / 3.0));
+    assert_eq!(week.time_to_restore.median_seconds, Some(4.0 * MIN));
+    assert_eq!(week.time_to_restore.max_seconds, Some(6.0 * MIN));
+}
