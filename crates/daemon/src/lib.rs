@@ -173,6 +173,30 @@ fn check_current_versions(config: &config::DaemonConfig, adapters: &ports::Adapt
     }
 }
 
+/// Stops `server` on SIGTERM (gracefully: requests in progress finish) and on
+/// SIGINT or SIGQUIT (at once), as actix-web does, with the handlers installed
+/// now rather than when the server first runs.
+fn stop_on_signals(server: actix_web::dev::ServerHandle) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let kinds = [
+        (SignalKind::terminate(), "SIGTERM", true),
+        (SignalKind::interrupt(), "SIGINT", false),
+        (SignalKind::quit(), "SIGQUIT", false),
+    ];
+    for (kind, name, graceful) in kinds {
+        let mut stream = signal(kind).map_err(|e| format!("cannot handle {name}: {e}"))?;
+        let server = server.clone();
+        actix_web::rt::spawn(async move {
+            if stream.recv().await.is_some() {
+                let how = if graceful { "gracefully" } else { "at once" };
+                tracing::info!("{name} received; stopping {how}");
+                server.stop(graceful).await;
+            }
+        });
+    }
+    Ok(())
+}
+
 /// Runs the daemon until SIGINT/SIGTERM or until [`Ready::server`] stops it;
 /// `ready` is called once the API accepts connections. For a daemon inside
 /// another program (`stagecoach demo`): SIGHUP keeps its default meaning and
@@ -278,6 +302,10 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
             format!("cannot listen on {listen}: {e}; is another daemon running? choose another address with --listen")
         })?;
         let addrs = server.addrs();
+        // The stop signals are handled before the daemon says it listens: a SIGTERM right after
+        // that line finds the handler (actix would install its own only once the server runs).
+        let server = server.disable_signals().run();
+        stop_on_signals(server.handle())?;
         let scheme = if tls.is_some() { "https" } else { "http" };
         for addr in &addrs {
             tracing::info!(state_dir = %state_dir.display(), "stagecoach daemon listening on {scheme}://{addr}");
@@ -296,7 +324,6 @@ fn serve(opts: Options, hangup: bool, ready: impl FnOnce(Ready)) -> Result<(), S
         } else {
             None
         };
-        let server = server.run();
         ready(Ready {
             addrs,
             server: server.handle(),
