@@ -431,6 +431,8 @@ pub struct Fleet {
     waiting: BTreeMap<ServiceName, BTreeSet<DeploymentId>>,
     /// Versions refused for their service: the deployment whose rollback blocked each.
     blocked: BTreeMap<(ServiceName, Version), DeploymentId>,
+    /// The same, by deployment: what each deployment's record blocks.
+    blocks: BTreeMap<DeploymentId, (ServiceName, Version)>,
 }
 
 impl Fleet {
@@ -449,6 +451,7 @@ impl Fleet {
             reserved: BTreeMap::new(),
             waiting: BTreeMap::new(),
             blocked: BTreeMap::new(),
+            blocks: BTreeMap::new(),
         }
     }
 
@@ -643,14 +646,29 @@ impl Fleet {
         self.blocked.iter().map(|((s, v), id)| (s, v, *id))
     }
 
-    /// Keeps the blocked versions in step with deployment `id`'s record.
+    /// Keeps the blocked versions in step with deployment `id`'s record
+    /// (after each of its entries: a lookup unless what it blocks changed).
     fn track_block(&mut self, id: DeploymentId) {
         let Some(m) = self.machines.get(&id) else {
             return;
         };
-        self.blocked.retain(|_, by| *by != id);
-        if let Some(v) = m.record().blocked_version() {
-            self.blocked.insert((m.record().service.clone(), v.clone()), id);
+        let now = m.record().blocked_version();
+        let before = self.blocks.get(&id).map(|(_, v)| v);
+        if now == before {
+            return;
+        }
+        let now = now.map(|v| (m.record().service.clone(), v.clone()));
+        if let Some(old) = self.blocks.remove(&id) {
+            if self.blocked.get(&old) == Some(&id) {
+                self.blocked.remove(&old);
+            }
+        }
+        if let Some(key) = now {
+            // A later rollback of the same version blocks it in its own name.
+            if let Some(previous) = self.blocked.insert(key.clone(), id) {
+                self.blocks.remove(&previous);
+            }
+            self.blocks.insert(id, key);
         }
     }
 
