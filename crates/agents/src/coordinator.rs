@@ -252,7 +252,10 @@ impl Coordinator {
             Work::ReadProduction { id, service } => {
                 self.agents
                     .devops
-                    .send(Inspect(service.clone()))
+                    .send(Inspect {
+                        service: service.clone(),
+                        ask_service: true,
+                    })
                     .into_actor(self)
                     .map(move |production, act, ctx| {
                         let why = match production {
@@ -325,7 +328,10 @@ impl Handler<Submit> for Coordinator {
 
     fn handle(&mut self, msg: Submit, ctx: &mut Context<Self>) -> Self::Result {
         let request = msg.0;
-        let inspect = self.agents.devops.send(Inspect(request.service.clone()));
+        let inspect = self.agents.devops.send(Inspect {
+            service: request.service.clone(),
+            ask_service: false,
+        });
         let me = ctx.address();
         Box::pin(async move {
             let production = inspect

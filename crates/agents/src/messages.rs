@@ -14,9 +14,15 @@ use crate::ports::Target;
 
 // ---- Coordinator -> DevOps -------------------------------------------------
 
+/// What runs in production of a service. `ask_service`: also ask the
+/// service itself (its `current_version`), as before DEPLOY; a submission
+/// takes what is known without running anything.
 #[derive(Message)]
 #[rtype(result = "Result<Production, String>")]
-pub struct Inspect(pub ServiceName);
+pub struct Inspect {
+    pub service: ServiceName,
+    pub ask_service: bool,
+}
 
 #[derive(Message)]
 #[rtype(result = "Result<PrepareReport, String>")]

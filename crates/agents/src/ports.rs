@@ -99,8 +99,15 @@ pub trait Build: Send + Sync {
 /// DevOps' environments: staging and production.
 #[async_trait]
 pub trait Environments: Send + Sync {
-    /// What runs in production now.
+    /// What runs in production now, asking the service itself where it can
+    /// say (read when a deployment gets its production slot).
     async fn production(&self, service: &ServiceName) -> Result<Production, String>;
+    /// What is known to run in production, without asking the service (read
+    /// at submission, which should not wait for a command). By default the
+    /// same as [`Environments::production`].
+    async fn known_production(&self, service: &ServiceName) -> Result<Production, String> {
+        self.production(service).await
+    }
     async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String>;
     async fn step(&self, target: &Target, step: &DeployStep) -> Reported<Result<(), String>>;
     /// Health/smoke check of critical functionality in production.

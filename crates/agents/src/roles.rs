@@ -33,7 +33,13 @@ impl Handler<Inspect> for DevOps {
     type Result = ResponseFuture<Result<workflow::machine::Production, String>>;
     fn handle(&mut self, msg: Inspect, _: &mut Context<Self>) -> Self::Result {
         let env = self.environments.clone();
-        Box::pin(async move { env.production(&msg.0).await })
+        Box::pin(async move {
+            if msg.ask_service {
+                env.production(&msg.service).await
+            } else {
+                env.known_production(&msg.service).await
+            }
+        })
     }
 }
 

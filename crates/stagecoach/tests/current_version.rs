@@ -55,14 +55,18 @@ fn releases_go_out_while_current_version_agrees_and_are_held_when_it_does_not() 
             running = running.display()
         ),
     );
+    let asked = h.path("asked.log");
     let current_version = h.script(
         "current-version.sh",
         &format!(
             "echo \"asked about $STAGECOACH_SERVICE in $STAGECOACH_ENVIRONMENT\" >&2\n\
+             echo asked >> '{asked}'\n\
              if [ -f '{running}' ]; then cat '{running}'; fi\n",
-            running = running.display()
+            running = running.display(),
+            asked = asked.display()
         ),
     );
+    let times_asked = || std::fs::read_to_string(&asked).map_or(0, |t| t.lines().count());
     h.configure(
         &Config::default()
             .principal("alice", &["deployer"])
@@ -76,9 +80,13 @@ fn releases_go_out_while_current_version_agrees_and_are_held_when_it_does_not() 
         1,
     );
 
+    assert_eq!(times_asked(), 1, "asked once at start");
+
     // (a) It agrees: the first release, then the next one over it.
     let first = release(&d, "1.2.0");
     assert_eq!(first["status"], "succeeded", "{first}");
+    // Asked when the release got its slot, before DEPLOY; not at its submission.
+    assert_eq!(times_asked(), 2, "asked at start and at the slot only");
     let second = release(&d, "1.3.0");
     assert_eq!(second["status"], "succeeded", "{second}");
     assert_eq!(second["previous_version"], "1.2.0");

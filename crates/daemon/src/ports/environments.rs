@@ -187,6 +187,12 @@ impl ports::Environments for EnvironmentsAdapter {
         Ok(production)
     }
 
+    /// The daemon's own production state: `current_version` is asked only
+    /// when a deployment gets the slot, not at every submission.
+    async fn known_production(&self, service: &ServiceName) -> Result<Production, String> {
+        Ok(self.journaled(service))
+    }
+
     async fn deploy_staging(&self, target: &Target) -> Result<StagingReport, String> {
         if let (Some(_), Some(v)) = (self.ctx.process(&target.service), target.version.as_ref()) {
             return Ok(self.process_staging(target, v).await);
