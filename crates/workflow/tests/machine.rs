@@ -1515,14 +1515,20 @@ fn failing_validation_fails_the_deployment() {
     assert!(r.approvals.is_empty() && r.notifications.is_empty());
 }
 
-#[test]
-fn critical_vulnerabilities_deny_approval() {
+/// A world whose security scan finds `n` critical vulnerabilities.
+fn with_critical_vulnerabilities(n: u32) -> World {
     let mut world = World::good();
     world.scan = Ok(ScanReport {
-        critical_vulnerabilities: 2,
-        findings: vec!["CVE-2026-0001".into()],
+        critical_vulnerabilities: n,
+        findings: vec![format!("CVE-2026-000{n}")],
         simulated: false,
     });
+    world
+}
+
+#[test]
+fn critical_vulnerabilities_deny_approval() {
+    let mut world = with_critical_vulnerabilities(2);
     let (_, r) = deploy(
         Settings::builtin(),
         TUESDAY_IN_WINDOW,
@@ -1544,12 +1550,7 @@ fn critical_vulnerabilities_deny_approval() {
 
 #[test]
 fn every_approver_of_a_hotfix_records_its_decision_before_a_denial_rejects() {
-    let mut world = World::good();
-    world.scan = Ok(ScanReport {
-        critical_vulnerabilities: 1,
-        findings: vec!["CVE-2026-0002".into()],
-        simulated: false,
-    });
+    let mut world = with_critical_vulnerabilities(1);
     let (run, r) = deploy(
         Settings::builtin(),
         TUESDAY_IN_WINDOW,
