@@ -118,19 +118,21 @@ fn schemathesis_finds_no_disagreement_between_the_document_and_the_daemon() {
         "schemathesis reported failures or errors:\n{report}\n{said}"
     );
 
-    // The stateful phase followed the links from a submission to the routes that take its id:
-    // deployments were accepted, and one was cancelled through its real id.
+    // The stateful phase followed links (the document's, from a submission to the routes that
+    // take its id, and those schemathesis infers), and valid submissions were accepted. Whether
+    // a followed cancel could still cancel depends on the time of day (inside a deployment
+    // window a release is past DEPLOY at once), so it is not asked for.
+    let covered: usize = said
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("API Links:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no `API Links: N covered` line:\n{said}"));
+    assert!(covered > 0, "the stateful phase followed no link:\n{said}");
     let listed = daemon.list(token, None, None);
-    let statuses: Vec<&str> = listed["deployments"]
-        .as_array()
-        .map(|ds| ds.iter().filter_map(|d| d["status"].as_str()).collect())
-        .unwrap_or_default();
+    let accepted = listed["deployments"].as_array().map_or(0, Vec::len);
     assert!(
-        !statuses.is_empty(),
+        accepted > 0,
         "no deployment was accepted during the run, so the document's valid submissions were never valid:\n{said}"
-    );
-    assert!(
-        statuses.contains(&"cancelled"),
-        "no deployment was cancelled: the links from POST /v1/deployments were not followed ({statuses:?}):\n{said}"
     );
 }
